@@ -1,0 +1,20 @@
+"""Sage Mode's workers: the broker, the agents and the pipeline.
+
+`dramatiq actors` imports this package: the broker is set up first, from the environment,
+so that every actor declared below binds to it. Set `SAGE_STUB_BROKER=1` to use an in-memory
+broker (tests do).
+"""
+
+from __future__ import annotations
+
+import os
+
+from actors.broker import setup_broker
+from models.settings import ConfigError
+
+try:
+    broker = setup_broker(stub=os.environ.get("SAGE_STUB_BROKER") == "1")
+except ConfigError as exc:
+    raise SystemExit(f"sage-mode: configuration error: {exc}") from None
+
+__all__ = ["broker"]

@@ -1,0 +1,55 @@
+"""Dramatiq middleware that gives each message its own database connection (decision 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from models.db import close_database, db, init_database
+from models.settings import Settings
+
+
+class DatabaseMiddleware(Middleware):
+    """Open a pooled connection before each message and hand it back after, whatever happened."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _ensure_database(self) -> None:
+        if db.obj is None:
+            init_database(self.settings.database_url, self.settings.db_max_connections)
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        self._ensure_database()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        self._ensure_database()
+        db.connect(reuse_if_open=True)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        self._release()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        self._release()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        close_database()
+
+    @staticmethod
+    def _release() -> None:
+        if db.obj is None or db.is_closed():
+            return
+        if db.in_transaction():
+            # An actor that raised inside `atomic()` has already rolled back; anything still
+            # open here is abandoned work that must not be committed by the pool.
+            db.rollback()
+        db.close()

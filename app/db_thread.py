@@ -1,0 +1,18 @@
+"""Peewee from async code: every unit of work runs on a worker thread (ARCHITECTURE.md decision 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from quart.utils import run_sync
+
+from models.db import unit_of_work
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def run_db(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `func(*args, **kwargs)` off the event loop, in one connection and one transaction."""
+    return await run_sync(unit_of_work(func))(*args, **kwargs)

@@ -1,0 +1,113 @@
+"""The one error contract of `spec/API.md`: every failure becomes `{"error": {...}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Quart, Response, jsonify
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: "validation_error",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raise anywhere in a request to answer with the envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODES.get(status, "error")
+        self.message = message
+        self.fields = fields
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    message: str,
+    code: str | None = None,
+    fields: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build the envelope response."""
+    body: dict[str, Any] = {"code": code or CODES.get(status, "error"), "message": message}
+    if fields:
+        body["fields"] = fields
+    response = jsonify({"error": body})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _validation_fields(error: RequestSchemaValidationError) -> dict[str, str]:
+    """Pydantic's errors as `{field: reason}`; malformed JSON has no field."""
+    inner = error.validation_error
+    fields: dict[str, str] = {}
+    errors = getattr(inner, "errors", None)
+    if callable(errors):
+        for item in errors():
+            loc = ".".join(str(p) for p in item.get("loc", ()) if p != "__root__") or "body"
+            kind = item.get("type", "")
+            fields[loc] = "required" if kind == "missing" else item.get("msg", "invalid")
+    return fields
+
+
+def register_error_handlers(app: Quart) -> None:
+    """Route every error class through the envelope."""
+
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        return error_response(error.status, error.message, error.code, error.fields, error.headers)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def schema_error(error: RequestSchemaValidationError) -> Response:
+        fields = _validation_fields(error)
+        if fields:
+            first, reason = next(iter(fields.items()))
+            message = f"{first} is {reason}" if reason == "required" else f"{first}: {reason}"
+        else:
+            message = "request body must be valid JSON"
+        return error_response(400, message, "validation_error", fields or None)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        messages = {
+            400: "malformed request",
+            404: "not found",
+            405: "method not allowed",
+            413: "request body is too large",
+            415: "request body must be JSON",
+        }
+        headers = {"Allow": error.response.headers["Allow"]} if status == 405 and error.response else None
+        return error_response(status, messages.get(status, error.description or "error"), headers=headers)
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error", exc_info=error)
+        return error_response(500, "internal server error", "internal_error")

@@ -1,0 +1,64 @@
+"""The per-session event log (ARCHITECTURE.md decision 2).
+
+An event is written in the same transaction as the state change it describes, with the next
+`seq` of its session, and published to Redis only after that transaction commits. `seq` comes
+from `execution_sessions.last_seq`, incremented under the session row's lock, so events of one
+session commit in `seq` order and a reader of the table never sees a gap that later fills.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from models.db import db
+from models.schema import EVENT_TYPES, ExecutionSession, SessionEvent, utcnow
+from models.serialize import event_dict
+
+
+def channel(session_id: int) -> str:
+    """The Redis pub/sub channel of one session."""
+    return f"session:{session_id}"
+
+
+def record_event(session_id: int, type_: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Append an event to the session's log; call inside `db.atomic()`. Returns the message."""
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    if not db.in_transaction():
+        raise RuntimeError("record_event must run inside a transaction")
+    row = (
+        ExecutionSession.update(last_seq=ExecutionSession.last_seq + 1)
+        .where(ExecutionSession.id == session_id)
+        .returning(ExecutionSession.last_seq)
+        .execute()
+    )
+    seqs = [r.last_seq for r in row]
+    if not seqs:
+        raise LookupError(f"session {session_id} does not exist")
+    event = SessionEvent.create(session=session_id, seq=seqs[0], type=type_, payload=payload, created_at=utcnow())
+    return event_dict(event)
+
+
+def events_after(session_id: int, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    """Stored events of a session with `seq > after`, in order (one query)."""
+    query = (
+        SessionEvent.select()
+        .where((SessionEvent.session == session_id) & (SessionEvent.seq > after))
+        .order_by(SessionEvent.seq)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [event_dict(e) for e in query]
+
+
+def publish(redis_client: Any, messages: Iterable[dict[str, Any]]) -> None:
+    """Publish committed events on their session channels; losing one is harmless (clients backfill)."""
+    messages = list(messages)
+    if not messages:
+        return
+    pipe = redis_client.pipeline(transaction=False)
+    for message in messages:
+        pipe.publish(channel(message["session_id"]), json.dumps(message, separators=(",", ":")))
+    pipe.execute()

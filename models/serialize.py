@@ -1,0 +1,139 @@
+"""The JSON shapes of `spec/API.md`, built from rows; shared by REST views and event payloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from models.schema import (
+    AgentSnapshot,
+    AgentTask,
+    ExecutionSession,
+    SessionDecision,
+    SessionEvent,
+    TaskDecision,
+    Team,
+    User,
+)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 UTC with a `Z`, or None."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def user_dict(user: User) -> dict[str, Any]:
+    """`User`: never the password hash."""
+    return {"id": user.id, "username": user.username, "email": user.email, "created_at": iso(user.created_at)}
+
+
+def team_dict(team: Team, role: str | None) -> dict[str, Any]:
+    """`Team`, with the caller's `role`."""
+    return {
+        "id": team.id,
+        "name": team.name,
+        "description": team.description,
+        "is_shared": team.is_shared,
+        "owner_id": team.owner_id,
+        "role": role,
+        "created_at": iso(team.created_at),
+    }
+
+
+def session_dict(session: ExecutionSession) -> dict[str, Any]:
+    """`Session`."""
+    return {
+        "id": session.id,
+        "team_id": session.team_id,
+        "user_id": session.user_id,
+        "feature_name": session.feature_name,
+        "description": session.description,
+        "status": session.status,
+        "current_stage": session.current_stage,
+        "error_message": session.error_message,
+        "rerun_of": session.rerun_of_id,
+        "started_at": iso(session.started_at),
+        "ended_at": iso(session.ended_at),
+        "duration_seconds": session.duration_seconds,
+    }
+
+
+def session_decision_dict(decision: SessionDecision) -> dict[str, Any]:
+    """`SessionDecision`."""
+    return {
+        "id": decision.id,
+        "session_id": decision.session_id,
+        "user_id": decision.user_id,
+        "decision_text": decision.decision_text,
+        "category": decision.category,
+        "confidence": decision.confidence,
+        "created_at": iso(decision.created_at),
+    }
+
+
+def task_decision_dict(decision: TaskDecision) -> dict[str, Any]:
+    """`TaskDecision`, with the upstream decisions it was based on."""
+    return {
+        "id": decision.id,
+        "task_id": decision.agent_task_id,
+        "user_id": decision.user_id,
+        "source": decision.source,
+        "decision_text": decision.decision_text,
+        "rationale": decision.rationale,
+        "category": decision.category,
+        "confidence": decision.confidence,
+        "based_on": decision.based_on or [],
+        "created_at": iso(decision.created_at),
+    }
+
+
+def task_dict(task: AgentTask, decisions: list[TaskDecision] | None = None) -> dict[str, Any]:
+    """`Task`; `decisions` are passed in (prefetched) so that no query runs per task."""
+    return {
+        "id": task.id,
+        "session_id": task.session_id,
+        "agent_role": task.agent_role,
+        "stage": task.stage,
+        "task_description": task.task_description,
+        "status": task.status,
+        "input_data": task.input_data,
+        "output_data": task.output_data,
+        "started_at": iso(task.started_at),
+        "completed_at": iso(task.completed_at),
+        "duration_seconds": task.duration_seconds,
+        "error_message": task.error_message,
+        "retry_count": task.retry_count,
+        "rerun_of": task.rerun_of_id,
+        "decisions": [task_decision_dict(d) for d in (decisions or [])],
+    }
+
+
+def snapshot_dict(snapshot: AgentSnapshot | None) -> dict[str, Any] | None:
+    """An agent snapshot, or None."""
+    if snapshot is None:
+        return None
+    return {
+        "id": snapshot.id,
+        "task_id": snapshot.agent_task_id,
+        "agent_role": snapshot.agent_role,
+        "context_state": snapshot.context_state,
+        "capabilities": snapshot.capabilities,
+        "decisions": snapshot.decisions,
+        "execution_metadata": snapshot.execution_metadata,
+        "created_at": iso(snapshot.created_at),
+    }
+
+
+def event_dict(event: SessionEvent) -> dict[str, Any]:
+    """An event as sent on the WebSocket: the payload's keys plus `type`, `seq`, `at`, `session_id`."""
+    return {
+        **event.payload,
+        "type": event.type,
+        "seq": event.seq,
+        "at": iso(event.created_at),
+        "session_id": event.session_id,
+    }

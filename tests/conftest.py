@@ -1,0 +1,153 @@
+"""Shared fixtures: the test database and Redis db, clean state per test, and the design's data.
+
+Tests run against the real services, in their own database (`sage_mode_test`, or
+`SAGE_TEST_DATABASE`) and Redis database number (15, or `SAGE_TEST_REDIS_DB`), so they never
+touch a developer's data. When a service is missing the tests skip, except with CI=true,
+where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psycopg2
+import pytest
+import redis as redis_lib
+from psycopg2 import sql
+
+TEST_DB_NAME = os.environ.get("SAGE_TEST_DATABASE", "sage_mode_test")
+TEST_REDIS_DB = int(os.environ.get("SAGE_TEST_REDIS_DB", "15"))
+PG = {"host": "127.0.0.1", "port": 5432, "user": "root"}
+TEST_DATABASE_URL = f"postgresql://root@127.0.0.1:5432/{TEST_DB_NAME}"
+TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+
+# Everything imported from here on (the actors' broker included) sees the test services.
+os.environ["SAGE_ENV"] = "test"
+os.environ["DATABASE_URL"] = TEST_DATABASE_URL
+os.environ["REDIS_URL"] = TEST_REDIS_URL
+os.environ.setdefault("RETRY_DELAYS_SECONDS", "0.05,0.1,0.2")
+
+from models import ALL_MODELS, ExecutionSession, Team, TeamMembership, User, db  # noqa: E402
+from models.db import close_database, init_database  # noqa: E402
+from models.migrate import migrate  # noqa: E402
+from models.settings import Settings  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error}); start it with scripts/services.sh"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def admin_connection():
+    """An autocommit connection to the maintenance database, for CREATE/DROP DATABASE."""
+    conn = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
+    conn.autocommit = True
+    return conn
+
+
+def recreate_database(name: str) -> None:
+    """Drop (forcing other connections off) and create an empty database."""
+    conn = admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings pointing at the test database and Redis db."""
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings):
+    """A freshly migrated test database, bound to the models for the whole run."""
+    try:
+        recreate_database(TEST_DB_NAME)
+    except psycopg2.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    migrate(settings.database_url)
+    database = init_database(settings.database_url, settings.db_max_connections)
+    yield database
+    close_database()
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings: Settings):
+    """A synchronous client on the test Redis db."""
+    client = redis_lib.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        client.ping()
+    except redis_lib.RedisError as exc:
+        _unavailable("Redis", exc)
+    yield client
+    client.close()
+
+
+TABLES = ", ".join(f'"{m._meta.table_name}"' for m in ALL_MODELS)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(database, redis_client):
+    """Every test starts with empty tables and an empty Redis db, and a connection open."""
+    with db.connection_context():
+        db.execute_sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    redis_client.flushdb()
+    with db.connection_context():
+        yield
+    # A test that left a transaction open must not leak it into the next one.
+    if not db.is_closed() and db.in_transaction():
+        db.rollback()
+
+
+# The fixture data of phase3-design.md ("Fixture Data").
+
+
+@pytest.fixture
+def user() -> User:
+    return User.create(username="test", email="test@test.com", password_hash="x")
+
+
+@pytest.fixture
+def other_user() -> User:
+    return User.create(username="other", email="other@test.com", password_hash="x")
+
+
+@pytest.fixture
+def personal_team(user: User) -> Team:
+    return Team.create(name="Personal", owner=user, is_shared=False)
+
+
+@pytest.fixture
+def shared_team(user: User) -> Team:
+    team = Team.create(name="Shared", owner=user, is_shared=True)
+    TeamMembership.create(team=team, user=user, role="owner")
+    return team
+
+
+@pytest.fixture
+def session(personal_team: Team, user: User) -> ExecutionSession:
+    return ExecutionSession.create(team=personal_team, user=user, feature_name="Test Feature")
+
+
+@pytest.fixture
+async def app(settings: Settings, database, redis_client):
+    """The web app, started (before_serving ran) against the test services."""
+    from app import create_app
+
+    application = create_app(settings)
+    async with application.test_app():
+        yield application
+
+
+@pytest.fixture
+def client(app):
+    """A test client for `app`; it keeps cookies between requests."""
+    return app.test_client()

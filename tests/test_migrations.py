@@ -1,0 +1,101 @@
+"""The hand-written migration builds exactly the schema the models declare, and rolls back."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TEST_DB_NAME, recreate_database
+
+from models import ALL_MODELS
+from models.db import make_database
+from models.migrate import router
+
+CATALOG = {
+    "columns": """
+        SELECT table_name, column_name, data_type, is_nullable, column_default,
+               character_maximum_length
+        FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name <> 'migratehistory'
+        ORDER BY 1, 2
+    """,
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes
+        WHERE schemaname = 'public' AND tablename <> 'migratehistory'
+        ORDER BY 1, 2
+    """,
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid)
+        FROM pg_constraint
+        WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> 'migratehistory'
+        ORDER BY 1, 2
+    """,
+}
+
+
+def catalog(database) -> dict[str, list[tuple]]:
+    with database.connection_context():
+        return {name: list(database.execute_sql(query).fetchall()) for name, query in CATALOG.items()}
+
+
+@pytest.fixture
+def scratch_databases():
+    names = (f"{TEST_DB_NAME}_mig_a", f"{TEST_DB_NAME}_mig_b")
+    for name in names:
+        recreate_database(name)
+    databases = [make_database(f"postgresql://root@127.0.0.1:5432/{name}", 2) for name in names]
+    yield databases
+    for database in databases:
+        database.close_all()
+
+
+def test_migrating_an_empty_database_gives_exactly_the_models_schema(scratch_databases):
+    migrated, modelled = scratch_databases
+    with migrated.connection_context():
+        assert router(migrated).run() == ["001_initial"]
+    with modelled.bind_ctx(ALL_MODELS), modelled.connection_context():
+        modelled.create_tables(ALL_MODELS)
+
+    got, want = catalog(migrated), catalog(modelled)
+    tables = {row[0] for row in want["columns"]}
+    assert tables == {m._meta.table_name for m in ALL_MODELS}
+    assert got["columns"] == want["columns"]
+    assert got["indexes"] == want["indexes"]
+    assert got["constraints"] == want["constraints"]
+    # The listed design indexes and the integrity rules the architecture adds are all there.
+    index_names = {row[1] for row in got["indexes"]}
+    assert {
+        "idx_teams_owner",
+        "idx_teams_is_shared",
+        "idx_memberships_user",
+        "idx_memberships_team",
+        "idx_sessions_team",
+        "idx_sessions_user",
+        "idx_sessions_status",
+        "idx_agent_tasks_session",
+        "idx_agent_tasks_role",
+        "idx_agent_tasks_status",
+        "idx_snapshots_task",
+        "uq_agent_tasks_session_role",
+        "uq_session_events_session_seq",
+    } <= index_names
+    checks = {row[1] for row in got["constraints"] if row[2] == "c"}
+    assert {"ck_sessions_status", "ck_agent_tasks_status", "ck_agent_tasks_role", "ck_memberships_role"} <= checks
+
+
+def test_migrating_twice_changes_nothing(scratch_databases):
+    migrated, _ = scratch_databases
+    with migrated.connection_context():
+        router(migrated).run()
+        before = catalog(migrated)
+        assert router(migrated).run() == []
+    assert catalog(migrated) == before
+
+
+def test_rollback_removes_every_table(scratch_databases):
+    migrated, _ = scratch_databases
+    with migrated.connection_context():
+        router(migrated).run()
+        router(migrated).rollback()
+        assert router(migrated).done == []
+    assert catalog(migrated) == {"columns": [], "indexes": [], "constraints": []}
+    with migrated.connection_context():
+        assert router(migrated).run() == ["001_initial"]
