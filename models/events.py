@@ -17,9 +17,28 @@ from models.schema import EVENT_TYPES, ExecutionSession, SessionEvent, utcnow
 from models.serialize import event_dict
 
 
-def channel(session_id: int) -> str:
+def namespace(client_or_db: Any) -> str:
+    """The pub/sub prefix for a Redis database number (or a client's database).
+
+    Pub/sub channels are global to a Redis server, not per database number, so channels carry
+    the database number: the test suite (db 15) and a developer's product (db 0) on the same
+    Redis never hear each other's events.
+    """
+    if isinstance(client_or_db, int):
+        number = client_or_db
+    else:
+        number = int(client_or_db.connection_pool.connection_kwargs.get("db", 0) or 0)
+    return f"sage:{number}:"
+
+
+def channel(session_id: int, prefix: str = "sage:0:") -> str:
     """The Redis pub/sub channel of one session."""
-    return f"session:{session_id}"
+    return f"{prefix}session:{session_id}"
+
+
+def revocations_channel(prefix: str = "sage:0:") -> str:
+    """The channel that tells WebSockets a user lost access (see `app.live`)."""
+    return f"{prefix}revocations"
 
 
 def record_event(session_id: int, type_: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +77,8 @@ def publish(redis_client: Any, messages: Iterable[dict[str, Any]]) -> None:
     messages = list(messages)
     if not messages:
         return
+    prefix = namespace(redis_client)
     pipe = redis_client.pipeline(transaction=False)
     for message in messages:
-        pipe.publish(channel(message["session_id"]), json.dumps(message, separators=(",", ":")))
+        pipe.publish(channel(message["session_id"], prefix), json.dumps(message, separators=(",", ":")))
     pipe.execute()

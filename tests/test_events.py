@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from models import ExecutionSession, SessionEvent, db
-from models.events import channel, events_after, publish, record_event
+from models.events import channel, events_after, namespace, publish, record_event
 
 
 def test_events_get_contiguous_seq_per_session(session, personal_team):
@@ -65,7 +65,7 @@ def test_concurrent_writers_never_share_or_skip_a_seq(session):
 
 def test_publish_sends_each_event_on_its_session_channel(session, redis_client):
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(channel(session.id))
+    pubsub.subscribe(channel(session.id, namespace(redis_client)))
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
     with db.atomic():
         message = record_event(session.id, "session_started", {})
@@ -73,3 +73,8 @@ def test_publish_sends_each_event_on_its_session_channel(session, redis_client):
     received = pubsub.get_message(timeout=2)
     pubsub.close()
     assert json.loads(received["data"]) == message
+
+
+def test_channels_carry_the_redis_database_number(redis_client):
+    assert namespace(redis_client) == f"sage:{redis_client.connection_pool.connection_kwargs['db']}:"
+    assert channel(7, namespace(3)) == "sage:3:session:7"

@@ -1,0 +1,242 @@
+"""Live fan-out: one Redis pub/sub connection per web process feeding bounded per-socket queues.
+
+ARCHITECTURE.md decision 7. The hub pattern-subscribes to the session channels (events
+published by workers and the web app after commit) and to the revocations channel (access removed: a member taken off a
+team, or a logout). Each WebSocket registers a `Subscription` with a bounded queue; the hub never
+blocks on a socket: when a queue is full the subscription is marked overflowed and the socket is
+closed, and the client resumes by `seq`. Redis connections do not grow with the number of sockets.
+
+When the Redis connection drops, the hub reconnects with backoff and tells every subscription to
+`resync`, so each socket backfills from PostgreSQL whatever was published while it was away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.connection import parse_url
+from redis.exceptions import RedisError
+
+from models.events import channel, namespace, revocations_channel
+from models.schema import utcnow
+from models.serialize import iso
+
+log = logging.getLogger(__name__)
+
+
+# Control items put on a subscription's queue beside event dicts.
+RESYNC = "resync"
+REVOKED = "revoked"
+OVERFLOW = "overflow"
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One socket's interest in one session."""
+
+    session_id: int
+    user_id: int
+    team_id: int
+    queue: asyncio.Queue = field(repr=False)
+    overflowed: bool = False
+
+    def offer(self, item: Any) -> None:
+        """Queue `item` without blocking; on a full queue, flag the socket for closing."""
+        if self.overflowed:
+            return
+        # The queue holds one slot more than `limit`, kept for the item that says "go".
+        if self.queue.qsize() >= self.queue.maxsize - 1:
+            self.overflowed = True
+            self.queue.put_nowait(OVERFLOW)
+            return
+        self.queue.put_nowait(item)
+
+
+class Hub:
+    """The process's single pub/sub reader and its registry of subscriptions."""
+
+    def __init__(self, redis_url: str, queue_size: int = 256) -> None:
+        self.redis_url = redis_url
+        self.queue_size = queue_size
+        self.by_session: dict[int, set[Subscription]] = defaultdict(set)
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._task: asyncio.Task | None = None
+        self.prefix = namespace(int(parse_url(redis_url).get("db", 0) or 0))
+        self.session_pattern = channel("*", self.prefix)  # type: ignore[arg-type]
+        self.revocations = revocations_channel(self.prefix)
+        self.client_name = f"sage-live-hub-{os.getpid()}-{id(self):x}"
+
+    # Registry
+
+    def subscribe(self, session_id: int, user_id: int, team_id: int) -> Subscription:
+        """Register a socket; events published from now on reach its queue."""
+        sub = Subscription(session_id, user_id, team_id, asyncio.Queue(self.queue_size + 1))
+        self.by_session[session_id].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Forget a socket (idempotent)."""
+        subs = self.by_session.get(sub.session_id)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self.by_session[sub.session_id]
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(s) for s in self.by_session.values())
+
+    # Dispatch
+
+    def dispatch(self, channel_name: str, data: str) -> None:
+        """Route one pub/sub message to the subscriptions it concerns."""
+        try:
+            message = json.loads(data)
+        except (TypeError, ValueError):
+            log.warning("ignoring a malformed message on %s", channel_name)
+            return
+        if channel_name == self.revocations:
+            self._revoke(message)
+            return
+        try:
+            session_id = int(channel_name.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            return
+        for sub in list(self.by_session.get(session_id, ())):
+            sub.offer(message)
+
+    def _revoke(self, message: dict[str, Any]) -> None:
+        user_id, team_id = message.get("user_id"), message.get("team_id")
+        for subs in list(self.by_session.values()):
+            for sub in list(subs):
+                if sub.user_id == user_id and (team_id is None or sub.team_id == team_id):
+                    sub.offer(REVOKED)
+
+    def resync_all(self) -> None:
+        """Ask every socket to backfill from the database (after a Redis outage)."""
+        for subs in list(self.by_session.values()):
+            for sub in list(subs):
+                sub.offer(RESYNC)
+
+    # The reader
+
+    async def start(self) -> None:
+        """Start the reader task; returns once it has subscribed (or after a short wait)."""
+        self._task = asyncio.create_task(self._run(), name="live-hub")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        """Stop the reader and close its connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        first = True
+        while True:
+            client = aioredis.from_url(
+                self.redis_url, decode_responses=True, health_check_interval=10, client_name=self.client_name
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(self.session_pattern)
+                await pubsub.subscribe(self.revocations)
+                self.connected.set()
+                if not first:
+                    self.reconnects += 1
+                    log.info("live hub reconnected to Redis")
+                    self.resync_all()
+                first = False
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is None:
+                        continue
+                    name = message.get("channel")
+                    if message["type"] in {"message", "pmessage"} and isinstance(name, str):
+                        self.dispatch(name, message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self.connected.clear()
+                log.warning("live hub lost Redis (%s); reconnecting in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+
+CLOSE_REVOKED = 4403
+CLOSE_TOO_SLOW = 4008
+
+
+async def stream_events(
+    sub: Subscription,
+    after: int,
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    load_events: Callable[[int], Awaitable[list[dict[str, Any]]]],
+    poll_seconds: float = 10.0,
+) -> int:
+    """Send the stored events after `after`, then live ones, in `seq` order, each once.
+
+    The caller registers `sub` *before* calling, so an event committed between the backlog
+    query and now is already on the queue (and skipped if the backlog had it). A gap in the live
+    feed (a message lost, or published out of order by two workers) is filled from the database,
+    as is anything missed while Redis was away (`RESYNC`) or while the feed was quiet for
+    `poll_seconds`. Returns the close code: 4403 when access was revoked, 4008 when the socket
+    fell too far behind (the client resumes with `?after=`).
+    """
+    last = after
+
+    async def catch_up() -> None:
+        nonlocal last
+        for event in await load_events(last):
+            if event["seq"] > last:
+                await send(event)
+                last = event["seq"]
+
+    await catch_up()
+    while True:
+        try:
+            item = await asyncio.wait_for(sub.queue.get(), poll_seconds)
+        except TimeoutError:
+            item = RESYNC
+        if item == REVOKED:
+            await send({"type": "access_revoked", "seq": None, "at": utc_iso_now()})
+            return CLOSE_REVOKED
+        if item == OVERFLOW:
+            return CLOSE_TOO_SLOW
+        if item == RESYNC:
+            await catch_up()
+            continue
+        seq = item.get("seq")
+        if not isinstance(seq, int) or seq <= last:
+            continue
+        if seq == last + 1:
+            await send(item)
+            last = seq
+        else:
+            await catch_up()
+
+
+def utc_iso_now() -> str:
+    """Now, as API.md writes timestamps."""
+    return iso(utcnow())

@@ -1,0 +1,154 @@
+"""Read queries behind the session views. Each runs a fixed number of SQL queries, whatever
+the size of the session (no N+1): rows of a kind are fetched in one query and joined in Python.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from models.schema import (
+    AGENT_ROLES,
+    AgentSnapshot,
+    AgentTask,
+    ExecutionSession,
+    SessionDecision,
+    SessionEvent,
+    TaskDecision,
+)
+from models.serialize import (
+    event_dict,
+    session_decision_dict,
+    session_dict,
+    snapshot_dict,
+    task_decision_dict,
+    task_dict,
+)
+
+ROLE_ORDER = {role: index for index, role in enumerate(AGENT_ROLES)}
+
+
+def pipeline_key(task: AgentTask) -> tuple[int, int]:
+    """Sort key: stage, then the role's place in the pipeline."""
+    return (task.stage, ROLE_ORDER[task.agent_role])
+
+
+def _tasks(session_id: int) -> list[AgentTask]:
+    rows = list(AgentTask.select().where(AgentTask.session == session_id))
+    return sorted(rows, key=pipeline_key)
+
+
+def _task_decisions(session_id: int) -> dict[int, list[TaskDecision]]:
+    """Decisions of every task of the session, by task id (one query)."""
+    rows = TaskDecision.select().join(AgentTask).where(AgentTask.session == session_id).order_by(TaskDecision.id)
+    by_task: dict[int, list[TaskDecision]] = defaultdict(list)
+    for row in rows:
+        by_task[row.agent_task_id].append(row)
+    return by_task
+
+
+def _latest_snapshots(session_id: int) -> dict[int, AgentSnapshot]:
+    """The latest snapshot of every task of the session, by task id (one query)."""
+    rows = AgentSnapshot.select().join(AgentTask).where(AgentTask.session == session_id).order_by(AgentSnapshot.id)
+    return {row.agent_task_id: row for row in rows}
+
+
+def _session_decisions(session_id: int) -> list[SessionDecision]:
+    return list(SessionDecision.select().where(SessionDecision.session == session_id).order_by(SessionDecision.id))
+
+
+def session_detail(session: ExecutionSession) -> dict[str, Any]:
+    """`GET /sessions/{id}`: the session, its decisions, and its tasks with theirs (3 queries)."""
+    decisions = _task_decisions(session.id)
+    return {
+        "session": session_dict(session),
+        "decisions": [session_decision_dict(d) for d in _session_decisions(session.id)],
+        "tasks": [task_dict(t, decisions.get(t.id)) for t in _tasks(session.id)],
+    }
+
+
+def _timeline_rows(session_id: int) -> list[dict[str, Any]]:
+    tasks = _tasks(session_id)
+    decisions = _task_decisions(session_id)
+    snapshots = _latest_snapshots(session_id)
+    # Started tasks by start time (unstarted last), ties and unstarted in pipeline order.
+    ordered = sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, pipeline_key(t)))
+    return [{**task_dict(t, decisions.get(t.id)), "snapshot": snapshot_dict(snapshots.get(t.id))} for t in ordered]
+
+
+def timeline(session: ExecutionSession) -> dict[str, Any]:
+    """`GET /sessions/{id}/timeline`: tasks with their snapshot (3 queries)."""
+    return {"timeline": _timeline_rows(session.id)}
+
+
+def decision_tree(session: ExecutionSession) -> dict[str, Any]:
+    """`GET /sessions/{id}/decisions`: session decisions, then each task's, with what they used.
+
+    Each task lists `upstream`: the decisions (of the session or of earlier tasks) that its
+    own decisions name in `based_on`, resolved without further queries.
+    """
+    session_decisions = [session_decision_dict(d) for d in _session_decisions(session.id)]
+    by_task = _task_decisions(session.id)
+    tasks = _tasks(session.id)
+    task_decisions = {d.id: task_decision_dict(d) for rows in by_task.values() for d in rows}
+    session_by_id = {d["id"]: d for d in session_decisions}
+    entries = []
+    for task in tasks:
+        own = [task_decisions[d.id] for d in by_task.get(task.id, [])]
+        used: dict[str, dict[str, Any]] = {}
+        for decision in own:
+            for ref in decision["based_on"]:
+                resolved = resolve_reference(ref, task_decisions, session_by_id)
+                if resolved is not None:
+                    used[f"{resolved['kind']}:{resolved['decision']['id']}"] = resolved
+        entries.append(
+            {
+                "task_id": task.id,
+                "agent_role": task.agent_role,
+                "stage": task.stage,
+                "status": task.status,
+                "decisions": own,
+                "upstream": list(used.values()),
+            }
+        )
+    return {"session_decisions": session_decisions, "tasks": entries}
+
+
+def resolve_reference(
+    ref: Any, task_decisions: dict[int, dict[str, Any]], session_decisions: dict[int, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Resolve one `based_on` entry: an int (a task decision id) or `{"kind", "id"}`."""
+    if isinstance(ref, int):
+        kind, ident = "task", ref
+    elif isinstance(ref, dict) and isinstance(ref.get("id"), int):
+        kind, ident = ("session" if ref.get("kind") == "session" else "task"), ref["id"]
+    else:
+        return None
+    found = (session_decisions if kind == "session" else task_decisions).get(ident)
+    return None if found is None else {"kind": kind, "decision": found}
+
+
+def replay(session: ExecutionSession) -> dict[str, Any]:
+    """`GET /sessions/{id}/replay`: everything needed to replay the session without running it."""
+    events = SessionEvent.select().where(SessionEvent.session == session.id).order_by(SessionEvent.seq)
+    return {
+        "session": session_dict(session),
+        "events": [event_dict(e) for e in events],
+        "tasks": _timeline_rows(session.id),
+        "decisions": decision_tree(session),
+    }
+
+
+def team_sessions(
+    team_id: int, status: str | None = None, limit: int = 50, before: int | None = None
+) -> dict[str, Any]:
+    """`GET /teams/{id}/sessions`: newest first, keyset-paginated by id (one query)."""
+    query = ExecutionSession.select().where(ExecutionSession.team == team_id)
+    if status:
+        query = query.where(ExecutionSession.status == status)
+    if before is not None:
+        query = query.where(ExecutionSession.id < before)
+    rows = list(query.order_by(ExecutionSession.id.desc()).limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"sessions": [session_dict(s) for s in rows], "next_before": rows[-1].id if more and rows else None}

@@ -1,0 +1,96 @@
+"""The live hub: one Redis pub/sub reader per process fanning out to bounded socket queues."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from app.live import OVERFLOW, RESYNC, REVOKED, Hub
+from models.events import channel, namespace, revocations_channel
+
+
+@pytest.fixture
+async def hub(settings, redis_client):
+    hub = Hub(settings.redis_url, queue_size=8)
+    await hub.start()
+    assert hub.connected.is_set()
+    yield hub
+    await hub.stop()
+
+
+def send(redis_client, session_id: int, seq: int) -> None:
+    message = {"type": "decision_created", "seq": seq, "session_id": session_id}
+    redis_client.publish(channel(session_id, namespace(redis_client)), json.dumps(message))
+
+
+async def next_item(sub, timeout: float = 2.0):
+    return await asyncio.wait_for(sub.queue.get(), timeout)
+
+
+async def test_each_socket_gets_the_events_of_its_own_session_only(hub, redis_client):
+    mine, theirs = hub.subscribe(1, user_id=10, team_id=5), hub.subscribe(2, user_id=11, team_id=6)
+    send(redis_client, 1, 1)
+    send(redis_client, 2, 1)
+    send(redis_client, 1, 2)
+    assert [(await next_item(mine))["seq"] for _ in range(2)] == [1, 2]
+    assert (await next_item(theirs))["session_id"] == 2
+    assert theirs.queue.empty()
+
+
+async def test_a_revocation_reaches_only_that_users_sockets_on_that_team(hub, redis_client):
+    on_team = hub.subscribe(1, user_id=10, team_id=5)
+    other_team = hub.subscribe(2, user_id=10, team_id=6)
+    other_user = hub.subscribe(1, user_id=11, team_id=5)
+    revoke = revocations_channel(namespace(redis_client))
+    redis_client.publish(revoke, json.dumps({"user_id": 10, "team_id": 5}))
+    assert await next_item(on_team) == REVOKED
+    await asyncio.sleep(0.1)
+    assert other_team.queue.empty() and other_user.queue.empty()
+    # A logout (team_id null) reaches every socket of the user.
+    redis_client.publish(revoke, json.dumps({"user_id": 10, "team_id": None}))
+    assert await next_item(other_team) == REVOKED
+    assert await next_item(on_team) == REVOKED
+    await asyncio.sleep(0.1)
+    assert other_user.queue.empty()
+
+
+async def test_a_slow_socket_is_flagged_not_silently_skipped(hub, redis_client):
+    slow = hub.subscribe(1, user_id=10, team_id=5)
+    for seq in range(1, 21):
+        send(redis_client, 1, seq)
+    await asyncio.sleep(0.3)
+    assert slow.overflowed
+    items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+    assert items[-1] == OVERFLOW
+    assert [i["seq"] for i in items[:-1]] == list(range(1, len(items)))
+
+
+async def test_unsubscribing_forgets_the_socket(hub):
+    sub = hub.subscribe(1, user_id=10, team_id=5)
+    hub.unsubscribe(sub)
+    hub.unsubscribe(sub)
+    assert hub.subscription_count == 0 and dict(hub.by_session) == {}
+
+
+async def test_redis_connections_do_not_grow_with_sockets(hub, redis_client):
+    def hub_connections() -> int:
+        return sum(1 for c in redis_client.client_list() if c.get("name") == hub.client_name)
+
+    assert hub_connections() == 1
+    subs = [hub.subscribe(i % 5, user_id=i, team_id=1) for i in range(300)]
+    assert hub_connections() == 1
+    for sub in subs:
+        hub.unsubscribe(sub)
+
+
+async def test_the_hub_reconnects_and_asks_sockets_to_resync(hub, redis_client):
+    sub = hub.subscribe(1, user_id=10, team_id=5)
+    ids = [c["id"] for c in redis_client.client_list() if c.get("name") == hub.client_name]
+    assert len(ids) == 1
+    redis_client.client_kill_filter(_id=ids[0])
+    assert await next_item(sub, timeout=5) == RESYNC
+    assert hub.reconnects == 1
+    send(redis_client, 1, 7)
+    assert (await next_item(sub))["seq"] == 7
