@@ -1,0 +1,151 @@
+"""Execution sessions: start, list, read, end, the event feed, the timeline and the replay."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, StrictInt, field_validator
+from quart import Blueprint, jsonify
+from quart_schema import validate_querystring, validate_request
+
+from app.access import require_session, require_team
+from app.login_sessions import current_user_id
+from app.db_thread import run_db
+from app.errors import ApiError
+from app.publish import publish_events
+from models import queries
+from models.events import events_after
+from models.serialize import session_dict
+
+blueprint = Blueprint("sessions", __name__)
+
+
+class StartSession(BaseModel):
+    team_id: StrictInt = Field(gt=0)
+    feature_name: str = Field(min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=10_000)
+
+    @field_validator("feature_name")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class SessionList(BaseModel):
+    status: Literal["active", "completed", "error"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    before: int | None = Field(default=None, gt=0)
+
+
+class EventsQuery(BaseModel):
+    after: int = Field(default=0, ge=0)
+
+
+def _create(user_id: int, body: StartSession):
+    from actors.pipeline import create_session
+
+    require_team(user_id, body.team_id, "write")
+    return create_session(body.team_id, user_id, body.feature_name, body.description)
+
+
+def _queue(session_id: int) -> None:
+    from actors.pipeline import start_session
+
+    start_session(session_id)
+
+
+@blueprint.post("/sessions")
+@validate_request(StartSession)
+async def start(data: StartSession):
+    """Create the session and its pending tasks, then queue the pipeline (202)."""
+    user_id = await current_user_id()
+    session, messages = await run_db(_create, user_id, data)
+    await publish_events(messages)
+    await run_db(_queue, session.id)
+    return jsonify({"session_id": session.id, "status": "active"}), 202
+
+
+def _list(user_id: int, team_id: int, query: SessionList) -> dict:
+    require_team(user_id, team_id, "read")
+    return queries.team_sessions(team_id, query.status, query.limit, query.before)
+
+
+@blueprint.get("/teams/<int:team_id>/sessions")
+@validate_querystring(SessionList)
+async def list_sessions(team_id: int, query_args: SessionList):
+    """The team's sessions, newest first, `limit` at a time before the `before` id."""
+    user_id = await current_user_id()
+    return jsonify(await run_db(_list, user_id, team_id, query_args))
+
+
+def _read(view):
+    def load(user_id: int, session_id: int) -> dict:
+        session, _ = require_session(user_id, session_id, "read")
+        return view(session)
+
+    return load
+
+
+_detail, _timeline, _replay, _tree = (
+    _read(queries.session_detail),
+    _read(queries.timeline),
+    _read(queries.replay),
+    _read(queries.decision_tree),
+)
+
+
+@blueprint.get("/sessions/<int:session_id>")
+async def detail(session_id: int):
+    """The session with its decisions and tasks."""
+    return jsonify(await run_db(_detail, await current_user_id(), session_id))
+
+
+@blueprint.get("/sessions/<int:session_id>/timeline")
+async def timeline(session_id: int):
+    """Tasks with their snapshots, by start time then pipeline order."""
+    return jsonify(await run_db(_timeline, await current_user_id(), session_id))
+
+
+@blueprint.get("/sessions/<int:session_id>/replay")
+async def replay(session_id: int):
+    """Everything needed to replay the session in a browser without running it again."""
+    return jsonify(await run_db(_replay, await current_user_id(), session_id))
+
+
+@blueprint.get("/sessions/<int:session_id>/decisions")
+async def decisions(session_id: int):
+    """The decision tree: session decisions, then each task's with what it used."""
+    return jsonify(await run_db(_tree, await current_user_id(), session_id))
+
+
+def _events(user_id: int, session_id: int, after: int) -> dict:
+    require_session(user_id, session_id, "read")
+    return {"events": events_after(session_id, after)}
+
+
+@blueprint.get("/sessions/<int:session_id>/events")
+@validate_querystring(EventsQuery)
+async def events(session_id: int, query_args: EventsQuery):
+    """The catch-up feed: stored events with `seq > after`."""
+    return jsonify(await run_db(_events, await current_user_id(), session_id, query_args.after))
+
+
+def _end(user_id: int, session_id: int):
+    from actors.pipeline import SessionAlreadyEnded, end_session
+
+    require_session(user_id, session_id, "write")
+    try:
+        return end_session(session_id)
+    except SessionAlreadyEnded as exc:
+        raise ApiError(409, str(exc) or "session already ended") from None
+
+
+@blueprint.post("/sessions/<int:session_id>/end")
+async def end(session_id: int):
+    """End the session now; tasks not yet started are not run."""
+    session, messages = await run_db(_end, await current_user_id(), session_id)
+    await publish_events(messages)
+    return jsonify({"session": session_dict(session)})
