@@ -116,7 +116,9 @@ def register_error_handlers(app: Quart) -> None:
             413: "request body is too large",
             415: "request body must be JSON",
         }
-        headers = {"Allow": error.response.headers["Allow"]} if status == 405 and error.response else None
+        # MethodNotAllowed carries the methods itself; its `.response` is None.
+        allowed = getattr(error, "valid_methods", None)
+        headers = {"Allow": ", ".join(allowed)} if status == 405 and allowed else None
         return error_response(status, messages.get(status, error.description or "error"), headers=headers)
 
     @app.errorhandler(Exception)
