@@ -7,6 +7,7 @@ to `/auth/*` with `fetch` (static/js/auth.js).
 from __future__ import annotations
 
 from quart import Blueprint, redirect, render_template, url_for
+from quart_schema import hide
 
 from app.db_thread import run_db
 from app.login_sessions import optional_user_id
@@ -16,6 +17,7 @@ blueprint = Blueprint("pages", __name__)
 
 
 @blueprint.get("/")
+@hide
 async def index():
     """Send logged-in users to the dashboard, everyone else to the login page."""
     target = "pages.dashboard" if await optional_user_id() else "pages.login"
@@ -23,6 +25,7 @@ async def index():
 
 
 @blueprint.get("/login")
+@hide
 async def login():
     """The login form (a logged-in user goes straight to the dashboard)."""
     if await optional_user_id():
@@ -31,6 +34,7 @@ async def login():
 
 
 @blueprint.get("/signup")
+@hide
 async def signup():
     """The signup form (a logged-in user goes straight to the dashboard)."""
     if await optional_user_id():
@@ -39,6 +43,7 @@ async def signup():
 
 
 @blueprint.get("/dashboard")
+@hide
 async def dashboard():
     """The logged-in landing page: who you are, and a way out."""
     user_id = await optional_user_id()
