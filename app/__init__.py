@@ -7,9 +7,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from quart import Quart
+from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
+from app import csrf
 from app.errors import register_error_handlers
+from app.login_sessions import COOKIE_NAME
 from models.db import close_database, db, init_database
 from models.settings import Settings
 
@@ -29,14 +32,27 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SESSION_COOKIE_SECURE=settings.cookie_secure,
         JSON_SORT_KEYS=False,
+        # The cookie carries only a signed random auth id; app.login_sessions maps it to a user.
+        QUART_AUTH_COOKIE_NAME=COOKIE_NAME,
+        QUART_AUTH_COOKIE_HTTP_ONLY=True,
+        QUART_AUTH_COOKIE_SAMESITE="Lax",
+        QUART_AUTH_COOKIE_SECURE=settings.cookie_secure,
+        QUART_AUTH_DURATION=settings.session_absolute_seconds,
+        QUART_AUTH_SALT="sage-mode login",
     )
     app.extensions["sage_settings"] = settings
     QuartSchema(app, info=Info(title="Sage Mode", version="0.1.0"), swagger_ui_path=None, scalar_ui_path=None)
+    QuartAuth(app)
     register_error_handlers(app)
+    csrf.register(app)
 
+    from app.auth import blueprint as auth
     from app.health import blueprint as health
+    from app.pages import blueprint as pages
+    from app.teams import blueprint as teams
 
-    app.register_blueprint(health)
+    for blueprint in (health, auth, teams, pages):
+        app.register_blueprint(blueprint)
 
     @app.before_serving
     async def open_resources() -> None:

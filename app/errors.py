@@ -64,16 +64,29 @@ def error_response(
     return response
 
 
+def _reason(item: dict[str, Any]) -> str:
+    kind = item.get("type", "")
+    if kind == "missing":
+        return "required"
+    if kind in {"model_type", "dict_type", "model_attributes_type"} and not item.get("loc"):
+        return "must be a JSON object"
+    message = str(item.get("msg", "invalid"))
+    # A validator's ValueError arrives as "Value error, <our message>".
+    return message.removeprefix("Value error, ")
+
+
 def _validation_fields(error: RequestSchemaValidationError) -> dict[str, str]:
-    """Pydantic's errors as `{field: reason}`; malformed JSON has no field."""
+    """Pydantic's errors as `{field: reason}`; a body that is not an object is `{"body": ...}`."""
     inner = error.validation_error
     fields: dict[str, str] = {}
     errors = getattr(inner, "errors", None)
     if callable(errors):
         for item in errors():
             loc = ".".join(str(p) for p in item.get("loc", ()) if p != "__root__") or "body"
-            kind = item.get("type", "")
-            fields[loc] = "required" if kind == "missing" else item.get("msg", "invalid")
+            fields.setdefault(loc, _reason(item))
+    if not fields:
+        # Not a pydantic error (a TypeError from the loader): the body as a whole is wrong.
+        fields["body"] = "must be a JSON object"
     return fields
 
 
@@ -87,24 +100,25 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(error: RequestSchemaValidationError) -> Response:
         fields = _validation_fields(error)
-        if fields:
-            first, reason = next(iter(fields.items()))
-            message = f"{first} is {reason}" if reason == "required" else f"{first}: {reason}"
-        else:
-            message = "request body must be valid JSON"
-        return error_response(400, message, "validation_error", fields or None)
+        first, reason = next(iter(fields.items()))
+        message = f"{first} is {reason}" if reason == "required" else f"{first}: {reason}"
+        return error_response(400, message, "validation_error", fields)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         messages = {
             400: "malformed request",
+            401: "log in first",
+            403: "forbidden",
             404: "not found",
             405: "method not allowed",
             413: "request body is too large",
             415: "request body must be JSON",
         }
-        headers = {"Allow": error.response.headers["Allow"]} if status == 405 and error.response else None
+        # MethodNotAllowed carries the methods itself; its `.response` is None.
+        allowed = getattr(error, "valid_methods", None)
+        headers = {"Allow": ", ".join(allowed)} if status == 405 and allowed else None
         return error_response(status, messages.get(status, error.description or "error"), headers=headers)
 
     @app.errorhandler(Exception)

@@ -137,3 +137,13 @@ def event_dict(event: SessionEvent) -> dict[str, Any]:
         "at": iso(event.created_at),
         "session_id": event.session_id,
     }
+
+
+def member_dict(member: Any) -> dict[str, Any]:
+    """`Member`: anything with `user_id`, `username`, `role`, `joined_at` (see `models.teams.Member`)."""
+    return {
+        "user_id": member.user_id,
+        "username": member.username,
+        "role": member.role,
+        "joined_at": iso(member.joined_at),
+    }

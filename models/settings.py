@@ -114,6 +114,8 @@ class Settings:
     session_absolute_seconds: int = 60 * 60 * 24 * 14
     login_max_failures: int = 5
     login_window_seconds: int = 300
+    signup_max_attempts: int = 10
+    bcrypt_rounds: int = 12
     allowed_origins: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
@@ -156,6 +158,9 @@ class Settings:
             "SESSION_ABSOLUTE_SECONDS": ("session_absolute_seconds", 1),
             "LOGIN_MAX_FAILURES": ("login_max_failures", 1),
             "LOGIN_WINDOW_SECONDS": ("login_window_seconds", 1),
+            "SIGNUP_MAX_ATTEMPTS": ("signup_max_attempts", 1),
+            # bcrypt's own minimum; the test suite uses 4 for speed, everything else 12.
+            "BCRYPT_ROUNDS": ("bcrypt_rounds", 4),
             "PORT": ("port", 1),
             "WORKER_PROCESSES": ("worker_processes", 1),
             "WORKER_THREADS": ("worker_threads", 1),

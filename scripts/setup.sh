@@ -17,3 +17,14 @@ if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.
 fi
 
 .venv/bin/python -m models migrate
+
+# Front-end assets: static/vendor/ is committed (so Docker and Node-less machines serve it), and
+# rebuilt here from the locked npm packages when Node is present and the lock file changed.
+if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --silent
+  fi
+  if [ ! -f static/vendor/alpine.min.js ] || [ node_modules/.package-lock.json -nt static/vendor/alpine.min.js ]; then
+    npm run --silent build
+  fi
+fi

@@ -8,7 +8,10 @@ where they fail.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -26,11 +29,16 @@ os.environ["SAGE_ENV"] = "test"
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ.setdefault("RETRY_DELAYS_SECONDS", "0.05,0.1,0.2")
+# bcrypt at its minimum cost: the default (12) is tested in test_settings, not paid per login.
+os.environ.setdefault("BCRYPT_ROUNDS", "4")
 
 from models import ALL_MODELS, ExecutionSession, Team, TeamMembership, User, db  # noqa: E402
 from models.db import close_database, init_database  # noqa: E402
 from models.migrate import migrate  # noqa: E402
 from models.settings import Settings  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import PASSWORD, logged_in_client, make_user  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -112,12 +120,14 @@ def clean_state(database, redis_client):
 
 @pytest.fixture
 def user() -> User:
-    return User.create(username="test", email="test@test.com", password_hash="x")
+    """The design's `test` user; logs in with `helpers.PASSWORD`."""
+    return make_user("test", email="test@test.com")
 
 
 @pytest.fixture
 def other_user() -> User:
-    return User.create(username="other", email="other@test.com", password_hash="x")
+    """A second account; logs in with `helpers.PASSWORD`."""
+    return make_user("other", email="other@test.com")
 
 
 @pytest.fixture
@@ -151,3 +161,34 @@ async def app(settings: Settings, database, redis_client):
 def client(app):
     """A test client for `app`; it keeps cookies between requests."""
     return app.test_client()
+
+
+@pytest.fixture
+def login_as(app):
+    """`await login_as(user_or_username)`: a new test client of `app` logged in as that user."""
+
+    async def factory(who: User | str, password: str = PASSWORD):
+        return await logged_in_client(app, who if isinstance(who, str) else who.username, password)
+
+    return factory
+
+
+@pytest.fixture
+def revocations(redis_client):
+    """A subscription to the `revocations` channel; `revocations.messages()` drains what arrived."""
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("revocations")
+    pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+
+    class Subscription:
+        @staticmethod
+        def messages(wait: float = 1.0) -> list[dict]:
+            received = []
+            message = pubsub.get_message(timeout=wait)
+            while message is not None:
+                received.append(json.loads(message["data"]))
+                message = pubsub.get_message(timeout=0.1)
+            return received
+
+    yield Subscription()
+    pubsub.close()

@@ -1,0 +1,134 @@
+"""Access control: may this user do this to this team? Every route asks here, and only here.
+
+Rules (spec/API.md "Roles"):
+
+- The owner is `teams.owner_id`. A personal team (`is_shared=false`) is visible to its owner
+  only, whatever membership rows exist; a shared team to its owner and its members, with the
+  role of their `team_memberships` row.
+- Actions: `read` (team, members, sessions, decisions, timeline, replay, WebSocket) for every
+  role; `write` (start or end a session, add a decision) for owner and member; `manage` (share,
+  invite, remove members, change roles) for the owner only.
+- A user who may not see a team gets 404 `not_found`, exactly as if it did not exist, for the
+  team and for every session, task or decision in it; a user who sees it but whose role does
+  not allow the action gets 403 `forbidden`.
+
+Each check is one query that also loads the object asked about. The functions are plain sync
+code: call them inside `run_db` (in the same unit of work as the rest of the route, so the check
+and the action see the same data). The WebSocket handshake calls them the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from peewee import JOIN, fn
+
+from app.errors import ApiError
+from models.schema import AgentTask, ExecutionSession, Team, TeamMembership
+from models.teams import role_for
+
+Action = Literal["read", "write", "manage"]
+Role = Literal["owner", "member", "viewer"]
+
+ALLOWED: dict[str, frozenset[str]] = {
+    "read": frozenset({"owner", "member", "viewer"}),
+    "write": frozenset({"owner", "member"}),
+    "manage": frozenset({"owner"}),
+}
+FORBIDDEN_MESSAGES = {
+    "write": "your role in this team does not allow this (viewers can only read)",
+    "manage": "only the team owner can do this",
+}
+
+
+def _membership(user_id: int):
+    """The caller's membership join (LEFT OUTER: absent for outsiders) and its role column.
+
+    The role is wrapped in an expression so that Peewee puts it on the queried (root) row as
+    `membership_role`, rather than on an unselected alias model where it would be lost.
+    """
+    mine = TeamMembership.alias("mine")
+    return (
+        mine,
+        ((mine.team == Team.id) & (mine.user == user_id)),
+        fn.COALESCE(mine.role, None).alias("membership_role"),
+    )
+
+
+def may(role: str | None, action: Action) -> bool:
+    """Whether `role` (None: cannot see the team) allows `action`."""
+    if action not in ALLOWED:
+        raise ValueError(f"unknown action {action!r}")
+    return role is not None and role in ALLOWED[action]
+
+
+def _check(role: str | None, action: Action, what: str) -> None:
+    if role is None:
+        raise ApiError(404, f"{what} not found")
+    if not may(role, action):
+        raise ApiError(403, FORBIDDEN_MESSAGES.get(action, "forbidden"))
+
+
+def _load_team(user_id: int, team_id: int) -> tuple[Team | None, Role | None]:
+    mine, on, role_column = _membership(user_id)
+    team = Team.select(Team, role_column).join(mine, JOIN.LEFT_OUTER, on=on).where(Team.id == team_id).objects().first()
+    return team, (None if team is None else role_for(team, user_id, team.membership_role))
+
+
+def team_role(user_id: int, team_id: int) -> Role | None:
+    """The user's role in the team, or None when they may not see it (or it does not exist)."""
+    return _load_team(user_id, team_id)[1]
+
+
+def require_team(user_id: int, team_id: int, action: Action) -> tuple[Team, Role]:
+    """The team and the user's role, if the user may do `action` to it.
+
+    Raises:
+        ApiError: 404 when the user may not see the team, 403 when the role does not allow `action`.
+    """
+    team, role = _load_team(user_id, team_id)
+    _check(role, action, "team")
+    return team, role
+
+
+def require_session(user_id: int, session_id: int, action: Action) -> tuple[ExecutionSession, Role]:
+    """The execution session (with `.team` loaded) and the user's role in its team, if allowed.
+
+    Raises:
+        ApiError: 404 when the session does not exist or its team is not visible, 403 as `require_team`.
+    """
+    mine, on, role_column = _membership(user_id)
+    session = (
+        ExecutionSession.select(ExecutionSession, Team, role_column)
+        .join(Team)
+        .join(mine, JOIN.LEFT_OUTER, on=on)
+        .where(ExecutionSession.id == session_id)
+        .first()
+    )
+    role = None
+    if session is not None:
+        role = role_for(session.team, user_id, session.membership_role)
+    _check(role, action, "session")
+    return session, role
+
+
+def require_task(user_id: int, task_id: int, action: Action) -> tuple[AgentTask, Role]:
+    """The agent task (with `.session` and `.session.team` loaded) and the user's role, if allowed.
+
+    Raises:
+        ApiError: 404 when the task does not exist or its team is not visible, 403 as `require_team`.
+    """
+    mine, on, role_column = _membership(user_id)
+    task = (
+        AgentTask.select(AgentTask, ExecutionSession, Team, role_column)
+        .join(ExecutionSession)
+        .join(Team)
+        .join(mine, JOIN.LEFT_OUTER, on=on)
+        .where(AgentTask.id == task_id)
+        .first()
+    )
+    role = None
+    if task is not None:
+        role = role_for(task.session.team, user_id, task.membership_role)
+    _check(role, action, "task")
+    return task, role

@@ -1,0 +1,140 @@
+"""The `teams` blueprint: list, create, show, share, invite, remove (spec/API.md "Teams").
+
+Every route asks `app.access` first, in the same unit of work as what it then does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from peewee import fn
+from pydantic import BaseModel, Field, model_validator
+from quart import Blueprint, Response, current_app
+from quart_schema import validate_request
+
+from app.access import require_team
+from app.db_thread import run_db
+from app.errors import ApiError
+from app.login_sessions import current_user_id, login_required
+from app.revocations import publish_revocation
+from models.schema import User
+from models.serialize import member_dict, team_dict
+from models.teams import AlreadyMember, add_member, create_team, remove_member, share_team, team_members, visible_teams
+
+blueprint = Blueprint("teams", __name__, url_prefix="/teams")
+
+
+class TeamBody(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=5000)
+
+    @model_validator(mode="after")
+    def _name_not_blank(self) -> TeamBody:
+        self.name = self.name.strip()
+        if not self.name:
+            raise ValueError("name must not be blank")
+        return self
+
+
+class InviteBody(BaseModel):
+    username: str | None = Field(default=None, max_length=64)
+    user_id: int | None = None
+    email: str | None = Field(default=None, max_length=255)
+    role: Literal["member", "viewer"] = "member"
+
+    @model_validator(mode="after")
+    def _exactly_one_identifier(self) -> InviteBody:
+        given = [v for v in (self.username, self.user_id, self.email) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of username, user_id or email")
+        return self
+
+
+@blueprint.get("")
+@login_required
+async def list_teams():
+    """200 `{"teams": [Team]}`: owned teams plus shared teams the user belongs to."""
+    rows = await run_db(visible_teams, await current_user_id())
+    return {"teams": [team_dict(team, role) for team, role in rows]}
+
+
+@blueprint.post("")
+@login_required
+@validate_request(TeamBody)
+async def create(data: TeamBody):
+    """201 `{"team": Team}`: a new personal team owned by the caller."""
+    team = await run_db(create_team, await current_user_id(), data.name, data.description)
+    return {"team": team_dict(team, "owner")}, 201
+
+
+def _show(user_id: int, team_id: int):
+    team, role = require_team(user_id, team_id, "read")
+    return team, role, team_members(team)
+
+
+@blueprint.get("/<int:team_id>")
+@login_required
+async def show(team_id: int):
+    """200 `{"team": Team, "members": [Member]}`."""
+    team, role, members = await run_db(_show, await current_user_id(), team_id)
+    return {"team": team_dict(team, role), "members": [member_dict(m) for m in members]}
+
+
+def _share(user_id: int, team_id: int):
+    team, role = require_team(user_id, team_id, "manage")
+    return share_team(team), role
+
+
+@blueprint.post("/<int:team_id>/share")
+@login_required
+async def share(team_id: int):
+    """200 `{"team": Team}` with `is_shared=true` (sharing a shared team changes nothing)."""
+    team, role = await run_db(_share, await current_user_id(), team_id)
+    return {"team": team_dict(team, role)}
+
+
+def _invite(user_id: int, team_id: int, data: InviteBody):
+    team, _ = require_team(user_id, team_id, "manage")
+    if not team.is_shared:
+        raise ApiError(409, "this is a personal team: share the team first")
+    if data.user_id is not None:
+        who, invitee = f"id {data.user_id}", User.get_or_none(User.id == data.user_id)
+    elif data.username is not None:
+        who = f"username {data.username!r}"
+        invitee = User.get_or_none(fn.LOWER(User.username) == data.username.strip().lower())
+    else:
+        who = f"email {data.email!r}"
+        invitee = User.get_or_none(fn.LOWER(User.email) == (data.email or "").strip().lower())
+    if invitee is None:
+        raise ApiError(404, f"no user with {who}")
+    try:
+        return add_member(team, invitee, data.role)
+    except AlreadyMember:
+        raise ApiError(409, f"{invitee.username} is already a member of this team") from None
+
+
+@blueprint.post("/<int:team_id>/invite")
+@login_required
+@validate_request(InviteBody)
+async def invite(team_id: int, data: InviteBody):
+    """201 `{"member": Member}`: add an existing user to a shared team as member (default) or viewer."""
+    member = await run_db(_invite, await current_user_id(), team_id, data)
+    return {"member": member_dict(member)}, 201
+
+
+def _remove(user_id: int, team_id: int, member_id: int) -> None:
+    team, _ = require_team(user_id, team_id, "manage")
+    if member_id == team.owner_id:
+        raise ApiError(409, "the owner cannot be removed from their team")
+    if not remove_member(team.id, member_id):
+        raise ApiError(404, "that user is not a member of this team")
+
+
+@blueprint.delete("/<int:team_id>/members/<int:user_id>")
+@login_required
+async def remove(team_id: int, user_id: int):
+    """204: the member loses access at once; open sockets are told through `revocations`."""
+    await run_db(_remove, await current_user_id(), team_id, user_id)
+    # run_db has committed: only now may the sockets be told.
+    await publish_revocation(current_app.extensions["sage_redis"], user_id, team_id, "removed")
+    return Response(status=204)

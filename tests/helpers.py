@@ -1,0 +1,58 @@
+"""Helpers for tests that need real accounts and logged-in clients (import with `from helpers import ...`).
+
+Passwords are hashed at bcrypt cost 4 here and in the app under test (conftest sets
+BCRYPT_ROUNDS=4), so logging in costs milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bcrypt
+
+from models import Team, TeamMembership, User
+
+PASSWORD = "correct horse battery"
+
+
+def password_hash(password: str = PASSWORD) -> str:
+    """A cheap (cost 4) bcrypt hash of `password`."""
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(4)).decode("ascii")
+
+
+_PASSWORD_HASH = password_hash()
+
+
+def make_user(username: str, *, password: str = PASSWORD, email: str | None = None) -> User:
+    """A user who can log in with `password` (default `PASSWORD`)."""
+    hashed = _PASSWORD_HASH if password == PASSWORD else password_hash(password)
+    return User.create(username=username, email=email or f"{username.lower()}@example.com", password_hash=hashed)
+
+
+def add_member(team: Team, user: User, role: str = "member") -> TeamMembership:
+    """Put `user` in `team` with `role` directly in the database."""
+    return TeamMembership.create(team=team, user=user, role=role)
+
+
+async def login(client: Any, username: str, password: str = PASSWORD) -> dict[str, Any]:
+    """Log `client` in through `POST /auth/login`; return the user JSON (fails the test otherwise)."""
+    response = await client.post("/auth/login", json={"username": username, "password": password})
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    return body["user"]
+
+
+async def logged_in_client(app: Any, username: str, password: str = PASSWORD) -> Any:
+    """A fresh test client of `app`, logged in as `username`."""
+    client = app.test_client()
+    await login(client, username, password)
+    return client
+
+
+async def error_of(response: Any) -> dict[str, Any]:
+    """The `error` object of an envelope response (asserting the envelope's shape)."""
+    body = await response.get_json()
+    assert set(body) == {"error"}, body
+    assert {"code", "message"} <= set(body["error"]) <= {"code", "message", "fields"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
