@@ -12,6 +12,7 @@ from quart_schema import Info, QuartSchema
 
 from app import csrf
 from app.errors import register_error_handlers
+from app.live import Hub
 from app.login_sessions import COOKIE_NAME
 from models.db import close_database, db, init_database
 from models.settings import Settings
@@ -47,11 +48,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     csrf.register(app)
 
     from app.auth import blueprint as auth
+    from app.decisions import blueprint as decisions
     from app.health import blueprint as health
     from app.pages import blueprint as pages
+    from app.sessions import blueprint as sessions
     from app.teams import blueprint as teams
+    from app.ws import blueprint as live
 
-    for blueprint in (health, auth, teams, pages):
+    for blueprint in (health, auth, teams, sessions, decisions, live, pages):
         app.register_blueprint(blueprint)
 
     @app.before_serving
@@ -63,9 +67,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         app.extensions["sage_redis"] = aioredis.from_url(
             settings.redis_url, decode_responses=True, health_check_interval=30
         )
+        hub = Hub(settings.redis_url, queue_size=settings.ws_queue_size)
+        app.extensions["sage_hub"] = hub
+        await hub.start()
 
     @app.after_serving
     async def close_resources() -> None:
+        hub = app.extensions.pop("sage_hub", None)
+        if hub is not None:
+            await hub.stop()
         client = app.extensions.pop("sage_redis", None)
         if client is not None:
             await client.aclose()

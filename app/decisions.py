@@ -9,8 +9,8 @@ from quart import Blueprint, jsonify
 from quart_schema import validate_request
 
 from app.access import require_session, require_task
-from app.login_sessions import current_user_id
 from app.db_thread import run_db
+from app.login_sessions import current_user_id, login_required
 from app.publish import publish_events
 from models import SessionDecision, TaskDecision
 from models.events import record_event
@@ -76,6 +76,7 @@ def _add_task_decision(user_id: int, task_id: int, body: NewTaskDecision):
 
 
 @blueprint.post("/sessions/<int:session_id>/decisions")
+@login_required
 @validate_request(NewSessionDecision)
 async def add_session_decision(session_id: int, data: NewSessionDecision):
     """Record a session-level (strategic) decision; members and owners only."""
@@ -85,6 +86,7 @@ async def add_session_decision(session_id: int, data: NewSessionDecision):
 
 
 @blueprint.post("/tasks/<int:task_id>/decisions")
+@login_required
 @validate_request(NewTaskDecision)
 async def add_task_decision(task_id: int, data: NewTaskDecision):
     """Record a task-level (tactical) decision on one agent's task; members and owners only."""

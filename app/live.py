@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # Control items put on a subscription's queue beside event dicts.
 RESYNC = "resync"
 REVOKED = "revoked"
+RECHECK = "recheck"
 OVERFLOW = "overflow"
 
 
@@ -117,10 +118,17 @@ class Hub:
             sub.offer(message)
 
     def _revoke(self, message: dict[str, Any]) -> None:
+        """A removal from a team revokes that team's sockets of the user; a logout (no team)
+        makes each of the user's sockets re-check its own login session (another device's
+        logout must not close this one)."""
         user_id, team_id = message.get("user_id"), message.get("team_id")
         for subs in list(self.by_session.values()):
             for sub in list(subs):
-                if sub.user_id == user_id and (team_id is None or sub.team_id == team_id):
+                if sub.user_id != user_id:
+                    continue
+                if team_id is None:
+                    sub.offer(RECHECK)
+                elif sub.team_id == team_id:
                     sub.offer(REVOKED)
 
     def resync_all(self) -> None:
@@ -194,6 +202,7 @@ async def stream_events(
     send: Callable[[dict[str, Any]], Awaitable[None]],
     load_events: Callable[[int], Awaitable[list[dict[str, Any]]]],
     poll_seconds: float = 10.0,
+    still_allowed: Callable[[], Awaitable[bool]] | None = None,
 ) -> int:
     """Send the stored events after `after`, then live ones, in `seq` order, each once.
 
@@ -201,7 +210,8 @@ async def stream_events(
     query and now is already on the queue (and skipped if the backlog had it). A gap in the live
     feed (a message lost, or published out of order by two workers) is filled from the database,
     as is anything missed while Redis was away (`RESYNC`) or while the feed was quiet for
-    `poll_seconds`. Returns the close code: 4403 when access was revoked, 4008 when the socket
+    `poll_seconds`. On `RECHECK` (the user logged out somewhere) `still_allowed` decides whether
+    this socket's own login is still alive. Returns the close code: 4403 when access was revoked, 4008 when the socket
     fell too far behind (the client resumes with `?after=`).
     """
     last = after
@@ -219,6 +229,10 @@ async def stream_events(
             item = await asyncio.wait_for(sub.queue.get(), poll_seconds)
         except TimeoutError:
             item = RESYNC
+        if item == RECHECK:
+            if still_allowed is None or await still_allowed():
+                continue
+            item = REVOKED
         if item == REVOKED:
             await send({"type": "access_revoked", "seq": None, "at": utc_iso_now()})
             return CLOSE_REVOKED

@@ -1,4 +1,4 @@
-"""The `revocations` Redis channel: tells every web process that someone lost access.
+"""The revocations channel (`sage:{db}:revocations`): tells every web process that someone lost access.
 
 Published after the database change (or the Redis session deletion) is done, as compact JSON:
 
@@ -21,7 +21,7 @@ import json
 import logging
 from typing import Any
 
-CHANNEL = "revocations"
+from models.events import namespace, revocations_channel
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,6 @@ def message(user_id: int, team_id: int | None, reason: str) -> str:
 async def publish_revocation(redis: Any, user_id: int, team_id: int | None, reason: str) -> None:
     """Publish a revocation; a Redis failure is logged, not raised (the change itself is already done)."""
     try:
-        await redis.publish(CHANNEL, message(user_id, team_id, reason))
+        await redis.publish(revocations_channel(namespace(redis)), message(user_id, team_id, reason))
     except Exception:
         log.exception("could not publish a revocation for user %s", user_id)

@@ -9,9 +9,9 @@ from quart import Blueprint, jsonify
 from quart_schema import validate_querystring, validate_request
 
 from app.access import require_session, require_team
-from app.login_sessions import current_user_id
 from app.db_thread import run_db
 from app.errors import ApiError
+from app.login_sessions import current_user_id, login_required
 from app.publish import publish_events
 from models import queries
 from models.events import events_after
@@ -58,6 +58,7 @@ def _queue(session_id: int) -> None:
 
 
 @blueprint.post("/sessions")
+@login_required
 @validate_request(StartSession)
 async def start(data: StartSession):
     """Create the session and its pending tasks, then queue the pipeline (202)."""
@@ -74,6 +75,7 @@ def _list(user_id: int, team_id: int, query: SessionList) -> dict:
 
 
 @blueprint.get("/teams/<int:team_id>/sessions")
+@login_required
 @validate_querystring(SessionList)
 async def list_sessions(team_id: int, query_args: SessionList):
     """The team's sessions, newest first, `limit` at a time before the `before` id."""
@@ -98,24 +100,28 @@ _detail, _timeline, _replay, _tree = (
 
 
 @blueprint.get("/sessions/<int:session_id>")
+@login_required
 async def detail(session_id: int):
     """The session with its decisions and tasks."""
     return jsonify(await run_db(_detail, await current_user_id(), session_id))
 
 
 @blueprint.get("/sessions/<int:session_id>/timeline")
+@login_required
 async def timeline(session_id: int):
     """Tasks with their snapshots, by start time then pipeline order."""
     return jsonify(await run_db(_timeline, await current_user_id(), session_id))
 
 
 @blueprint.get("/sessions/<int:session_id>/replay")
+@login_required
 async def replay(session_id: int):
     """Everything needed to replay the session in a browser without running it again."""
     return jsonify(await run_db(_replay, await current_user_id(), session_id))
 
 
 @blueprint.get("/sessions/<int:session_id>/decisions")
+@login_required
 async def decisions(session_id: int):
     """The decision tree: session decisions, then each task's with what it used."""
     return jsonify(await run_db(_tree, await current_user_id(), session_id))
@@ -127,6 +133,7 @@ def _events(user_id: int, session_id: int, after: int) -> dict:
 
 
 @blueprint.get("/sessions/<int:session_id>/events")
+@login_required
 @validate_querystring(EventsQuery)
 async def events(session_id: int, query_args: EventsQuery):
     """The catch-up feed: stored events with `seq > after`."""
@@ -144,6 +151,7 @@ def _end(user_id: int, session_id: int):
 
 
 @blueprint.post("/sessions/<int:session_id>/end")
+@login_required
 async def end(session_id: int):
     """End the session now; tasks not yet started are not run."""
     session, messages = await run_db(_end, await current_user_id(), session_id)

@@ -126,6 +126,8 @@ class Settings:
     retry_delays_seconds: tuple[float, ...] = (5.0, 10.0, 20.0)
     heartbeat_timeout_ms: int = 15000
     dead_message_ttl_ms: int = 86400000
+    ws_queue_size: int = 256
+    ws_poll_seconds: float = 10.0
 
     @property
     def production(self) -> bool:
@@ -167,12 +169,15 @@ class Settings:
             "WORKER_TIMEOUT_MS": ("worker_timeout_ms", 1),
             "HEARTBEAT_TIMEOUT_MS": ("heartbeat_timeout_ms", 1000),
             "DEAD_MESSAGE_TTL_MS": ("dead_message_ttl_ms", 1000),
+            "WS_QUEUE_SIZE": ("ws_queue_size", 1),
         }
         for name, (attr, minimum) in ints.items():
             if env.get(name):
                 values[attr] = _int(name, env[name], minimum)
         if env.get("TASK_TIME_LIMIT_SECONDS"):
             values["task_time_limit_seconds"] = _float("TASK_TIME_LIMIT_SECONDS", env["TASK_TIME_LIMIT_SECONDS"])
+        if env.get("WS_POLL_SECONDS"):
+            values["ws_poll_seconds"] = _float("WS_POLL_SECONDS", env["WS_POLL_SECONDS"])
         if env.get("RETRY_DELAYS_SECONDS"):
             values["retry_delays_seconds"] = _delays("RETRY_DELAYS_SECONDS", env["RETRY_DELAYS_SECONDS"])
         return cls(**values)

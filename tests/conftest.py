@@ -34,6 +34,7 @@ os.environ.setdefault("BCRYPT_ROUNDS", "4")
 
 from models import ALL_MODELS, ExecutionSession, Team, TeamMembership, User, db  # noqa: E402
 from models.db import close_database, init_database  # noqa: E402
+from models.events import namespace, revocations_channel  # noqa: E402
 from models.migrate import migrate  # noqa: E402
 from models.settings import Settings  # noqa: E402
 
@@ -177,7 +178,7 @@ def login_as(app):
 def revocations(redis_client):
     """A subscription to the `revocations` channel; `revocations.messages()` drains what arrived."""
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe("revocations")
+    pubsub.subscribe(revocations_channel(namespace(redis_client)))
     pubsub.get_message(timeout=1.0)  # the subscribe confirmation
 
     class Subscription:

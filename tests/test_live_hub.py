@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.live import OVERFLOW, RESYNC, REVOKED, Hub
+from app.live import OVERFLOW, RECHECK, RESYNC, REVOKED, Hub
 from models.events import channel, namespace, revocations_channel
 
 
@@ -48,10 +48,10 @@ async def test_a_revocation_reaches_only_that_users_sockets_on_that_team(hub, re
     assert await next_item(on_team) == REVOKED
     await asyncio.sleep(0.1)
     assert other_team.queue.empty() and other_user.queue.empty()
-    # A logout (team_id null) reaches every socket of the user.
+    # A logout (team_id null) asks every socket of the user to re-check its own login.
     redis_client.publish(revoke, json.dumps({"user_id": 10, "team_id": None}))
-    assert await next_item(other_team) == REVOKED
-    assert await next_item(on_team) == REVOKED
+    assert await next_item(other_team) == RECHECK
+    assert await next_item(on_team) == RECHECK
     await asyncio.sleep(0.1)
     assert other_user.queue.empty()
 

@@ -1,0 +1,74 @@
+"""`WS /ws/{session_id}[?after=SEQ]`: the session's events, stored then live, each exactly once.
+
+Everything is checked before `accept()`: the `Origin` (same host or ALLOWED_ORIGINS), the login
+cookie, and read access to the session's team; a refusal is an HTTP answer in the error
+envelope. Then the socket subscribes to the process's hub, re-checks access (so a removal that
+raced the handshake is not missed), and streams. See `app.live.stream_events`.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, current_app, websocket
+
+from app.access import require_session, team_role
+from app.csrf import origin_allowed
+from app.db_thread import run_db
+from app.errors import ApiError, error_response
+from app.live import CLOSE_REVOKED, stream_events
+from app.login_sessions import auth_id_from_cookie, user_id_from_auth_id
+from models.events import events_after
+
+blueprint = Blueprint("live", __name__)
+
+
+def _after() -> int:
+    raw = websocket.args.get("after", "0")
+    try:
+        after = int(raw)
+    except ValueError:
+        after = -1
+    if after < 0:
+        raise ApiError(400, "after must be a whole number of 0 or more", fields={"after": "invalid"})
+    return after
+
+
+@blueprint.websocket("/ws/<int:session_id>")
+async def session_socket(session_id: int):
+    """Authenticate, authorize, then stream the session's events."""
+    settings = current_app.extensions["sage_settings"]
+    if not origin_allowed(websocket.headers.get("Origin"), websocket.host, settings):
+        return error_response(403, "cross-site WebSocket refused", "forbidden")
+    try:
+        after = _after()
+        auth_id = auth_id_from_cookie()
+        user_id = await user_id_from_auth_id(auth_id)
+        if user_id is None:
+            raise ApiError(401, "log in first")
+        session, _ = await run_db(require_session, user_id, session_id, "read")
+    except ApiError as error:
+        return error_response(error.status, error.message, error.code, error.fields)
+
+    hub = current_app.extensions["sage_hub"]
+    sub = hub.subscribe(session_id, user_id, session.team_id)
+    try:
+        if await run_db(team_role, user_id, session.team_id) is None:
+            return error_response(404, "session not found")
+        await websocket.accept()
+
+        async def send(message: dict) -> None:
+            await websocket.send_json(message)
+
+        async def load(last: int) -> list[dict]:
+            return await run_db(events_after, session_id, last)
+
+        async def still_allowed() -> bool:
+            return await user_id_from_auth_id(auth_id, refresh=False) == user_id
+
+        code = await stream_events(
+            sub, after, send, load, poll_seconds=settings.ws_poll_seconds, still_allowed=still_allowed
+        )
+        reason = "access revoked" if code == CLOSE_REVOKED else "too slow: reconnect with ?after="
+        await websocket.close(code, reason)
+    finally:
+        hub.unsubscribe(sub)
+    return None
