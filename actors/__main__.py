@@ -43,10 +43,12 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def _connect() -> Settings:
-    from models.db import init_database
+    """Bind the models to DATABASE_URL unless a database is already bound (scripts run in tests)."""
+    from models.db import db, init_database
 
     settings = Settings.from_env()
-    init_database(settings.database_url, 2)
+    if db.obj is None:
+        init_database(settings.database_url, 2)
     return settings
 
 
