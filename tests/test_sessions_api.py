@@ -290,3 +290,24 @@ async def test_bad_session_starts_are_refused_and_create_nothing(login_as, cast,
     assert response.status_code == 400
     assert field in (await error_of(response))["fields"]
     assert ExecutionSession.select().count() == before
+
+
+async def test_a_session_whose_pipeline_cannot_be_queued_fails_at_once_instead_of_hanging(login_as, cast, settings):
+    from actors.broker import redis_broker, use_broker
+    from actors.config import set_settings
+
+    owner = await login_as(cast["people"]["owner"])
+    dead = redis_broker(settings.with_overrides(redis_url="redis://127.0.0.1:6399/0"))
+    previous = use_broker(dead)
+    try:
+        response = await owner.post("/sessions", json={"team_id": cast["team"].id, "feature_name": "Chat"})
+    finally:
+        use_broker(previous)
+        dead.close()
+        set_settings(None)
+    assert response.status_code == 503
+    assert (await error_of(response))["code"] == "unavailable"
+    session = ExecutionSession.select().order_by(ExecutionSession.id.desc()).first()
+    assert session.feature_name == "Chat" and session.status == "error"
+    assert "queue" in session.error_message
+    assert [e.type for e in session.events.order_by(SessionEvent.seq)] == ["session_started", "session_error"]
