@@ -8,22 +8,14 @@ import shutil
 import sys
 import time
 
-from models.preflight import preflight
+from models.preflight import settings_or_exit
 from models.schema import AGENT_ROLES
 from models.settings import ConfigError, Settings
 
 
 def worker(args: argparse.Namespace) -> int:
     """Replace this process with `dramatiq actors` after a readable pre-flight check."""
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"sage-mode: configuration error: {exc}", file=sys.stderr)
-        return 2
-    problem = preflight(settings)
-    if problem:
-        print(f"sage-mode: {problem}", file=sys.stderr)
-        return 1
+    settings = settings_or_exit()
     dramatiq_bin = shutil.which("dramatiq", path=os.path.dirname(sys.executable)) or "dramatiq"
     argv = [
         dramatiq_bin,

@@ -11,8 +11,7 @@ import sys
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from models.preflight import preflight
-from models.settings import ConfigError, Settings
+from models.preflight import settings_or_exit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,15 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="address to bind (default: HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default: PORT or 8000)")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"sage-mode: configuration error: {exc}", file=sys.stderr)
-        return 2
-    problem = preflight(settings)
-    if problem:
-        print(f"sage-mode: {problem}", file=sys.stderr)
-        return 1
+    settings = settings_or_exit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from app import create_app
 

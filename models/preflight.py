@@ -1,11 +1,13 @@
-"""The start-up check shared by `python -m app` and `python -m actors worker`."""
+"""The start-up checks shared by `python -m app` and `python -m actors worker`."""
 
 from __future__ import annotations
+
+import sys
 
 import redis
 
 from models.db import DatabaseUnavailable, check_database, close_database, init_database
-from models.settings import Settings
+from models.settings import ConfigError, Settings
 
 
 def preflight(settings: Settings) -> str | None:
@@ -26,3 +28,20 @@ def preflight(settings: Settings) -> str | None:
     except (redis.RedisError, OSError, ValueError) as exc:
         return f"cannot reach Redis at REDIS_URL: {exc}"
     return None
+
+
+def settings_or_exit() -> Settings:
+    """Settings from the environment with both services reachable, or exit with one readable line.
+
+    Exit code 2 for a configuration error, 1 for an unreachable service.
+    """
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"sage-mode: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    problem = preflight(settings)
+    if problem:
+        print(f"sage-mode: {problem}", file=sys.stderr)
+        raise SystemExit(1)
+    return settings

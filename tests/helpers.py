@@ -56,3 +56,12 @@ async def error_of(response: Any) -> dict[str, Any]:
     assert {"code", "message"} <= set(body["error"]) <= {"code", "message", "fields"}, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return body["error"]
+
+
+def team_cast(team: Team, owner: User) -> dict[str, User]:
+    """The owner plus a member, a viewer (both in `team`) and an outsider, by role name."""
+    people = {"owner": owner, "outsider": make_user("outsider")}
+    for role in ("member", "viewer"):
+        people[role] = make_user(role)
+        add_member(team, people[role], role)
+    return people

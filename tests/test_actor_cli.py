@@ -22,7 +22,9 @@ def test_the_worker_runs_dramatiq_on_the_actors_with_a_short_poll_timeout(monkey
         seen["argv"] = argv
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli, "preflight", lambda settings: None)
+    from models.settings import Settings
+
+    monkeypatch.setattr(cli, "settings_or_exit", Settings.from_env)
     monkeypatch.setattr(cli.os, "execv", fake_execv)
     monkeypatch.setenv("WORKER_TIMEOUT_MS", "75")
     monkeypatch.delenv("dramatiq_worker_timeout", raising=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import add_member, error_of, make_user
+from helpers import error_of, team_cast
 from seeding import seed_session
 
 from models import ExecutionSession, SessionEvent, Team, db
@@ -16,12 +16,7 @@ READS = ["", "/timeline", "/replay", "/decisions", "/events"]
 @pytest.fixture
 def cast(user, shared_team):
     """Owner (`user`), member, viewer and outsider around a shared team with one finished session."""
-    people = {"owner": user}
-    for role in ("member", "viewer"):
-        people[role] = make_user(role)
-        add_member(shared_team, people[role], role)
-    people["outsider"] = make_user("outsider")
-    return {"people": people, "team": shared_team, "session": seed_session(shared_team, user)}
+    return {"people": team_cast(shared_team, user), "team": shared_team, "session": seed_session(shared_team, user)}
 
 
 @pytest.mark.parametrize("who", ["owner", "member", "viewer", "outsider", "anonymous"])

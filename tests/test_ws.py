@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import add_member, make_user
+from helpers import team_cast
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from seeding import seed_session
 
 
 @pytest.fixture
 def cast(user, shared_team):
-    people = {"owner": user}
-    for role in ("member", "viewer"):
-        people[role] = make_user(role)
-        add_member(shared_team, people[role], role)
-    people["outsider"] = make_user("outsider")
-    return {"people": people, "team": shared_team, "session": seed_session(shared_team, user, roles=["architect"])}
+    """Owner (`user`), member, viewer and outsider around a shared team with one finished session."""
+    return {
+        "people": team_cast(shared_team, user),
+        "team": shared_team,
+        "session": seed_session(shared_team, user, roles=["architect"]),
+    }
 
 
 async def receive(ws, timeout: float = 3.0):
