@@ -56,3 +56,70 @@ async def error_of(response: Any) -> dict[str, Any]:
     assert {"code", "message"} <= set(body["error"]) <= {"code", "message", "fields"}, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return body["error"]
+
+
+def finished_session(team: Team, user: User, feature: str = "Search", *, status: str = "completed") -> Any:
+    """A session with its seven tasks done, snapshots, agent decisions and its event log, written
+    straight to the database (no worker): for page tests that need history to show.
+    """
+    import datetime as dt
+
+    from models import db
+    from models.events import record_event
+    from models.schema import (
+        AGENT_ROLES,
+        STAGE_OF_ROLE,
+        AgentSnapshot,
+        AgentTask,
+        ExecutionSession,
+        TaskDecision,
+        utcnow,
+    )
+    from models.serialize import session_dict, snapshot_dict, task_dict
+
+    start = utcnow() - dt.timedelta(seconds=10)
+    with db.atomic():
+        session = ExecutionSession.create(team=team, user=user, feature_name=feature, started_at=start)
+        record_event(session.id, "session_started", {"session": session_dict(session)})
+        for index, role in enumerate(AGENT_ROLES):
+            began = start + dt.timedelta(seconds=2 * STAGE_OF_ROLE[role] + 0.1 * index)
+            task = AgentTask.create(
+                session=session,
+                agent_role=role,
+                stage=STAGE_OF_ROLE[role],
+                task_description=f"{role} work on {feature}",
+                status="running",
+                started_at=began,
+            )
+            record_event(session.id, "agent_task_started", {"task": task_dict(task)})
+            task.status, task.completed_at, task.duration_seconds = "completed", began + dt.timedelta(seconds=1.5), 1.5
+            task.output_data = {"summary": f"{role} planned {feature}"}
+            task.save(
+                only=[AgentTask.status, AgentTask.completed_at, AgentTask.duration_seconds, AgentTask.output_data]
+            )
+            decision = TaskDecision.create(
+                agent_task=task, decision_text=f"{role} decides on {feature}", rationale="because", category="design"
+            )
+            snapshot = AgentSnapshot.create(
+                agent_task=task,
+                agent_role=role,
+                context_state={"feature_name": feature, "stage": task.stage},
+                capabilities=[f"{role}_skill", "shared_skill"],
+                decisions=[{"text": decision.decision_text}],
+                execution_metadata={"attempt": 1},
+            )
+            record_event(
+                session.id,
+                "agent_task_completed",
+                {"task": task_dict(task, [decision]), "snapshot": snapshot_dict(snapshot)},
+            )
+        session.status = status
+        session.ended_at = start + dt.timedelta(seconds=8)
+        session.duration_seconds = 8.0
+        # `only`: a full save would write back the stale `last_seq` that record_event advanced.
+        session.save(only=[ExecutionSession.status, ExecutionSession.ended_at, ExecutionSession.duration_seconds])
+        if status == "completed":
+            record_event(session.id, "session_completed", {"session": session_dict(session)})
+        else:
+            record_event(session.id, "session_error", {"error": "it_admin failed", "task_id": task.id})
+    return session
