@@ -2,7 +2,8 @@
 // - copy Alpine into static/vendor/;
 // - bundle the React islands (static/src/islands/*.jsx, with React from npm) into static/build/.
 // Both outputs are committed, so Docker and Node-less machines serve them as they are.
-import { copyFileSync, mkdirSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -30,3 +31,14 @@ await build({
   legalComments: "linked",
   logLevel: "info",
 });
+
+// A fingerprint of what the bundle was built from; tests/test_dashboard_pages.py recomputes it,
+// so a committed bundle that is older than its sources fails the suite.
+const sources = readdirSync(join(root, "static/src/islands")).sort();
+const hash = createHash("sha256");
+for (const name of sources) {
+  hash.update(`${name}\n`);
+  hash.update(readFileSync(join(root, "static/src/islands", name)));
+}
+const manifest = { entries: Object.keys(entries), sources, sources_sha256: hash.digest("hex") };
+writeFileSync(join(root, "static/build/manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);

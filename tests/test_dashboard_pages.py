@@ -5,6 +5,7 @@ What a role may not do is not offered at all: the controls are left out of the H
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -130,5 +131,9 @@ def test_the_island_bundle_is_built_from_our_sources_with_react_and_no_cdn():
     sources = ROOT / "static/src/islands"
     for name in ("TeamExecutionMonitor", "AgentStateViewer", "SessionReplay", "DecisionTree"):
         assert (sources / f"{name}.jsx").is_file()
-    newest_source = max(p.stat().st_mtime for p in sources.iterdir())
-    assert newest_source <= (ROOT / "static/build/session.js").stat().st_mtime + 1, "run `npm run build`"
+    manifest = json.loads((ROOT / "static/build/manifest.json").read_text())
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in sources.iterdir()):
+        digest.update(f"{name}\n".encode())
+        digest.update((sources / name).read_bytes())
+    assert manifest["sources_sha256"] == digest.hexdigest(), "the committed bundle is stale: run `npm run build`"

@@ -215,13 +215,16 @@ export default function DecisionTree({ live, canWrite }) {
               ))}
             </ul>
             {canWrite ? (
-              <DecisionForm
-                label={`Add decision to ${roleLabel(task.agent_role)}`}
-                withRationale
-                categories={categories}
-                confidenceLevels={confidenceLevels}
-                onSubmit={addTaskDecision(task.task_id)}
-              />
+              <details className="decision-task__add">
+                <summary>Add a decision to this task</summary>
+                <DecisionForm
+                  label={`Add decision to ${roleLabel(task.agent_role)}`}
+                  withRationale
+                  categories={categories}
+                  confidenceLevels={confidenceLevels}
+                  onSubmit={addTaskDecision(task.task_id)}
+                />
+              </details>
             ) : null}
           </details>
         ))}
