@@ -2,7 +2,8 @@
 
 `dramatiq actors` imports this package: the broker is set up first, from the environment,
 so that every actor declared below binds to it. Set `SAGE_STUB_BROKER=1` to use an in-memory
-broker (tests do).
+broker. The web app imports `actors.pipeline` for `create_session`, `start_session` and
+`end_session`.
 """
 
 from __future__ import annotations
@@ -17,4 +18,6 @@ try:
 except ConfigError as exc:
     raise SystemExit(f"sage-mode: configuration error: {exc}") from None
 
-__all__ = ["broker"]
+from actors import pipeline  # declares the actors on the broker above
+
+__all__ = ["broker", "pipeline"]

@@ -1,4 +1,4 @@
-"""`python -m actors worker`: check configuration and services, then run the Dramatiq worker."""
+"""`python -m actors`: run the worker, run a feature end to end, rerun sessions and tasks, sweep."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import os
 import shutil
 import sys
+import time
 
 from models.preflight import preflight
+from models.schema import AGENT_ROLES
 from models.settings import ConfigError, Settings
 
 
@@ -33,19 +35,151 @@ def worker(args: argparse.Namespace) -> int:
         "--worker-shutdown-timeout",
         "10000",
     ]
+    # The CLI has no worker-timeout flag; Dramatiq reads this variable instead. It bounds how
+    # long an idle consumer sleeps between polls, i.e. the latency from enqueue to start.
+    os.environ["dramatiq_worker_timeout"] = str(settings.worker_timeout_ms)
     os.execv(dramatiq_bin, argv)
     return 0  # not reached
+
+
+def _connect() -> Settings:
+    """Bind the models to DATABASE_URL unless a database is already bound (scripts run in tests)."""
+    from models.db import db, init_database
+
+    settings = Settings.from_env()
+    if db.obj is None:
+        init_database(settings.database_url, 2)
+    return settings
+
+
+def _outcome(session_id: int, wait: bool, timeout: float) -> int:
+    """Print the session (after waiting for it to finish when asked); exit 0 completed, 1 error, 3 timeout."""
+    from models.schema import AgentTask, ExecutionSession
+
+    deadline = time.monotonic() + timeout
+    session = ExecutionSession.get_by_id(session_id)
+    while wait and session.status == "active" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        session = ExecutionSession.get_by_id(session_id)
+    rerun = f" (rerun of {session.rerun_of_id})" if session.rerun_of_id else ""
+    print(f"session {session.id}{rerun}: {session.feature_name!r} is {session.status}", end="")
+    print(f" after {session.duration_seconds:.1f} s" if session.duration_seconds is not None else "")
+    if session.error_message:
+        print(f"  error: {session.error_message}")
+    tasks = AgentTask.select().where(AgentTask.session == session.id).order_by(AgentTask.stage, AgentTask.id)
+    for task in tasks:
+        summary = (task.output_data or {}).get("summary", task.error_message or "")
+        took = f"{task.duration_seconds:6.2f} s" if task.duration_seconds is not None else "       -"
+        print(f"  [{task.stage}] {task.agent_role:<12} {task.status:<9} {took}  retries {task.retry_count}  {summary}")
+    if session.status == "active":
+        return 3 if wait else 0
+    return 0 if session.status == "completed" else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    """Create a session for a feature, start it and wait for the outcome."""
+    _connect()
+    from actors.pipeline import create_session, start_session
+    from models.schema import Team
+
+    team = Team.get_or_none(Team.id == args.team)
+    if team is None:
+        print(f"sage-mode: no team {args.team}", file=sys.stderr)
+        return 2
+    session = create_session(team.id, args.user or team.owner_id, args.feature, args.description)
+    start_session(session.id)
+    print(f"session {session.id} started")
+    return _outcome(session.id, not args.no_wait, args.timeout)
+
+
+def rerun_session_cmd(args: argparse.Namespace) -> int:
+    """Rerun a session (whole, or from one role's stage) as a new linked session."""
+    _connect()
+    from actors.pipeline import SessionNotFound
+    from actors.reruns import NotRerunnable, rerun_session
+
+    try:
+        session = rerun_session(args.session_id, from_role=args.from_role)
+    except (SessionNotFound, NotRerunnable) as exc:
+        print(f"sage-mode: cannot rerun: {exc}", file=sys.stderr)
+        return 2
+    print(f"session {session.id} started as a rerun of {args.session_id}")
+    return _outcome(session.id, not args.no_wait, args.timeout)
+
+
+def rerun_task_cmd(args: argparse.Namespace) -> int:
+    """Rerun one task (with its stage and later ones) in a new linked session."""
+    _connect()
+    from actors.pipeline import SessionNotFound
+    from actors.reruns import NotRerunnable, rerun_task
+
+    try:
+        session = rerun_task(args.task_id)
+    except (SessionNotFound, NotRerunnable) as exc:
+        print(f"sage-mode: cannot rerun: {exc}", file=sys.stderr)
+        return 2
+    print(f"session {session.id} started to rerun task {args.task_id}")
+    return _outcome(session.id, not args.no_wait, args.timeout)
+
+
+def sweep_cmd(args: argparse.Namespace) -> int:
+    """Mark stalled active sessions as error once (the workers also do this every 30 s)."""
+    settings = _connect()
+    from actors.sweeper import stall_seconds, sweep
+
+    swept = sweep(settings, stall=args.stall)
+    limit = args.stall if args.stall is not None else stall_seconds(settings)
+    print(f"stalled sessions (no progress for {limit:.0f} s) marked error: {', '.join(map(str, swept)) or 'none'}")
+    return 0
+
+
+def _waiting(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-wait", action="store_true", help="queue it and return at once")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the outcome (default 900)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m actors", description="Sage Mode worker tools.")
     sub = parser.add_subparsers(dest="command", required=True)
+
     run_worker = sub.add_parser("worker", help="run the Dramatiq worker on the Redis broker")
     run_worker.add_argument("--processes", type=int, help="worker processes (default WORKER_PROCESSES)")
     run_worker.add_argument("--threads", type=int, help="threads per process (default WORKER_THREADS)")
     run_worker.set_defaults(func=worker)
+
+    run_feature = sub.add_parser("run", help="run a feature through the agent team, wait and print the outcome")
+    run_feature.add_argument("feature", help="the feature name, e.g. 'Team chat'")
+    run_feature.add_argument("--team", type=int, required=True, help="the team id the session belongs to")
+    run_feature.add_argument("--description", help="what the feature should do")
+    run_feature.add_argument("--user", type=int, help="the user id starting it (default: the team's owner)")
+    _waiting(run_feature)
+    run_feature.set_defaults(func=run)
+
+    rerun_s = sub.add_parser("rerun-session", help="rerun a session as a new session linked to it")
+    rerun_s.add_argument("session_id", type=int)
+    rerun_s.add_argument(
+        "--from", dest="from_role", choices=AGENT_ROLES, help="copy the stages before this role's, rerun the rest"
+    )
+    _waiting(rerun_s)
+    rerun_s.set_defaults(func=rerun_session_cmd)
+
+    rerun_t = sub.add_parser("rerun-task", help="rerun a task (its stage and later ones) in a new linked session")
+    rerun_t.add_argument("task_id", type=int)
+    _waiting(rerun_t)
+    rerun_t.set_defaults(func=rerun_task_cmd)
+
+    sweep_p = sub.add_parser("sweep", help="mark stalled active sessions as error")
+    sweep_p.add_argument(
+        "--stall", type=float, help="seconds without progress (default from the time limit and retries)"
+    )
+    sweep_p.set_defaults(func=sweep_cmd)
+
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"sage-mode: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ class DatabaseMiddleware(Middleware):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._owns_database = False
 
     def _ensure_database(self) -> None:
         if db.obj is None:
             init_database(self.settings.database_url, self.settings.db_max_connections)
+            self._owns_database = True
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         self._ensure_database()
@@ -42,7 +44,9 @@ class DatabaseMiddleware(Middleware):
         self._release()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        close_database()
+        # Close only a pool this middleware opened: an in-process worker (tests) shares its host's.
+        if self._owns_database:
+            close_database()
 
     @staticmethod
     def _release() -> None:

@@ -64,9 +64,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         app.extensions["sage_owns_db"] = db.obj is None
         if app.extensions["sage_owns_db"]:
             init_database(settings.database_url, settings.db_max_connections)
-        app.extensions["sage_redis"] = aioredis.from_url(
-            settings.redis_url, decode_responses=True, health_check_interval=30
+        # A bounded pool that makes a burst of requests wait for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, decode_responses=True, health_check_interval=30, max_connections=64, timeout=10
         )
+        app.extensions["sage_redis"] = aioredis.Redis(connection_pool=pool)
         hub = Hub(settings.redis_url, queue_size=settings.ws_queue_size)
         app.extensions["sage_hub"] = hub
         await hub.start()
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         client = app.extensions.pop("sage_redis", None)
         if client is not None:
             await client.aclose()
+            await client.connection_pool.disconnect()
         if app.extensions.pop("sage_owns_db", False):
             close_database()
 

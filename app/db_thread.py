@@ -7,7 +7,7 @@ from typing import ParamSpec, TypeVar
 
 from quart.utils import run_sync
 
-from models.db import unit_of_work
+from models.db import db, unit_of_work
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -16,3 +16,17 @@ R = TypeVar("R")
 async def run_db(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `func(*args, **kwargs)` off the event loop, in one connection and one transaction."""
     return await run_sync(unit_of_work(func))(*args, **kwargs)
+
+
+def _connected(func: Callable[P, R]) -> Callable[P, R]:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with db.connection_context():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+async def run_connected(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `func` off the event loop in one connection but no transaction: for functions that
+    commit themselves and publish afterwards (the pipeline's `create_session`, `end_session`)."""
+    return await run_sync(_connected(func))(*args, **kwargs)

@@ -9,11 +9,10 @@ from quart import Blueprint, jsonify
 from quart_schema import validate_querystring, validate_request
 
 from app.access import require_session, require_team
-from app.db_thread import run_db
+from app.db_thread import run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
-from app.publish import publish_events
-from models import queries
+from models import db, queries
 from models.events import events_after
 from models.serialize import session_dict
 
@@ -44,17 +43,13 @@ class EventsQuery(BaseModel):
     after: int = Field(default=0, ge=0)
 
 
-def _create(user_id: int, body: StartSession):
-    from actors.pipeline import create_session
+def _create(user_id: int, body: StartSession) -> int:
+    from actors.pipeline import create_session, start_session
 
     require_team(user_id, body.team_id, "write")
-    return create_session(body.team_id, user_id, body.feature_name, body.description)
-
-
-def _queue(session_id: int) -> None:
-    from actors.pipeline import start_session
-
-    start_session(session_id)
+    session = create_session(body.team_id, user_id, body.feature_name, body.description)
+    start_session(session.id)
+    return session.id
 
 
 @blueprint.post("/sessions")
@@ -62,11 +57,8 @@ def _queue(session_id: int) -> None:
 @validate_request(StartSession)
 async def start(data: StartSession):
     """Create the session and its pending tasks, then queue the pipeline (202)."""
-    user_id = await current_user_id()
-    session, messages = await run_db(_create, user_id, data)
-    await publish_events(messages)
-    await run_db(_queue, session.id)
-    return jsonify({"session_id": session.id, "status": "active"}), 202
+    session_id = await run_connected(_create, await current_user_id(), data)
+    return jsonify({"session_id": session_id, "status": "active"}), 202
 
 
 def _list(user_id: int, team_id: int, query: SessionList) -> dict:
@@ -140,20 +132,19 @@ async def events(session_id: int, query_args: EventsQuery):
     return jsonify(await run_db(_events, await current_user_id(), session_id, query_args.after))
 
 
-def _end(user_id: int, session_id: int):
+def _end(user_id: int, session_id: int) -> dict:
     from actors.pipeline import SessionAlreadyEnded, end_session
 
-    require_session(user_id, session_id, "write")
+    with db.atomic():
+        require_session(user_id, session_id, "write")
     try:
-        return end_session(session_id)
-    except SessionAlreadyEnded as exc:
-        raise ApiError(409, str(exc) or "session already ended") from None
+        return session_dict(end_session(session_id))
+    except SessionAlreadyEnded:
+        raise ApiError(409, "this session has already ended") from None
 
 
 @blueprint.post("/sessions/<int:session_id>/end")
 @login_required
 async def end(session_id: int):
     """End the session now; tasks not yet started are not run."""
-    session, messages = await run_db(_end, await current_user_id(), session_id)
-    await publish_events(messages)
-    return jsonify({"session": session_dict(session)})
+    return jsonify({"session": await run_connected(_end, await current_user_id(), session_id)})

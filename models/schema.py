@@ -137,6 +137,9 @@ class ExecutionSession(BaseModel):
 
     class Meta:
         table_name = "execution_sessions"
+        # `last_seq` is advanced by `models.events.record_event` under the row lock; a stale
+        # instance's save() must never write it back, so saves write only changed fields.
+        only_save_dirty = True
 
 
 class SessionDecision(BaseModel):

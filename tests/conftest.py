@@ -193,3 +193,58 @@ def revocations(redis_client):
 
     yield Subscription()
     pubsub.close()
+
+# Workers: the real actors on an in-memory broker with an in-process worker (issue 4).
+
+
+@pytest.fixture
+def stub_broker(settings: Settings, database):
+    """A StubBroker carrying every actor, made global for the test; restores the previous broker."""
+    import dramatiq
+    from dramatiq.middleware import TimeLimit, default_middleware
+
+    from actors.broker import stub_broker as make_stub_broker
+    from actors.broker import use_broker
+    from actors.config import set_settings
+
+    # The time-limit monitor checks every 100 ms instead of every second, so limit tests are quick.
+    middleware = [TimeLimit(interval=100) if m is TimeLimit else m() for m in default_middleware]
+    broker = make_stub_broker(settings, middleware)
+    broker.emit_after("process_boot")
+    previous = use_broker(broker)
+    yield broker
+    broker.flush_all()
+    broker.close()
+    use_broker(previous)
+    set_settings(None)
+    assert dramatiq.get_broker() is previous
+
+
+@pytest.fixture
+def stub_worker(stub_broker):
+    """An in-process Dramatiq worker with four threads on the stub broker."""
+    import dramatiq
+
+    worker = dramatiq.Worker(stub_broker, worker_timeout=20, worker_threads=4)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout} s: {getattr(predicate, '__name__', predicate)}")
+
+
+@pytest.fixture
+def wait():
+    """`wait(predicate, timeout=20)`: poll until truthy, else fail."""
+    return wait_until

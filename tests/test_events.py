@@ -78,3 +78,12 @@ def test_publish_sends_each_event_on_its_session_channel(session, redis_client):
 def test_channels_carry_the_redis_database_number(redis_client):
     assert namespace(redis_client) == f"sage:{redis_client.connection_pool.connection_kwargs['db']}:"
     assert channel(7, namespace(3)) == "sage:3:session:7"
+
+
+def test_saving_a_stale_session_never_rewinds_the_event_counter(session):
+    with db.atomic():
+        record_event(session.id, "session_started", {})
+    session.status = "completed"  # `session` was loaded before the event: its last_seq is 0
+    session.save()
+    with db.atomic():
+        assert record_event(session.id, "session_completed", {})["seq"] == 2

@@ -1,0 +1,17 @@
+"""The role agents and the brains that think for them."""
+
+from actors.agents.base import AGENT_CLASSES, Agent, Capability, InvalidOutput, make_agent
+from actors.agents.brain import BRAINS, Brain, KnowledgeBaseBrain, UnknownBrain, get_brain
+
+__all__ = [
+    "AGENT_CLASSES",
+    "BRAINS",
+    "Agent",
+    "Brain",
+    "Capability",
+    "InvalidOutput",
+    "KnowledgeBaseBrain",
+    "UnknownBrain",
+    "get_brain",
+    "make_agent",
+]

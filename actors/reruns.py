@@ -1,0 +1,164 @@
+"""Reruns: a new session linked to the original, so history is never overwritten.
+
+`rerun_session(id)` replays the whole feature in a new session (`rerun_of` = the original) with
+copies of the original's session decisions. `rerun_session(id, from_role=R)` copies the completed
+tasks of every stage before R's stage (output, decisions, snapshot; each copy's `rerun_of` points
+at its original task) and runs R's stage and everything after it. A stage is the unit: rerunning
+`dba` also reruns `backend_dev`, its parallel partner, because both read the same upstream work.
+`rerun_task(id)` is `rerun_session(task's session, from_role=task's role)`; a new session is
+needed because a session has one task per role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.pipeline import SessionNotFound, _outside_transaction, _publish, _task_payload, start_session
+from models.db import db
+from models.events import record_event
+from models.schema import (
+    AGENT_ROLES,
+    STAGE_OF_ROLE,
+    AgentSnapshot,
+    AgentTask,
+    ExecutionSession,
+    SessionDecision,
+    TaskDecision,
+)
+from models.serialize import session_dict, snapshot_dict
+
+
+class NotRerunnable(ValueError):
+    """The rerun asked for cannot be built (unknown role, or an upstream task never completed)."""
+
+
+def _remap_output(output: dict[str, Any], decision_ids: dict[int, int], session_ids: dict[int, int]) -> dict[str, Any]:
+    output = dict(output)
+    decisions = []
+    for decision in output.get("decisions", []):
+        decision = dict(decision)
+        decision["based_on"] = [decision_ids.get(i, i) for i in decision.get("based_on", [])]
+        decision["based_on_session_decisions"] = [
+            session_ids.get(i, i) for i in decision.get("based_on_session_decisions", [])
+        ]
+        decisions.append(decision)
+    output["decisions"] = decisions
+    if "provenance" in output:
+        provenance = dict(output["provenance"])
+        provenance["session_decisions"] = [session_ids.get(i, i) for i in provenance.get("session_decisions", [])]
+        output["provenance"] = provenance
+    return output
+
+
+def rerun_session(
+    session_id: int, from_role: str | None = None, user_id: int | None = None, start: bool = True
+) -> ExecutionSession:
+    """Create (and by default start) a rerun of a session, from its first stage or from `from_role`'s."""
+    _outside_transaction("rerun_session")
+    if from_role is not None and from_role not in AGENT_ROLES:
+        raise NotRerunnable(f"unknown role {from_role!r}; roles: {', '.join(AGENT_ROLES)}")
+    original = ExecutionSession.get_or_none(ExecutionSession.id == session_id)
+    if original is None:
+        raise SessionNotFound(session_id)
+    from_stage = STAGE_OF_ROLE[from_role] if from_role else 0
+    originals = {t.agent_role: t for t in AgentTask.select().where(AgentTask.session == session_id)}
+    events = []
+    with db.atomic():
+        rerun = ExecutionSession.create(
+            team=original.team_id,
+            user=user_id if user_id is not None else original.user_id,
+            feature_name=original.feature_name,
+            description=original.description,
+            rerun_of=original.id,
+            current_stage=from_stage,
+        )
+        session_ids = {}
+        for decision in (
+            SessionDecision.select().where(SessionDecision.session == session_id).order_by(SessionDecision.id)
+        ):
+            copy = SessionDecision.create(
+                session=rerun,
+                user=decision.user_id,
+                decision_text=decision.decision_text,
+                category=decision.category,
+                confidence=decision.confidence,
+            )
+            session_ids[decision.id] = copy.id
+        events.append(record_event(rerun.id, "session_started", {"session": session_dict(rerun)}))
+        decision_ids: dict[int, int] = {}
+        for role in AGENT_ROLES:
+            old = originals[role]
+            if old.stage >= from_stage:
+                AgentTask.create(
+                    session=rerun,
+                    agent_role=role,
+                    stage=old.stage,
+                    task_description=old.task_description,
+                    rerun_of=old.id,
+                )
+                continue
+            if old.status != "completed":
+                raise NotRerunnable(f"{role} of session {session_id} is {old.status}; rerun from an earlier role")
+            task = AgentTask.create(
+                session=rerun,
+                agent_role=role,
+                stage=old.stage,
+                task_description=old.task_description,
+                status="completed",
+                input_data=old.input_data,
+                started_at=old.started_at,
+                completed_at=old.completed_at,
+                duration_seconds=old.duration_seconds,
+                retry_count=old.retry_count,
+                rerun_of=old.id,
+            )
+            for decision in TaskDecision.select().where(TaskDecision.agent_task == old.id).order_by(TaskDecision.id):
+                copy = TaskDecision.create(
+                    agent_task=task,
+                    user=decision.user_id,
+                    source=decision.source,
+                    decision_text=decision.decision_text,
+                    rationale=decision.rationale,
+                    category=decision.category,
+                    confidence=decision.confidence,
+                    based_on=[decision_ids.get(i, i) for i in decision.based_on or []],
+                )
+                decision_ids[decision.id] = copy.id
+            output = _remap_output(old.output_data or {}, decision_ids, session_ids)
+            output["decisions"] = [{**d, "id": decision_ids.get(d.get("id"), d.get("id"))} for d in output["decisions"]]
+            AgentTask.update(output_data=output).where(AgentTask.id == task.id).execute()
+            snapshot = None
+            old_snapshot = (
+                AgentSnapshot.select()
+                .where(AgentSnapshot.agent_task == old.id)
+                .order_by(AgentSnapshot.id.desc())
+                .first()
+            )
+            if old_snapshot is not None:
+                snapshot = AgentSnapshot.create(
+                    agent_task=task,
+                    agent_role=role,
+                    context_state=old_snapshot.context_state,
+                    capabilities=old_snapshot.capabilities,
+                    decisions=output["decisions"],
+                    execution_metadata={**(old_snapshot.execution_metadata or {}), "copied_from_task": old.id},
+                )
+            events.append(
+                record_event(
+                    rerun.id,
+                    "agent_task_completed",
+                    {"task": _task_payload(task.id), "snapshot": snapshot_dict(snapshot)},
+                )
+            )
+    _publish(events)
+    if start:
+        start_session(rerun.id)
+    return ExecutionSession.get_by_id(rerun.id)
+
+
+def rerun_task(task_id: int, user_id: int | None = None, start: bool = True) -> ExecutionSession:
+    """Rerun one task (and its stage and all later stages) in a new session linked to the original."""
+    task = AgentTask.get_or_none(AgentTask.id == task_id)
+    if task is None:
+        raise NotRerunnable(f"no task {task_id}")
+    return rerun_session(task.session_id, from_role=task.agent_role, user_id=user_id, start=start)

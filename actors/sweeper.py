@@ -1,0 +1,121 @@
+"""The watchdog that keeps a session from staying `active` forever.
+
+A session is stalled when nothing about it has moved (no event: no task started, retried or
+completed) for longer than the longest silence a healthy run can have: one attempt's time
+limit, plus the longest retry delay, plus the broker's heartbeat timeout (a dead worker's
+message waits that long before redelivery), plus a minute of queueing slack. `sweep()` marks
+stalled sessions `error` with the reason, marks their unfinished running tasks `error`, and
+records `session_error`.
+
+Who runs it: every worker process runs `SweeperMiddleware`, a daemon thread that wakes every
+`SWEEP_INTERVAL_SECONDS` and sweeps only if it wins a short Redis lock, so the fleet sweeps
+about once per interval in total, and as long as any worker is alive (without workers no
+session moves anyway). `python -m actors sweep` runs one sweep by hand or from cron.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.middleware import Middleware
+from peewee import fn
+
+from actors.config import redis_client
+from models.db import db
+from models.events import publish
+from models.schema import AgentTask, ExecutionSession, SessionEvent, utcnow
+from models.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_SECONDS = 30.0
+LOCK_KEY = "sage:sweeper"
+
+
+def stall_seconds(settings: Settings) -> float:
+    """How long a session may go without any event before it is declared stalled."""
+    longest_retry = max(settings.retry_delays_seconds or (0.0,))
+    return settings.task_time_limit_seconds + longest_retry + settings.heartbeat_timeout_ms / 1000 + 60.0
+
+
+def sweep(settings: Settings, now: dt.datetime | None = None, stall: float | None = None) -> list[int]:
+    """Mark every stalled active session `error`; return their ids. Call inside a connection."""
+    from actors.pipeline import _finish_session, _locked_session
+
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(seconds=stall if stall is not None else stall_seconds(settings))
+    last_event = (
+        SessionEvent.select(SessionEvent.session, fn.MAX(SessionEvent.created_at).alias("at"))
+        .group_by(SessionEvent.session)
+        .alias("last_event")
+    )
+    candidates = [
+        s.id
+        for s in ExecutionSession.select(ExecutionSession.id)
+        .join(last_event, on=(last_event.c.session_id == ExecutionSession.id))
+        .where((ExecutionSession.status == "active") & (last_event.c.at < cutoff))
+    ]
+    swept = []
+    for session_id in candidates:
+        messages: list[dict[str, Any]] = []
+        with db.atomic():
+            session = _locked_session(session_id)
+            last = (
+                SessionEvent.select(fn.MAX(SessionEvent.created_at)).where(SessionEvent.session == session_id).scalar()
+            )
+            if session is None or session.status != "active" or (last is not None and last >= cutoff):
+                continue  # it moved, or ended, since the first look
+            stuck = list(
+                AgentTask.select().where(
+                    (AgentTask.session == session_id)
+                    & (AgentTask.stage == session.current_stage)
+                    & (AgentTask.status != "completed")
+                )
+            )
+            roles = ", ".join(f"{t.agent_role} ({t.status})" for t in stuck) or "none"
+            silent = int((now - last).total_seconds()) if last else 0
+            reason = f"no progress for {silent} s at stage {session.current_stage}: {roles}"
+            AgentTask.update(status="error", completed_at=now, error_message=f"abandoned: {reason}").where(
+                (AgentTask.session == session_id) & (AgentTask.status == "running")
+            ).execute()
+            messages.append(_finish_session(session, "error", reason, stuck[0].id if stuck else None))
+        try:
+            publish(redis_client(), messages)
+        except redis.RedisError:
+            logger.warning("could not publish the sweep of session %s", session_id)
+        logger.warning("session %s marked error: %s", session_id, reason)
+        swept.append(session_id)
+    return swept
+
+
+class SweeperMiddleware(Middleware):
+    """Runs `sweep` in the background of every worker process, once per interval across the fleet."""
+
+    def __init__(self, settings: Settings, interval: float = SWEEP_INTERVAL_SECONDS) -> None:
+        self.settings = settings
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="sage-sweeper", daemon=True)
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if not redis_client().set(LOCK_KEY, "1", nx=True, px=int(self.interval * 1000 * 0.9)):
+                    continue
+                with db.connection_context():
+                    sweep(self.settings)
+            except Exception:
+                logger.exception("sweep failed; will try again in %ss", self.interval)

@@ -1,0 +1,157 @@
+"""Real `dramatiq` worker processes on Redis: whole sessions, and a worker killed mid-task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actors import pipeline
+from actors.broker import redis_broker, use_broker
+from actors.config import set_settings
+from models import AgentSnapshot, AgentTask, ExecutionSession, SessionEvent
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+#: A short heartbeat keeps the test quick; bench/README.md records the figure for the default too.
+HEARTBEAT_MS = int(os.environ.get("SAGE_FAILOVER_HEARTBEAT_MS", "3000"))
+
+
+@pytest.fixture
+def redis_actors(settings):
+    """The actors bound to a Redis broker on the test Redis db, so sessions reach real workers."""
+    broker = redis_broker(settings.with_overrides(heartbeat_timeout_ms=HEARTBEAT_MS))
+    previous = use_broker(broker)
+    yield broker
+    use_broker(previous)
+    broker.close()
+    set_settings(None)
+
+
+@pytest.fixture
+def start_worker(tmp_path, redis_client):
+    """Start `python -m actors worker` processes (each its own process group); stop them after."""
+    started: list[subprocess.Popen] = []
+    logs = []
+
+    def start(threads: int = 2, **extra_env: str) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "SAGE_ENV": "test",
+            "HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_MS),
+            "WORKER_TIMEOUT_MS": "50",
+            "SAGE_TEST_MARKER_DIR": str(tmp_path),
+            **extra_env,
+        }
+        log = open(tmp_path / f"worker-{len(started)}.log", "w")
+        logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "actors", "worker", "--processes", "1", "--threads", str(threads)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(proc)
+        return proc
+
+    def ready(count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if redis_client.zcard("dramatiq:__heartbeats__") >= count:
+                return
+            time.sleep(0.1)
+        logs = "\n".join(p.read_text()[-2000:] for p in tmp_path.glob("worker-*.log"))
+        pytest.fail(f"{count} workers did not come up:\n{logs}")
+
+    start.ready = ready
+    start.markers = tmp_path
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for log in logs:
+        log.close()
+
+
+def markers(directory: Path, role: str) -> list[tuple[int, float]]:
+    """(pid, wall time) of every start of `role`'s agent, oldest first."""
+    found = []
+    for path in directory.glob(f"{role}.*"):
+        _, pid, seconds = path.name.split(".", 2)
+        found.append((int(pid), float(seconds)))
+    return sorted(found, key=lambda m: m[1])
+
+
+def test_the_run_script_drives_a_session_to_completed_on_a_real_worker(personal_team, start_worker, wait):
+    start_worker(threads=4)
+    start_worker.ready(1)
+    out = subprocess.run(
+        [sys.executable, "-m", "actors", "run", "--team", str(personal_team.id), "Team chat", "--description", "real-time",
+         "--timeout", "60"],
+        cwd=ROOT, env={**os.environ, "SAGE_ENV": "test"}, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    session = ExecutionSession.get(ExecutionSession.feature_name == "Team chat")
+    assert session.status == "completed" and f"session {session.id}" in out.stdout
+    assert "it_admin" in out.stdout and "completed" in out.stdout
+    assert AgentTask.select().where((AgentTask.session == session.id) & (AgentTask.status == "completed")).count() == 7
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "actors", "rerun-session", str(session.id), "--from", "security", "--timeout", "60"],
+        cwd=ROOT, env={**os.environ, "SAGE_ENV": "test"}, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    copy = ExecutionSession.get(ExecutionSession.rerun_of == session.id)
+    assert copy.status == "completed"
+
+
+def test_a_worker_killed_mid_task_is_replaced_and_every_task_completes_once(
+    personal_team, user, redis_actors, start_worker, wait, capsys
+):
+    slow = {"SAGE_TEST_AGENT_SLEEP": "dba=3"}
+    start_worker(**slow)
+    start_worker(**slow)
+    start_worker.ready(2)
+    session = pipeline.create_session(personal_team.id, user.id, "Team chat", "real-time messaging")
+    pipeline.start_session(session.id)
+
+    [(victim, _)] = wait(lambda: markers(start_worker.markers, "dba"), timeout=30)
+    assert AgentTask.get(AgentTask.session == session.id, AgentTask.agent_role == "dba").status == "running"
+    os.killpg(os.getpgid(victim), signal.SIGKILL)
+    killed_at = time.time()
+
+    restarts = wait(lambda: markers(start_worker.markers, "dba")[1:], timeout=60)
+    rerun_pid, rerun_at = restarts[0]
+    assert rerun_pid != victim
+    failover = rerun_at - killed_at
+    with capsys.disabled():
+        print(f"\nworker failover: kill -> dba running again in {failover:.2f} s (heartbeat {HEARTBEAT_MS} ms)")
+    assert failover < HEARTBEAT_MS / 1000 + 5
+
+    session = wait(lambda: (s := ExecutionSession.get_by_id(session.id)).status != "active" and s, timeout=60)
+    assert session.status == "completed"
+    tasks = list(AgentTask.select().where(AgentTask.session == session.id))
+    assert all(t.status == "completed" and t.retry_count == 0 for t in tasks)
+    assert all(AgentSnapshot.select().where(AgentSnapshot.agent_task == t.id).count() == 1 for t in tasks)
+    events = list(SessionEvent.select().where(SessionEvent.session == session.id).order_by(SessionEvent.seq))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    completed = [e.payload["task"]["agent_role"] for e in events if e.type == "agent_task_completed"]
+    assert sorted(completed) == sorted(t.agent_role for t in tasks)  # each exactly once
+    dba = next(t for t in tasks if t.agent_role == "dba")
+    dba_starts = [e for e in events if e.type == "agent_task_started" and e.payload["task"]["agent_role"] == "dba"]
+    assert len(dba_starts) == 2  # claimed by the killed worker, re-claimed by the redelivered message
+    assert AgentSnapshot.get(AgentSnapshot.agent_task == dba.id).execution_metadata["worker"]["pid"] == rerun_pid

@@ -1,0 +1,121 @@
+"""`WS /ws/{session_id}`: handshake checks, backlog then live, resume, and revocation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from helpers import add_member, make_user
+from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
+from seeding import seed_session
+
+
+@pytest.fixture
+def cast(user, shared_team):
+    people = {"owner": user}
+    for role in ("member", "viewer"):
+        people[role] = make_user(role)
+        add_member(shared_team, people[role], role)
+    people["outsider"] = make_user("outsider")
+    return {"people": people, "team": shared_team, "session": seed_session(shared_team, user, roles=["architect"])}
+
+
+async def receive(ws, timeout: float = 3.0):
+    return await asyncio.wait_for(ws.receive_json(), timeout)
+
+
+async def refused(client, path: str, **kwargs) -> int:
+    with pytest.raises(WebsocketResponseError) as raised:
+        async with client.websocket(path, **kwargs) as ws:
+            await receive(ws)
+    return raised.value.response.status_code
+
+
+async def test_the_handshake_refuses_strangers_before_accepting(app, login_as, cast):
+    sid = cast["session"].id
+    assert await refused(app.test_client(), f"/ws/{sid}") == 401
+    outsider = await login_as(cast["people"]["outsider"])
+    assert await refused(outsider, f"/ws/{sid}") == 404
+    viewer = await login_as(cast["people"]["viewer"])
+    assert await refused(viewer, "/ws/999999") == 404
+    assert await refused(viewer, f"/ws/{sid}", headers={"Origin": "https://evil.example"}) == 403
+    assert await refused(viewer, f"/ws/{sid}?after=-3") == 400
+
+
+async def test_a_viewer_gets_the_backlog_then_live_events_in_order(login_as, cast):
+    sid = cast["session"].id
+    viewer = await login_as(cast["people"]["viewer"])
+    owner = await login_as(cast["people"]["owner"])
+    stored = (await (await owner.get(f"/sessions/{sid}/events")).get_json())["events"]
+    async with viewer.websocket(f"/ws/{sid}", headers={"Origin": "http://localhost"}) as ws:
+        backlog = [await receive(ws) for _ in stored]
+        assert backlog == stored
+        response = await owner.post(f"/sessions/{sid}/decisions", json={"decision_text": "Ship it"})
+        assert response.status_code == 201
+        live = await receive(ws)
+        assert live["type"] == "decision_created" and live["seq"] == stored[-1]["seq"] + 1
+        assert live["decision"]["decision_text"] == "Ship it" and live["at"].endswith("Z")
+
+
+async def test_reconnecting_with_after_gets_exactly_the_rest(login_as, cast):
+    sid = cast["session"].id
+    member = await login_as(cast["people"]["member"])
+    for text in ("a", "b", "c"):
+        await member.post(f"/sessions/{sid}/decisions", json={"decision_text": text})
+    all_events = (await (await member.get(f"/sessions/{sid}/events")).get_json())["events"]
+    async with member.websocket(f"/ws/{sid}") as ws:
+        first_part = [await receive(ws) for _ in range(2)]
+    async with member.websocket(f"/ws/{sid}?after={first_part[-1]['seq']}") as ws:
+        rest = [await receive(ws) for _ in range(len(all_events) - 2)]
+        with pytest.raises(asyncio.TimeoutError):
+            await receive(ws, timeout=0.3)
+    assert first_part + rest == all_events
+
+
+async def test_a_removed_viewer_is_told_and_disconnected_with_4403(login_as, cast):
+    sid, team = cast["session"].id, cast["team"]
+    viewer_user = cast["people"]["viewer"]
+    viewer = await login_as(viewer_user)
+    owner = await login_as(cast["people"]["owner"])
+    async with viewer.websocket(f"/ws/{sid}") as ws:
+        await receive(ws)  # at least one stored event arrived: the socket is live
+        removed = await owner.delete(f"/teams/{team.id}/members/{viewer_user.id}")
+        assert removed.status_code == 204
+        message = None
+        while message is None or message["type"] != "access_revoked":
+            message = await receive(ws, timeout=1.0)
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(ws)
+        assert closed.value.args[0] == 4403
+    assert await refused(viewer, f"/ws/{sid}") == 404
+
+
+async def test_logging_out_closes_only_the_sockets_of_that_login(app, login_as, cast):
+    sid = cast["session"].id
+    member = cast["people"]["member"]
+    laptop, phone = await login_as(member), await login_as(member)
+    events = (await (await laptop.get(f"/sessions/{sid}/events")).get_json())["events"]
+    async with laptop.websocket(f"/ws/{sid}") as on_laptop, phone.websocket(f"/ws/{sid}") as on_phone:
+        for ws in (on_laptop, on_phone):
+            for _ in events:
+                await receive(ws)
+        assert (await phone.post("/auth/logout")).status_code == 204
+        assert (await receive(on_phone))["type"] == "access_revoked"
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(on_phone)
+        assert closed.value.args[0] == 4403
+        # The laptop's socket is still streaming.
+        await laptop.post(f"/sessions/{sid}/decisions", json={"decision_text": "still here"})
+        assert (await receive(on_laptop))["type"] == "decision_created"
+
+
+async def test_sockets_leave_nothing_behind_when_they_close(app, login_as, cast):
+    sid = cast["session"].id
+    hub = app.extensions["sage_hub"]
+    member = await login_as(cast["people"]["member"])
+    for _ in range(3):
+        async with member.websocket(f"/ws/{sid}") as ws:
+            await receive(ws)
+            assert hub.subscription_count == 1
+    await asyncio.sleep(0.05)
+    assert hub.subscription_count == 0
