@@ -16,10 +16,9 @@ import asyncio
 import json
 import time
 
+import common
 import redis
 import websockets
-
-import common
 
 
 def redis_connections(client: redis.Redis) -> int:

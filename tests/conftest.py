@@ -194,6 +194,7 @@ def revocations(redis_client):
     yield Subscription()
     pubsub.close()
 
+
 # Workers: the real actors on an in-memory broker with an in-process worker (issue 4).
 
 
