@@ -116,7 +116,7 @@ def worker(log_dir: Path) -> Iterator[subprocess.Popen]:
         log.close()
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, name: str, *, full_page: bool = True) -> Path:
     """Save a full-page screenshot; into docs/screenshots/ only with SAGE_UPDATE_SCREENSHOTS=1.
 
     Tests always take the screenshot (a page that cannot render fails here), but only refresh
@@ -125,6 +125,6 @@ def screenshot(page, name: str) -> Path:
     target_dir = SCREENSHOTS if os.environ.get("SAGE_UPDATE_SCREENSHOTS") == "1" else SCRATCH
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     assert path.stat().st_size > 5000, f"{path} looks empty"
     return path

@@ -152,7 +152,10 @@ def test_a_newcomer_signs_up_creates_a_team_and_watches_seven_agents_finish_live
     inspect_and_replay(page)
     add_session_decision(page, "Refunds above 500 EUR need a second approver")
     expect(page.get_by_role("button", name="End session")).to_have_count(0)
-    screenshot(page, "session")
+    page.locator('.agent-card[data-role="dba"]').click()
+    page.evaluate("window.scrollTo(0, 0)")
+    page.set_viewport_size({"width": 1280, "height": 1300})
+    screenshot(page, "session", full_page=False)
 
     page.goto("/dashboard")
     expect(page.locator(".team-list__item")).to_have_count(1)

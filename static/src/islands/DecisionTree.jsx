@@ -88,7 +88,9 @@ function DecisionForm({ label, withRationale, withConfidence, categories, confid
       {fields.decision_text ? <p className="field-error">{fields.decision_text}</p> : null}
       {withRationale ? (
         <label>
-          Rationale <span className="optional">(optional)</span>
+          <span>
+            Rationale <span className="optional">(optional)</span>
+          </span>
           <textarea name="rationale" rows="2" value={values.rationale} onChange={set("rationale")} />
         </label>
       ) : null}
