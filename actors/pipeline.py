@@ -169,6 +169,21 @@ def end_session(session_id: int) -> ExecutionSession:
     return ExecutionSession.get_by_id(session_id)
 
 
+def fail_session(session_id: int, reason: str) -> bool:
+    """Mark an active session `error` with `reason` (e.g. its pipeline could not be queued).
+
+    Emits `session_error`; returns False when the session was not active any more.
+    """
+    _outside_transaction("fail_session")
+    with db.atomic():
+        session = _locked_session(session_id)
+        if session is None or session.status != "active":
+            return False
+        event = _finish_session(session, "error", reason)
+    _publish([event])
+    return True
+
+
 def _finish_session(session: ExecutionSession, status: str, error: str | None = None, task_id: int | None = None):
     """Set the final status of a locked, active session and record its event (inside a transaction)."""
     now = utcnow()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
+import dramatiq
 from pydantic import BaseModel, Field, StrictInt, field_validator
 from quart import Blueprint, jsonify
 from quart_schema import validate_querystring, validate_request
+from redis.exceptions import RedisError
 
 from app.access import require_session, require_team
 from app.db_thread import run_connected, run_db
@@ -17,6 +20,7 @@ from models.events import events_after
 from models.serialize import session_dict
 
 blueprint = Blueprint("sessions", __name__)
+log = logging.getLogger(__name__)
 
 
 class StartSession(BaseModel):
@@ -44,11 +48,17 @@ class EventsQuery(BaseModel):
 
 
 def _create(user_id: int, body: StartSession) -> int:
-    from actors.pipeline import create_session, start_session
+    from actors.pipeline import create_session, fail_session, start_session
 
     require_team(user_id, body.team_id, "write")
     session = create_session(body.team_id, user_id, body.feature_name, body.description)
-    start_session(session.id)
+    try:
+        start_session(session.id)
+    except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:
+        # Never leave a session `active` with nothing queued: it fails now, visibly.
+        log.warning("could not queue session %s: %s", session.id, exc)
+        fail_session(session.id, "the task queue was unavailable; start the session again")
+        raise ApiError(503, "the task queue is unavailable; try again in a moment") from None
     return session.id
 
 

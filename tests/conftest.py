@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg2
@@ -249,3 +252,76 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02):
 def wait():
     """`wait(predicate, timeout=20)`: poll until truthy, else fail."""
     return wait_until
+
+
+# Real worker processes on Redis (integration tests).
+
+#: A short heartbeat keeps the test quick; bench/README.md records the figure for the default too.
+HEARTBEAT_MS = int(os.environ.get("SAGE_FAILOVER_HEARTBEAT_MS", "3000"))
+
+
+@pytest.fixture
+def redis_actors(settings):
+    """The actors bound to a Redis broker on the test Redis db, so sessions reach real workers."""
+    from actors.broker import redis_broker, use_broker
+    from actors.config import set_settings
+
+    broker = redis_broker(settings.with_overrides(heartbeat_timeout_ms=HEARTBEAT_MS))
+    previous = use_broker(broker)
+    yield broker
+    use_broker(previous)
+    broker.close()
+    set_settings(None)
+
+
+@pytest.fixture
+def start_worker(tmp_path, redis_client):
+    """Start `python -m actors worker` processes (each its own process group); stop them after."""
+    started: list[subprocess.Popen] = []
+    logs = []
+
+    def start(threads: int = 2, **extra_env: str) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "SAGE_ENV": "test",
+            "HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_MS),
+            "WORKER_TIMEOUT_MS": "50",
+            "SAGE_TEST_MARKER_DIR": str(tmp_path),
+            **extra_env,
+        }
+        log = open(tmp_path / f"worker-{len(started)}.log", "w")
+        logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "actors", "worker", "--processes", "1", "--threads", str(threads)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(proc)
+        return proc
+
+    def ready(count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if redis_client.zcard("dramatiq:__heartbeats__") >= count:
+                return
+            time.sleep(0.1)
+        logs = "\n".join(p.read_text()[-2000:] for p in tmp_path.glob("worker-*.log"))
+        pytest.fail(f"{count} workers did not come up:\n{logs}")
+
+    start.ready = ready
+    start.markers = tmp_path
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for log in logs:
+        log.close()

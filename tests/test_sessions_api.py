@@ -251,3 +251,63 @@ async def test_reads_run_the_same_number_of_queries_whatever_the_session_size(lo
         counts.append(counter.count)
     assert counts[0] == counts[1]
     assert counts[0] <= 10
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"), [("viewer", 403), ("outsider", 404), ("anonymous", 401), ("member", 202), ("owner", 202)]
+)
+async def test_only_owners_and_members_start_sessions(app, login_as, cast, who, expected):
+    client = app.test_client() if who == "anonymous" else await login_as(cast["people"][who])
+    before = ExecutionSession.select().count()
+    response = await client.post("/sessions", json={"team_id": cast["team"].id, "feature_name": "Chat"})
+    assert response.status_code == expected
+    if expected == 202:
+        body = await response.get_json()
+        session = ExecutionSession.get_by_id(body["session_id"])
+        assert body == {"session_id": session.id, "status": "active"}
+        assert session.tasks.count() == 7 and session.celery_chain_id
+        assert [e.type for e in session.events] == ["session_started"]
+    else:
+        await error_of(response)
+        assert ExecutionSession.select().count() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"feature_name": "x"}, "team_id"),
+        ({"team_id": "1", "feature_name": "x"}, "team_id"),
+        ({"team_id": 1}, "feature_name"),
+        ({"team_id": 1, "feature_name": "  "}, "feature_name"),
+        ({"team_id": 1, "feature_name": "x" * 256}, "feature_name"),
+        ({"team_id": 1, "feature_name": "x", "description": 7}, "description"),
+    ],
+)
+async def test_bad_session_starts_are_refused_and_create_nothing(login_as, cast, body, field):
+    owner = await login_as(cast["people"]["owner"])
+    before = ExecutionSession.select().count()
+    response = await owner.post("/sessions", json=body)
+    assert response.status_code == 400
+    assert field in (await error_of(response))["fields"]
+    assert ExecutionSession.select().count() == before
+
+
+async def test_a_session_whose_pipeline_cannot_be_queued_fails_at_once_instead_of_hanging(login_as, cast, settings):
+    from actors.broker import redis_broker, use_broker
+    from actors.config import set_settings
+
+    owner = await login_as(cast["people"]["owner"])
+    dead = redis_broker(settings.with_overrides(redis_url="redis://127.0.0.1:6399/0"))
+    previous = use_broker(dead)
+    try:
+        response = await owner.post("/sessions", json={"team_id": cast["team"].id, "feature_name": "Chat"})
+    finally:
+        use_broker(previous)
+        dead.close()
+        set_settings(None)
+    assert response.status_code == 503
+    assert (await error_of(response))["code"] == "unavailable"
+    session = ExecutionSession.select().order_by(ExecutionSession.id.desc()).first()
+    assert session.feature_name == "Chat" and session.status == "error"
+    assert "queue" in session.error_message
+    assert [e.type for e in session.events.order_by(SessionEvent.seq)] == ["session_started", "session_error"]

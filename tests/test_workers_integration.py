@@ -12,79 +12,13 @@ from pathlib import Path
 import pytest
 
 from actors import pipeline
-from actors.broker import redis_broker, use_broker
-from actors.config import set_settings
 from models import AgentSnapshot, AgentTask, ExecutionSession, SessionEvent
 
 pytestmark = pytest.mark.integration
 
+from conftest import HEARTBEAT_MS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-#: A short heartbeat keeps the test quick; bench/README.md records the figure for the default too.
-HEARTBEAT_MS = int(os.environ.get("SAGE_FAILOVER_HEARTBEAT_MS", "3000"))
-
-
-@pytest.fixture
-def redis_actors(settings):
-    """The actors bound to a Redis broker on the test Redis db, so sessions reach real workers."""
-    broker = redis_broker(settings.with_overrides(heartbeat_timeout_ms=HEARTBEAT_MS))
-    previous = use_broker(broker)
-    yield broker
-    use_broker(previous)
-    broker.close()
-    set_settings(None)
-
-
-@pytest.fixture
-def start_worker(tmp_path, redis_client):
-    """Start `python -m actors worker` processes (each its own process group); stop them after."""
-    started: list[subprocess.Popen] = []
-    logs = []
-
-    def start(threads: int = 2, **extra_env: str) -> subprocess.Popen:
-        env = {
-            **os.environ,
-            "SAGE_ENV": "test",
-            "HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_MS),
-            "WORKER_TIMEOUT_MS": "50",
-            "SAGE_TEST_MARKER_DIR": str(tmp_path),
-            **extra_env,
-        }
-        log = open(tmp_path / f"worker-{len(started)}.log", "w")
-        logs.append(log)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "actors", "worker", "--processes", "1", "--threads", str(threads)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        started.append(proc)
-        return proc
-
-    def ready(count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if redis_client.zcard("dramatiq:__heartbeats__") >= count:
-                return
-            time.sleep(0.1)
-        logs = "\n".join(p.read_text()[-2000:] for p in tmp_path.glob("worker-*.log"))
-        pytest.fail(f"{count} workers did not come up:\n{logs}")
-
-    start.ready = ready
-    start.markers = tmp_path
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    for log in logs:
-        log.close()
 
 
 def markers(directory: Path, role: str) -> list[tuple[int, float]]:
