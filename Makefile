@@ -24,5 +24,8 @@ format:
 migrate:
 	$(PY) -m models migrate
 
+seed: setup ## demo users, a shared team and finished sessions run by the real agents
+	$(PY) scripts/seed_test_data.py
+
 clean:
 	rm -rf .venv .pytest_cache instance

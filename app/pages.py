@@ -1,19 +1,51 @@
-"""The `pages` blueprint: the HTML pages of this issue (`/`, `/login`, `/signup`, `/dashboard`).
+"""The `pages` blueprint: the HTML pages of spec/API.md "Pages".
 
-Pages share the JSON API's cookie and query functions but no view code; their forms post JSON
-to `/auth/*` with `fetch` (static/js/auth.js).
+Pages share the JSON API's cookie and the access functions of `app.access` but no view code:
+they render a skeleton (what the caller may do decides which controls exist at all), then
+Alpine components (static/js/dashboard.js) and React islands (static/src/islands/) load the
+data from the JSON API with `fetch` and the WebSocket.
+
+A page for something the caller may not see answers 404, exactly like the API; a logged-out
+visitor is sent to `/login`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, redirect, render_template, url_for
 from quart_schema import hide
 
+from app.access import may, require_session, require_team
 from app.db_thread import run_db
+from app.errors import ApiError
 from app.login_sessions import optional_user_id
+from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS, PIPELINE
+from models.serialize import session_dict, team_dict, user_dict
 from models.users import get_user
 
 blueprint = Blueprint("pages", __name__)
+
+
+class _LoggedOut(Exception):
+    """No live login session: the page redirects to /login."""
+
+
+async def _user() -> dict[str, Any]:
+    user_id = await optional_user_id()
+    user = await run_db(get_user, user_id) if user_id else None
+    if user is None:
+        raise _LoggedOut()
+    return user_dict(user)
+
+
+async def _not_found(user: dict[str, Any], what: str):
+    return await render_template("not_found.html", user=user, what=what), 404
+
+
+@blueprint.errorhandler(_LoggedOut)
+async def _to_login(_: _LoggedOut):
+    return redirect(url_for("pages.login"))
 
 
 @blueprint.get("/")
@@ -45,9 +77,63 @@ async def signup():
 @blueprint.get("/dashboard")
 @hide
 async def dashboard():
-    """The logged-in landing page: who you are, and a way out."""
-    user_id = await optional_user_id()
-    user = await run_db(get_user, user_id) if user_id else None
-    if user is None:
-        return redirect(url_for("pages.login"))
-    return await render_template("dashboard.html", user=user)
+    """The team selector (personal and shared), the team list and the create-team form."""
+    return await render_template("dashboard.html", user=await _user())
+
+
+def _team_page(user_id: int, team_id: int) -> dict[str, Any]:
+    team, role = require_team(user_id, team_id, "read")
+    return team_dict(team, role)
+
+
+@blueprint.get("/dashboard/teams/<int:team_id>")
+@hide
+async def team(team_id: int):
+    """Members, invitations, the session panel and the session history of one team."""
+    user = await _user()
+    try:
+        shown = await run_db(_team_page, user["id"], team_id)
+    except ApiError:
+        return await _not_found(user, "team")
+    return await render_template(
+        "team.html",
+        user=user,
+        team=shown,
+        can_write=may(shown["role"], "write"),
+        can_manage=may(shown["role"], "manage"),
+    )
+
+
+def _session_page(user_id: int, session_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    session, role = require_session(user_id, session_id, "read")
+    return session_dict(session), team_dict(session.team, role)
+
+
+@blueprint.get("/dashboard/sessions/<int:session_id>")
+@hide
+async def session(session_id: int):
+    """The live execution monitor, the agent state viewer, the replay and the decision journal."""
+    user = await _user()
+    try:
+        shown, team_shown = await run_db(_session_page, user["id"], session_id)
+    except ApiError:
+        return await _not_found(user, "session")
+    config = {
+        "sessionId": shown["id"],
+        "teamId": team_shown["id"],
+        "role": team_shown["role"],
+        "canWrite": may(team_shown["role"], "write"),
+        "userId": user["id"],
+        "pipeline": [list(stage) for stage in PIPELINE],
+        "roles": list(AGENT_ROLES),
+        "categories": list(CATEGORIES),
+        "confidenceLevels": list(CONFIDENCE_LEVELS),
+    }
+    return await render_template(
+        "session.html",
+        user=user,
+        session=shown,
+        team=team_shown,
+        can_write=config["canWrite"],
+        config=config,
+    )

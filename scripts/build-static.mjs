@@ -1,7 +1,12 @@
-// Copy the front-end libraries we serve ourselves (never from a CDN) into static/vendor/.
-import { copyFileSync, mkdirSync } from "node:fs";
+// Build the front-end we serve ourselves (never from a CDN):
+// - copy Alpine into static/vendor/;
+// - bundle the React islands (static/src/islands/*.jsx, with React from npm) into static/build/.
+// Both outputs are committed, so Docker and Node-less machines serve them as they are.
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const vendored = [["node_modules/alpinejs/dist/cdn.min.js", "static/vendor/alpine.min.js"]];
@@ -11,3 +16,29 @@ for (const [from, to] of vendored) {
   copyFileSync(join(root, from), join(root, to));
   console.log(`vendored ${from} -> ${to}`);
 }
+
+const entries = { session: "static/src/islands/session.jsx" };
+await build({
+  absWorkingDir: root,
+  entryPoints: entries,
+  outdir: "static/build",
+  bundle: true,
+  minify: true,
+  format: "iife",
+  target: ["es2020"],
+  jsx: "automatic",
+  define: { "process.env.NODE_ENV": '"production"' },
+  legalComments: "linked",
+  logLevel: "info",
+});
+
+// A fingerprint of what the bundle was built from; tests/test_dashboard_pages.py recomputes it,
+// so a committed bundle that is older than its sources fails the suite.
+const sources = readdirSync(join(root, "static/src/islands")).sort();
+const hash = createHash("sha256");
+for (const name of sources) {
+  hash.update(`${name}\n`);
+  hash.update(readFileSync(join(root, "static/src/islands", name)));
+}
+const manifest = { entries: Object.keys(entries), sources, sources_sha256: hash.digest("hex") };
+writeFileSync(join(root, "static/build/manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);

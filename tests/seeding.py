@@ -1,57 +1,91 @@
-"""Sessions written straight into the database, for read-side tests that need no worker."""
+"""Sessions written straight into the database, for read-side and page tests that need no worker."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from models import PIPELINE, AgentSnapshot, AgentTask, ExecutionSession, SessionDecision, TaskDecision, db, utcnow
+from models import (
+    AGENT_ROLES,
+    STAGE_OF_ROLE,
+    AgentSnapshot,
+    AgentTask,
+    ExecutionSession,
+    SessionDecision,
+    TaskDecision,
+    db,
+    utcnow,
+)
 from models.events import record_event
 from models.serialize import session_dict, snapshot_dict, task_dict
 
 
-def seed_session(team, user, *, roles=None, extra_events: int = 0, feature: str = "Search") -> ExecutionSession:
-    """A finished session with a task, two decisions and a snapshot per role, and its events."""
-    roles = roles or [role for stage in PIPELINE for role in stage]
-    start = utcnow() - dt.timedelta(minutes=5)
+def seed_session(
+    team,
+    user,
+    feature: str = "Search",
+    *,
+    roles: list[str] | None = None,
+    extra_events: int = 0,
+    status: str = "completed",
+) -> ExecutionSession:
+    """A finished session: per role a task, two decisions (each based on the previous role's),
+    a snapshot and its started/completed events; one session decision; `extra_events` more
+    `decision_created` events; then `session_completed` (or `session_error` for status "error").
+    """
+    roles = roles or list(AGENT_ROLES)
+    start = utcnow() - dt.timedelta(seconds=10)
     with db.atomic():
         session = ExecutionSession.create(team=team, user=user, feature_name=feature, started_at=start)
         record_event(session.id, "session_started", {"session": session_dict(session)})
         SessionDecision.create(session=session, user=user, decision_text="Keep it simple", category="process")
         previous: list[int] = []
+        task = None
         for index, role in enumerate(roles):
-            stage = next(i for i, members in enumerate(PIPELINE) if role in members)
-            began = start + dt.timedelta(seconds=index)
+            began = start + dt.timedelta(seconds=2 * STAGE_OF_ROLE[role] + 0.1 * index)
             task = AgentTask.create(
                 session=session,
                 agent_role=role,
-                stage=stage,
-                task_description=f"{role} work",
-                status="completed",
+                stage=STAGE_OF_ROLE[role],
+                task_description=f"{role} work on {feature}",
+                status="running",
                 started_at=began,
-                completed_at=began + dt.timedelta(seconds=1),
-                duration_seconds=1.0,
-                output_data={"summary": f"{role} done"},
             )
             record_event(session.id, "agent_task_started", {"task": task_dict(task)})
+            task.status, task.completed_at, task.duration_seconds = "completed", began + dt.timedelta(seconds=1.5), 1.5
+            task.output_data = {"summary": f"{role} planned {feature}"}
+            task.save(
+                only=[AgentTask.status, AgentTask.completed_at, AgentTask.duration_seconds, AgentTask.output_data]
+            )
             made = [
                 TaskDecision.create(
-                    agent_task=task, decision_text=f"{role} choice {n}", category="architecture", based_on=previous
+                    agent_task=task,
+                    decision_text=f"{role} decides on {feature} ({n + 1})",
+                    rationale="because",
+                    category="design",
+                    based_on=previous,
                 )
                 for n in range(2)
             ]
             previous = [d.id for d in made]
             snapshot = AgentSnapshot.create(
-                agent_task=task, agent_role=role, context_state={"role": role}, capabilities=["DESIGN"], decisions=[]
+                agent_task=task,
+                agent_role=role,
+                context_state={"feature_name": feature, "stage": task.stage},
+                capabilities=[f"{role}_skill", "shared_skill"],
+                decisions=[{"text": d.decision_text} for d in made],
+                execution_metadata={"attempt": 1},
             )
             record_event(
-                session.id,
-                "agent_task_completed",
-                {"task": task_dict(task, made), "snapshot": snapshot_dict(snapshot)},
+                session.id, "agent_task_completed", {"task": task_dict(task, made), "snapshot": snapshot_dict(snapshot)}
             )
         for n in range(extra_events):
             record_event(session.id, "decision_created", {"decision": {"n": n}})
-        session.status = "completed"
-        session.ended_at = start + dt.timedelta(seconds=len(roles) + 1)
+        session.status = status
+        session.ended_at = start + dt.timedelta(seconds=8)
+        session.duration_seconds = 8.0
         session.save()
-        record_event(session.id, "session_completed", {"session": session_dict(session)})
+        if status == "completed":
+            record_event(session.id, "session_completed", {"session": session_dict(session)})
+        else:
+            record_event(session.id, "session_error", {"error": f"{roles[-1]} failed", "task_id": task.id})
     return ExecutionSession.get_by_id(session.id)

@@ -1,0 +1,204 @@
+// The session's live state: loaded once from GET /sessions/{id}/replay, then kept current by
+// the WebSocket (`/ws/{id}?after=<last seq>`). Every (re)connect also reconciles against
+// GET /sessions/{id}, merging monotonically (store.mergeTask), so a dropped socket, a 4008
+// "too slow" close or a Redis restart never leaves a stale card on screen.
+import { api, ApiFailure } from "./api.js";
+import { createStore, mergeSession, mergeTask } from "./store.js";
+
+export const CLOSE_REVOKED = 4403;
+export const CLOSE_TOO_SLOW = 4008;
+
+function byId(list) {
+  const out = {};
+  for (const item of list) out[item.id] = item;
+  return out;
+}
+
+export function createLive(config) {
+  const store = createStore({
+    config,
+    session: null,
+    tasks: {}, // by task id
+    snapshots: {}, // by task id
+    retries: {}, // by task id: {error, retry_in_seconds, at}
+    events: [], // every event seen, in seq order (the replay reads these)
+    lastSeq: 0,
+    loaded: false,
+    loadError: "",
+    connection: "connecting", // connecting | live | reconnecting | revoked | offline
+    reconnects: 0,
+    revoked: false,
+    selectedTaskId: null,
+    decisionsVersion: 0,
+  });
+  let socket = null;
+  let attempts = 0;
+  let timer = null;
+  let left = false;
+
+  function mergeTasks(state, tasks) {
+    const merged = { ...state.tasks };
+    for (const task of tasks) merged[task.id] = mergeTask(merged[task.id], task);
+    return merged;
+  }
+
+  function apply(event) {
+    store.set((state) => {
+      if (typeof event.seq !== "number" || event.seq <= state.lastSeq) return null; // seen already
+      const next = { lastSeq: event.seq, events: [...state.events, event] };
+      switch (event.type) {
+        case "session_started":
+        case "session_completed":
+          next.session = mergeSession(state.session, event.session);
+          break;
+        case "session_error":
+          next.session = mergeSession(state.session, {
+            ...state.session,
+            status: "error",
+            error_message: event.error,
+            ended_at: state.session?.ended_at || event.at,
+          });
+          break;
+        case "agent_task_started":
+          next.tasks = mergeTasks(state, [event.task]);
+          break;
+        case "agent_task_retrying":
+          next.tasks = mergeTasks(state, [event.task]);
+          next.retries = {
+            ...state.retries,
+            [event.task.id]: { error: event.error, retry_in_seconds: event.retry_in_seconds, at: event.at },
+          };
+          break;
+        case "agent_task_completed":
+          next.tasks = mergeTasks(state, [event.task]);
+          if (event.snapshot) next.snapshots = { ...state.snapshots, [event.task.id]: event.snapshot };
+          next.decisionsVersion = state.decisionsVersion + 1;
+          break;
+        case "decision_created":
+          next.decisionsVersion = state.decisionsVersion + 1;
+          break;
+        default:
+          break;
+      }
+      return next;
+    });
+    if (event.type === "session_error") reconcile();
+  }
+
+  function leave() {
+    if (left) return;
+    left = true;
+    clearTimeout(timer);
+    store.set({ revoked: true, connection: "revoked" });
+    if (socket) socket.close();
+    window.setTimeout(() => window.location.assign("/dashboard?notice=revoked"), 2500);
+  }
+
+  function refused(error) {
+    if (error instanceof ApiFailure && error.status === 401) {
+      window.location.assign("/login");
+      return true;
+    }
+    if (error instanceof ApiFailure && error.status === 404) {
+      leave();
+      return true;
+    }
+    return false;
+  }
+
+  async function reconcile() {
+    try {
+      const body = await api("GET", `/sessions/${config.sessionId}`);
+      store.set((state) => ({
+        session: mergeSession(state.session, body.session),
+        tasks: mergeTasks(state, body.tasks),
+      }));
+    } catch (error) {
+      refused(error);
+    }
+  }
+
+  function connect() {
+    if (left) return;
+    const { lastSeq } = store.get();
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${window.location.host}/ws/${config.sessionId}?after=${lastSeq}`);
+    socket.onopen = () => {
+      attempts = 0;
+      store.set({ connection: "live" });
+      reconcile();
+    };
+    socket.onmessage = (message) => {
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch (_) {
+        return;
+      }
+      if (event.type === "access_revoked") {
+        leave();
+        return;
+      }
+      apply(event);
+    };
+    socket.onclose = (close) => {
+      socket = null;
+      if (left) return;
+      if (close.code === CLOSE_REVOKED) {
+        leave();
+        return;
+      }
+      attempts += 1;
+      // Too slow (4008): resume at once from the last seq; anything else: back off a little.
+      const delay = close.code === CLOSE_TOO_SLOW ? 0 : Math.min(500 * 2 ** (attempts - 1), 8000);
+      store.set((state) => ({ connection: "reconnecting", reconnects: state.reconnects + 1 }));
+      timer = window.setTimeout(async () => {
+        // A refused handshake looks like any other drop: ask the API why before retrying.
+        try {
+          await api("GET", `/sessions/${config.sessionId}`);
+        } catch (error) {
+          if (refused(error)) return;
+        }
+        connect();
+      }, delay);
+    };
+  }
+
+  async function start() {
+    try {
+      const body = await api("GET", `/sessions/${config.sessionId}/replay`);
+      const snapshots = {};
+      for (const task of body.tasks) if (task.snapshot) snapshots[task.id] = task.snapshot;
+      const tasks = body.tasks.map(({ snapshot, ...task }) => task);
+      const lastSeq = body.events.reduce((max, e) => Math.max(max, e.seq), 0);
+      store.set((state) => ({
+        session: mergeSession(state.session, body.session),
+        tasks: { ...byId(tasks), ...state.tasks },
+        snapshots: { ...snapshots, ...state.snapshots },
+        events: body.events,
+        lastSeq: Math.max(lastSeq, state.lastSeq),
+        loaded: true,
+      }));
+    } catch (error) {
+      if (refused(error)) return;
+      store.set({ loadError: error.message || "The session could not be loaded.", loaded: true });
+    }
+    connect();
+  }
+
+  return {
+    store,
+    start,
+    apply,
+    select(taskId) {
+      store.set({ selectedTaskId: taskId });
+    },
+    bumpDecisions() {
+      store.set((state) => ({ decisionsVersion: state.decisionsVersion + 1 }));
+    },
+    async endSession() {
+      const body = await api("POST", `/sessions/${config.sessionId}/end`);
+      store.set((state) => ({ session: mergeSession(state.session, body.session) }));
+    },
+  };
+}
