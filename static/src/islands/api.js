@@ -42,6 +42,8 @@ export function roleLabel(role) {
 
 export function seconds(value) {
   if (value == null || Number.isNaN(value)) return "–";
+  // The built-in brain finishes in milliseconds: "0.0 s" would hide that it ran at all.
+  if (value < 1) return `${Math.max(1, Math.round(value * 1000))} ms`;
   return value < 60 ? `${value.toFixed(1)} s` : `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
 }
 
