@@ -35,7 +35,7 @@ def check_password_sync(password: str, password_hash: str | None) -> bool:
         return False
     try:
         return bcrypt.checkpw(encoded, password_hash.encode("ascii"))
-    except ValueError:  # not a bcrypt hash (e.g. a fixture's placeholder)
+    except ValueError:  # not a bcrypt hash (e.g. a fixture's dummy value)
         return False
 
 
