@@ -87,8 +87,9 @@ def _locked_session(session_id: int) -> ExecutionSession | None:
     return ExecutionSession.select().where(ExecutionSession.id == session_id).for_update().first()
 
 
-def _task_payload(task_id: int) -> dict[str, Any]:
-    task = AgentTask.get_by_id(task_id)
+def _task_payload(task_id: int, task: AgentTask | None = None) -> dict[str, Any]:
+    """The `task` of an event: the row (re-read unless the caller has it fresh) and its decisions."""
+    task = task or AgentTask.get_by_id(task_id)
     decisions = list(TaskDecision.select().where(TaskDecision.agent_task == task_id).order_by(TaskDecision.id))
     return task_dict(task, decisions)
 
@@ -260,13 +261,15 @@ def _claim(task_id: int, message_id: str | None, attempt: int, context_data: dic
                 },
             )
             .where((AgentTask.id == task_id) & claimable)
+            .returning(AgentTask)
             .execute()
         )
-        if not claimed:
+        claimed = next(iter(claimed), None)
+        if claimed is None:
             return "skip", f"task is {task.status} (claimed by {task.celery_task_id})"
-        event = record_event(session.id, "agent_task_started", {"task": _task_payload(task_id)})
+        event = record_event(session.id, "agent_task_started", {"task": _task_payload(task_id, claimed)})
     _publish([event])
-    return "run", (session, AgentTask.get_by_id(task_id), context)
+    return "run", (session, claimed, context)
 
 
 def _test_hooks(role: str) -> None:
@@ -328,9 +331,11 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
             .where(
                 (AgentTask.id == task.id) & (AgentTask.status == "running") & (AgentTask.celery_task_id == request.id)
             )
+            .returning(AgentTask)
             .execute()
         )
-        if not done:
+        completed = next(iter(done), None)
+        if completed is None:
             logger.info(
                 "%s of session %s finished by another delivery; dropping this result", task.agent_role, session.id
             )
@@ -343,18 +348,31 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
         }
         for decision in output["decisions"]:
             decision["based_on"] = sorted({upstream_ids[k] for k in decision["based_on_keys"] if k in upstream_ids})
-            row = TaskDecision.create(
-                agent_task=task.id,
-                source="agent",
-                decision_text=decision["text"],
-                rationale=decision["rationale"],
-                category=decision["category"],
-                confidence=decision["confidence"],
-                based_on=decision["based_on"],
+        if output["decisions"]:
+            inserted = (
+                TaskDecision.insert_many(
+                    [
+                        {
+                            "agent_task": task.id,
+                            "source": "agent",
+                            "decision_text": d["text"],
+                            "rationale": d["rationale"],
+                            "category": d["category"],
+                            "confidence": d["confidence"],
+                            "based_on": d["based_on"],
+                            "created_at": now,
+                        }
+                        for d in output["decisions"]
+                    ]
+                )
+                .returning(TaskDecision.id)
+                .execute()
             )
-            decision["id"] = row.id
+            # Rows come back in VALUES order; ids are assigned in that order too.
+            for decision, row in zip(output["decisions"], sorted(r.id for r in inserted), strict=True):
+                decision["id"] = row
         AgentTask.update(output_data=output).where(AgentTask.id == task.id).execute()
-        completed = AgentTask.get_by_id(task.id)
+        completed.output_data = output
         snapshot = AgentSnapshot.create(
             agent_task=task.id,
             agent_role=task.agent_role,
@@ -388,7 +406,7 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
             record_event(
                 session.id,
                 "agent_task_completed",
-                {"task": _task_payload(task.id), "snapshot": snapshot_dict(snapshot)},
+                {"task": _task_payload(task.id, completed), "snapshot": snapshot_dict(snapshot)},
             )
         )
         if session.status == "active":

@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import peewee
+
 from models.db import db
 from models.schema import EVENT_TYPES, ExecutionSession, SessionEvent, utcnow
 from models.serialize import event_dict
@@ -41,22 +43,39 @@ def revocations_channel(prefix: str = "sage:0:") -> str:
     return f"{prefix}revocations"
 
 
+# One round trip on PostgreSQL: advance the counter under the session row's lock and insert the
+# event with the new seq in the same statement (every state change of a session writes one).
+_APPEND_SQL = (
+    "WITH next AS (UPDATE execution_sessions SET last_seq = last_seq + 1 WHERE id = %s RETURNING id, last_seq) "
+    "INSERT INTO session_events (session_id, seq, type, payload, created_at) "
+    "SELECT id, last_seq, %s, %s, %s FROM next RETURNING seq"
+)
+
+
 def record_event(session_id: int, type_: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Append an event to the session's log; call inside `db.atomic()`. Returns the message."""
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
     if not db.in_transaction():
         raise RuntimeError("record_event must run inside a transaction")
-    row = (
+    created_at = utcnow()
+    if isinstance(db.obj, peewee.PostgresqlDatabase):
+        encoded = SessionEvent.payload.db_value(payload)
+        row = db.execute_sql(_APPEND_SQL, (session_id, type_, encoded, created_at)).fetchone()
+        if row is None:
+            raise LookupError(f"session {session_id} does not exist")
+        event = SessionEvent(session=session_id, seq=row[0], type=type_, payload=payload, created_at=created_at)
+        return event_dict(event)
+    rows = (
         ExecutionSession.update(last_seq=ExecutionSession.last_seq + 1)
         .where(ExecutionSession.id == session_id)
         .returning(ExecutionSession.last_seq)
         .execute()
     )
-    seqs = [r.last_seq for r in row]
+    seqs = [r.last_seq for r in rows]
     if not seqs:
         raise LookupError(f"session {session_id} does not exist")
-    event = SessionEvent.create(session=session_id, seq=seqs[0], type=type_, payload=payload, created_at=utcnow())
+    event = SessionEvent.create(session=session_id, seq=seqs[0], type=type_, payload=payload, created_at=created_at)
     return event_dict(event)
 
 
