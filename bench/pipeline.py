@@ -6,7 +6,8 @@
 Product: `python -m app` and `python -m actors worker` as the Procfile starts them, on the bench
 database and Redis db 11, agents with their default brain. A session is `POST /sessions`, then
 its WebSocket until `session_completed`; its latency runs from sending the POST to receiving
-that event. Under load, N sessions are posted at once; at idle, one at a time.
+that event. Under load, N sessions are posted at once; at idle, one at a time, each after
+--idle-pause seconds of quiet (so a worker's poll backoff is at its cap, as when really idle).
 
 Peers, on Redis db 10 with the same worker processes x threads: the same 7-task shape
 (1 + 2 + 2 + 2, no-op tasks) as a Celery canvas (`chain` of `group`s, Redis broker and result
@@ -40,6 +41,9 @@ import websockets
 from peer_shape import DONE_KEY, PEER_REDIS_URL
 
 BENCH = Path(__file__).resolve().parent
+#: Quiet before each idle run: long enough for Dramatiq's poll backoff to reach the worker
+#: timeout (5 ms doubling up to 1000 ms takes ~1.3 s of misses), as on a really idle worker.
+IDLE_PAUSE = 2.0
 
 
 class Figures:
@@ -68,26 +72,35 @@ async def product_session(client: httpx.AsyncClient, ws_base: str, cookie: str, 
     raise RuntimeError(f"session {session_id}: socket closed before session_completed")
 
 
+async def idle_sessions(client: httpx.AsyncClient, ws_base: str, cookie: str, team_id: int, idle: int) -> list[float]:
+    """`idle` sessions one at a time, each after IDLE_PAUSE seconds of quiet; latencies in ms."""
+    latencies = []
+    for index in range(idle):
+        await asyncio.sleep(IDLE_PAUSE)
+        latencies.append(await product_session(client, ws_base, cookie, team_id, f"Idle {index}") * 1000)
+    return latencies
+
+
 async def product_run(base: str, cookie: str, team_id: int, sessions: int, idle: int) -> Figures:
     ws_base = base.replace("http", "ws", 1)
     limits = httpx.Limits(max_connections=sessions + 4, max_keepalive_connections=sessions + 4)
     async with httpx.AsyncClient(base_url=base, headers={"Cookie": cookie}, limits=limits, timeout=120) as client:
         await product_session(client, ws_base, cookie, team_id, "Warm-up")
-        idle_latencies = [await product_session(client, ws_base, cookie, team_id, f"Idle {i}") for i in range(idle)]
+        idle_latencies = await idle_sessions(client, ws_base, cookie, team_id, idle)
         started = time.monotonic()
         load = await asyncio.wait_for(
             asyncio.gather(*(product_session(client, ws_base, cookie, team_id, f"Load {i}") for i in range(sessions))),
             600,
         )
         elapsed = time.monotonic() - started
-    return Figures("product", sessions / elapsed, [s * 1000 for s in load], [s * 1000 for s in idle_latencies])
+    return Figures("product", sessions / elapsed, [s * 1000 for s in load], idle_latencies)
 
 
 async def product_idle(base: str, cookie: str, team_id: int, idle: int) -> list[float]:
     ws_base = base.replace("http", "ws", 1)
     async with httpx.AsyncClient(base_url=base, headers={"Cookie": cookie}, timeout=60) as client:
         await product_session(client, ws_base, cookie, team_id, "Warm-up")
-        return [await product_session(client, ws_base, cookie, team_id, f"Idle {i}") * 1000 for i in range(idle)]
+        return await idle_sessions(client, ws_base, cookie, team_id, idle)
 
 
 def product_worker_env(processes: int, threads: int, timeout_ms: int) -> dict[str, str]:
@@ -140,6 +153,7 @@ def peer_run(name: str, submit: Callable[[str], None], sessions: int, idle: int)
     wait_done(client, {warm: time.time()}, timeout=60)
     idle_latencies = []
     for _ in range(idle):
+        time.sleep(IDLE_PAUSE)
         run = uuid.uuid4().hex
         sent = time.time()
         submit(run)
@@ -171,7 +185,7 @@ class Submitter:
         code = f"import sys, {module}\nfor line in sys.stdin:\n    run = line.strip()\n    {statement}\n    print(flush=True)\n"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code], cwd=BENCH, env=peer_env(0), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True,
+            stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
 
     def __call__(self, run: str) -> None:
@@ -251,8 +265,10 @@ def main() -> None:
     parser.add_argument(
         "--worker-timeouts", default="1000,100,20", help="WORKER_TIMEOUT_MS values for the idle sweep ('' skips it)"
     )
+    parser.add_argument("--idle-pause", type=float, default=IDLE_PAUSE, help="seconds of quiet before each idle run")
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args()
+    globals()["IDLE_PAUSE"] = args.idle_pause
 
     common.prepare()
     from models import Team
