@@ -30,7 +30,7 @@ from pipeline import product_session, product_worker_env
 def wrk(url: str, cookie: str, connections: int, seconds: int) -> tuple[float, float, float, int]:
     """(requests/s, p50 ms, p99 ms, non-2xx) from wrk --latency."""
     out = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-H", f"Cookie: {cookie}", url],
+        ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-H", f"Cookie: {cookie}", url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
 
@@ -108,10 +108,10 @@ def main() -> None:
     user_id = common.make_account("api")
     team_id = Team.create(name="Bench", owner=user_id).id
 
-    def load(url: str) -> tuple[float, float, float, int]:
+    def load(url: str, connections: int = args.connections) -> tuple[float, float, float, int]:
         if args.client == "wrk":
-            return wrk(url, cookie, args.connections, args.seconds)
-        return asyncio.run(httpx_load(url, cookie, args.connections, args.seconds))
+            return wrk(url, cookie, connections, args.seconds)
+        return asyncio.run(httpx_load(url, cookie, connections, args.seconds))
 
     def line(label: str, figures: tuple[float, float, float, int]) -> None:
         per_second, p50, p99, errors = figures
@@ -133,6 +133,8 @@ def main() -> None:
         print(f"{'endpoint':<44}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}")
         for path in ("", "/timeline", "/replay"):
             line(f"GET /sessions/{{id}}{path}", load(f"{base}/sessions/{session_id}{path}"))
+        # One connection: the service time of one request, without queueing behind the others.
+        line("GET /sessions/{id} (1 connection)", load(f"{base}/sessions/{session_id}", 1))
         list_url = f"{base}/teams/{team_id}/sessions"
         small = ExecutionSession.select().where(ExecutionSession.team == team_id).count()
         line(f"GET /teams/{{id}}/sessions ({small} sessions)", load(list_url))
@@ -157,6 +159,9 @@ def main() -> None:
         line(f"  ?status=completed ({total} sessions)", load(f"{list_url}?status=completed"))
         line(f"  ?status=error ({total} sessions)", load(f"{list_url}?status=error"))
         line(f"  ?before={deep} (90% deep)", load(f"{list_url}?before={deep}"))
+        # The same page size as the small team's whole list: what is left is the index's cost.
+        line(f"  ?limit={small} ({total} sessions)", load(f"{list_url}?limit={small}"))
+        line(f"  ?limit={small}&before={deep} (90% deep)", load(f"{list_url}?limit={small}&before={deep}"))
         line(f"GET /sessions/{{id}} ({total} sessions)", load(f"{base}/sessions/{session_id}"))
 
 
