@@ -109,6 +109,7 @@ def main() -> None:
     team_id = Team.create(name="Bench", owner=user_id).id
 
     def load(url: str, connections: int = args.connections) -> tuple[float, float, float, int]:
+        time.sleep(2)  # let the server finish what the previous run left queued
         if args.client == "wrk":
             return wrk(url, cookie, connections, args.seconds)
         return asyncio.run(httpx_load(url, cookie, connections, args.seconds))
