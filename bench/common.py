@@ -61,10 +61,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def process(*args: str, env: dict[str, str] | None = None, log: str | None = None) -> Iterator[subprocess.Popen]:
+def process(
+    *args: str, env: dict[str, str] | None = None, log: str | None = None, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen]:
     """Run `python -m ...args` for the duration of the block."""
     out = open(log, "w") if log else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env or bench_env(), stdout=out, stderr=out)
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env or bench_env(), stdout=out, stderr=out)
     try:
         yield proc
     finally:

@@ -69,11 +69,13 @@ def close_database() -> None:
         database.close()
 
 
-def check_database() -> None:
-    """Run `SELECT 1`; raise DatabaseUnavailable with a one-line reason if it fails."""
+def check_database(database: peewee.Database | None = None) -> None:
+    """Run `SELECT 1` on `database` (default: the bound one); raise DatabaseUnavailable with a
+    one-line reason if it fails."""
+    database = database or db
     try:
-        with db.connection_context():
-            db.execute_sql("SELECT 1")
+        with database.connection_context():
+            database.execute_sql("SELECT 1")
     except peewee.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise DatabaseUnavailable(first) from None

@@ -6,19 +6,26 @@ import sys
 
 import redis
 
-from models.db import DatabaseUnavailable, check_database, close_database, init_database
+from models.db import DatabaseUnavailable, check_database, make_database
 from models.settings import ConfigError, Settings
 
 
 def preflight(settings: Settings) -> str | None:
-    """One readable line naming what is unreachable, or None when PostgreSQL and Redis answer."""
-    init_database(settings.database_url, 2)
+    """One readable line naming what is unreachable, or None when PostgreSQL and Redis answer.
+
+    It checks with a database of its own and leaves the shared proxy unbound: `python -m app`
+    binds its pool (DB_MAX_CONNECTIONS) at start-up only when nothing is bound yet.
+    """
+    database = make_database(settings.database_url, 1)
     try:
-        check_database()
+        check_database(database)
     except DatabaseUnavailable as exc:
         return f"cannot reach the database at DATABASE_URL: {exc}"
     finally:
-        close_database()
+        if hasattr(database, "close_all"):
+            database.close_all()
+        elif not database.is_closed():
+            database.close()
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
         try:

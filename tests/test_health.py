@@ -43,3 +43,13 @@ async def test_unknown_paths_and_methods_answer_with_the_error_envelope(client):
     wrong_method = await client.delete("/health")
     assert wrong_method.status_code == 405
     assert (await wrong_method.get_json())["error"]["code"] == "method_not_allowed"
+
+
+def test_the_start_up_check_leaves_the_bound_database_alone(settings, database):
+    """`python -m app` binds its own pool only when nothing is bound; the check must not bind one."""
+    from models.db import db
+    from models.preflight import preflight
+
+    bound = db.obj
+    assert preflight(settings) is None
+    assert db.obj is bound

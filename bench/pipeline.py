@@ -1,0 +1,308 @@
+"""Whole sessions through the real product, beside the same task shape on Celery and bare Dramatiq.
+
+    .venv/bin/python bench/pipeline.py [--sessions 100] [--idle 20] [--processes 2] [--threads 4]
+                                       [--worker-timeouts 1000,100,20]
+
+Product: `python -m app` and `python -m actors worker` as the Procfile starts them, on the bench
+database and Redis db 11, agents with their default brain. A session is `POST /sessions`, then
+its WebSocket until `session_completed`; its latency runs from sending the POST to receiving
+that event. Under load, N sessions are posted at once; at idle, one at a time, each after
+--idle-pause seconds of quiet (so a worker's poll backoff is at its cap, as when really idle).
+
+Peers, on Redis db 10 with the same worker processes x threads: the same 7-task shape
+(1 + 2 + 2 + 2, no-op tasks) as a Celery canvas (`chain` of `group`s, Redis broker and result
+backend; two `celery worker --pool threads` instances) and as bare Dramatiq groups (see
+peer_dramatiq.py). A peer run's latency runs from submitting it to the later of the last
+stage's two completion stamps, so it leaves out the delivery to a client that the product's
+figure includes.
+
+Then, for each --worker-timeouts value, the product's idle latency again and the Redis commands
+per second its idle web + worker processes send (counted with MONITOR on the product's db only,
+so other databases' traffic on the shared server is not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import common
+import httpx
+import redis
+import websockets
+from peer_shape import DONE_KEY, PEER_REDIS_URL
+
+BENCH = Path(__file__).resolve().parent
+#: Quiet before each idle run: long enough for Dramatiq's poll backoff to reach the worker
+#: timeout (5 ms doubling up to 1000 ms takes ~1.3 s of misses), as on a really idle worker.
+IDLE_PAUSE = 2.0
+
+
+class Figures:
+    """Throughput and latencies of one system."""
+
+    def __init__(self, name: str, per_second: float, load: list[float], idle: list[float]) -> None:
+        self.name, self.per_second, self.load, self.idle = name, per_second, load, idle
+
+
+# --- the product ----------------------------------------------------------------------------
+
+
+async def product_session(client: httpx.AsyncClient, ws_base: str, cookie: str, team_id: int, name: str) -> float:
+    """POST a session and wait on its WebSocket for `session_completed`; return the seconds taken."""
+    started = time.monotonic()
+    response = await client.post("/sessions", json={"team_id": team_id, "feature_name": name})
+    response.raise_for_status()
+    session_id = response.json()["session_id"]
+    async with websockets.connect(f"{ws_base}/ws/{session_id}", additional_headers={"Cookie": cookie}) as ws:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "session_completed":
+                return time.monotonic() - started
+            if message["type"] == "session_error":
+                raise RuntimeError(f"session {session_id} failed: {message['error']}")
+    raise RuntimeError(f"session {session_id}: socket closed before session_completed")
+
+
+async def idle_sessions(client: httpx.AsyncClient, ws_base: str, cookie: str, team_id: int, idle: int) -> list[float]:
+    """`idle` sessions one at a time, each after IDLE_PAUSE seconds of quiet; latencies in ms."""
+    latencies = []
+    for index in range(idle):
+        await asyncio.sleep(IDLE_PAUSE)
+        latencies.append(await product_session(client, ws_base, cookie, team_id, f"Idle {index}") * 1000)
+    return latencies
+
+
+async def product_run(base: str, cookie: str, team_id: int, sessions: int, idle: int) -> Figures:
+    ws_base = base.replace("http", "ws", 1)
+    limits = httpx.Limits(max_connections=sessions + 4, max_keepalive_connections=sessions + 4)
+    async with httpx.AsyncClient(base_url=base, headers={"Cookie": cookie}, limits=limits, timeout=120) as client:
+        await product_session(client, ws_base, cookie, team_id, "Warm-up")
+        idle_latencies = await idle_sessions(client, ws_base, cookie, team_id, idle)
+        started = time.monotonic()
+        load = await asyncio.wait_for(
+            asyncio.gather(*(product_session(client, ws_base, cookie, team_id, f"Load {i}") for i in range(sessions))),
+            600,
+        )
+        elapsed = time.monotonic() - started
+    return Figures("product", sessions / elapsed, [s * 1000 for s in load], idle_latencies)
+
+
+async def product_idle(base: str, cookie: str, team_id: int, idle: int) -> list[float]:
+    ws_base = base.replace("http", "ws", 1)
+    async with httpx.AsyncClient(base_url=base, headers={"Cookie": cookie}, timeout=60) as client:
+        await product_session(client, ws_base, cookie, team_id, "Warm-up")
+        return await idle_sessions(client, ws_base, cookie, team_id, idle)
+
+
+def product_worker_env(processes: int, threads: int, timeout_ms: int) -> dict[str, str]:
+    return common.bench_env(
+        WORKER_PROCESSES=str(processes), WORKER_THREADS=str(threads), WORKER_TIMEOUT_MS=str(timeout_ms)
+    )
+
+
+def idle_commands_per_second(url: str, seconds: float) -> float:
+    """Commands per second sent to the database of `url` (MONITOR, filtered by db)."""
+    client = redis.Redis.from_url(url)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    count = 0
+    with client.monitor() as monitor:
+        deadline = time.monotonic() + seconds
+        for command in monitor.listen():
+            if time.monotonic() > deadline:
+                break
+            if int(command.get("db", -1)) == db:
+                count += 1
+    return count / seconds
+
+
+# --- the peers ------------------------------------------------------------------------------
+
+
+def wait_done(client: redis.Redis, submitted: dict[str, float], timeout: float = 300) -> dict[str, float]:
+    """Wait for both last-stage stamps of every run; return each run's latest stamp."""
+    stamps: dict[str, list[float]] = {run: [] for run in submitted}
+    deadline = time.monotonic() + timeout
+    remaining = 2 * len(submitted)
+    while remaining:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"peer runs did not finish: {remaining} stamps missing")
+        item = client.blpop([DONE_KEY], timeout=1)
+        if item is None:
+            continue
+        run, stamp = item[1].decode().split()
+        if run in stamps:
+            stamps[run].append(float(stamp))
+            remaining -= 1
+    return {run: max(values) for run, values in stamps.items()}
+
+
+def peer_run(name: str, submit: Callable[[str], None], sessions: int, idle: int) -> Figures:
+    """Warm up, then `idle` runs one at a time, then `sessions` runs submitted at once."""
+    client = redis.Redis.from_url(PEER_REDIS_URL)
+    warm = uuid.uuid4().hex
+    submit(warm)
+    wait_done(client, {warm: time.time()}, timeout=60)
+    idle_latencies = []
+    for _ in range(idle):
+        time.sleep(IDLE_PAUSE)
+        run = uuid.uuid4().hex
+        sent = time.time()
+        submit(run)
+        idle_latencies.append((wait_done(client, {run: sent})[run] - sent) * 1000)
+    submitted = {}
+    started = time.time()
+    for _ in range(sessions):
+        run = uuid.uuid4().hex
+        submitted[run] = time.time()
+        submit(run)
+    done = wait_done(client, submitted)
+    elapsed = max(done.values()) - started
+    load = [(done[run] - sent) * 1000 for run, sent in submitted.items()]
+    return Figures(name, sessions / elapsed, load, idle_latencies)
+
+
+def peer_env(timeout_ms: int) -> dict[str, str]:
+    return common.bench_env(PYTHONPATH=str(BENCH), dramatiq_worker_timeout=str(timeout_ms))
+
+
+class Submitter:
+    """A child process that submits runs: `statement` with `run` bound, one per line read.
+
+    Each peer's client library then lives in its own process (Dramatiq's would replace the
+    product's global broker here), and both peers pay the same submission path.
+    """
+
+    def __init__(self, module: str, statement: str) -> None:
+        code = f"import sys, {module}\nfor line in sys.stdin:\n    run = line.strip()\n    {statement}\n    print(flush=True)\n"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=BENCH, env=peer_env(0), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+
+    def __call__(self, run: str) -> None:
+        self.proc.stdin.write(run + "\n")
+        self.proc.stdin.flush()
+        self.proc.stdout.readline()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def celery_figures(processes: int, threads: int, sessions: int, idle: int) -> Figures:
+    redis.Redis.from_url(PEER_REDIS_URL).flushdb()
+    with contextlib.ExitStack() as stack:
+        for index in range(processes):
+            stack.enter_context(
+                common.process(
+                    "celery", "-A", "peer_celery", "worker", "--pool", "threads", "--concurrency", str(threads),
+                    "-n", f"bench{index}@%h", "--without-mingle", "--without-gossip", "--loglevel", "WARNING",
+                    env=peer_env(0), log=f"/tmp/sage-bench-celery-{index}.log", cwd=BENCH,
+                )
+            )  # fmt: skip
+        submit = Submitter("peer_celery", "peer_celery.canvas(run).apply_async()")
+        try:
+            figures = peer_run("Celery", submit, sessions, idle)
+        finally:
+            submit.close()
+    redis.Redis.from_url(PEER_REDIS_URL).flushdb()
+    return figures
+
+
+def dramatiq_figures(processes: int, threads: int, timeout_ms: int, sessions: int, idle: int) -> Figures:
+    redis.Redis.from_url(PEER_REDIS_URL).flushdb()
+    with common.process(
+        "dramatiq", "peer_dramatiq", "--processes", str(processes), "--threads", str(threads),
+        "--queues", "bench_peer", env=peer_env(timeout_ms), log="/tmp/sage-bench-dramatiq.log", cwd=BENCH,
+    ):  # fmt: skip
+        submit = Submitter("peer_dramatiq", "peer_dramatiq.start_stage(run, 0)")
+        try:
+            figures = peer_run("Dramatiq", submit, sessions, idle)
+        finally:
+            submit.close()
+    redis.Redis.from_url(PEER_REDIS_URL).flushdb()
+    return figures
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def report(product: Figures, peers: list[Figures]) -> None:
+    def pct(values: list[float], p: float) -> float:
+        return common.percentile(values, p)
+
+    rows = [("sessions/s under load", lambda f: f.per_second, "{:.1f}")]
+    for label, attr in (("load", "load"), ("idle", "idle")):
+        for p in (50, 90, 99):
+            rows.append((f"{label} latency p{p} (ms)", lambda f, a=attr, q=p: pct(getattr(f, a), q), "{:.1f}"))
+    header = f"{'':<26}{'product':>10}" + "".join(f"{p.name:>10}{'ratio':>8}" for p in peers)
+    print(header)
+    for label, get, fmt in rows:
+        line = f"{label:<26}{fmt.format(get(product)):>10}"
+        for peer in peers:
+            value = get(peer)
+            line += f"{fmt.format(value):>10}{get(product) / value:>7.2f}x"
+        print(line)
+    print("ratio = product / peer (above 1 is better for sessions/s, worse for latency)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=100, help="sessions started at once under load")
+    parser.add_argument("--idle", type=int, default=20, help="sessions run one at a time")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (every system)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker process (every system)")
+    parser.add_argument("--worker-timeout", type=int, default=100, help="WORKER_TIMEOUT_MS of the main run")
+    parser.add_argument(
+        "--worker-timeouts", default="1000,100,20", help="WORKER_TIMEOUT_MS values for the idle sweep ('' skips it)"
+    )
+    parser.add_argument("--idle-pause", type=float, default=IDLE_PAUSE, help="seconds of quiet before each idle run")
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args()
+    globals()["IDLE_PAUSE"] = args.idle_pause
+
+    common.prepare()
+    from models import Team
+
+    team_id = Team.create(name="Bench", owner=common.make_account("pipeline")).id
+    p, t = args.processes, args.threads
+    print(f"{p} worker processes x {t} threads; {args.sessions} sessions at once; {args.idle} one at a time")
+
+    with common.web_server() as base:
+        cookie = common.login_cookie(base, "pipeline")
+        env = product_worker_env(p, t, args.worker_timeout)
+        with common.process("actors", "worker", env=env, log="/tmp/sage-bench-worker.log"):
+            product = asyncio.run(product_run(base, cookie, team_id, args.sessions, args.idle))
+        peers = []
+        if not args.skip_peers:
+            peers.append(celery_figures(p, t, args.sessions, args.idle))
+            peers.append(dramatiq_figures(p, t, args.worker_timeout, args.sessions, args.idle))
+        print(f"\nWORKER_TIMEOUT_MS={args.worker_timeout}")
+        report(product, peers)
+
+        sweep = [int(v) for v in args.worker_timeouts.split(",") if v.strip()]
+        if sweep:
+            print("\nidle: one session at a time, and Redis commands/s with web + worker idle (product db only)")
+            print(f"{'WORKER_TIMEOUT_MS':>18}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'idle cmds/s':>13}")
+        for timeout_ms in sweep:
+            with common.process("actors", "worker", env=product_worker_env(p, t, timeout_ms)):
+                idle = asyncio.run(product_idle(base, cookie, team_id, args.idle))
+                time.sleep(2)
+                rate = idle_commands_per_second(common.REDIS_URL, 10)
+            print(
+                f"{timeout_ms:>18}{common.percentile(idle, 50):>10.1f}{common.percentile(idle, 90):>10.1f}"
+                f"{common.percentile(idle, 99):>10.1f}{rate:>13.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
