@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
+import redis
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage
+from dramatiq.common import compute_backoff
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
+from dramatiq.middleware import CurrentMessage, Middleware
 
 from actors.middleware import DatabaseMiddleware
 from models.settings import Settings
@@ -17,17 +21,86 @@ from models.settings import Settings
 MAINTENANCE_CHANCE = 100_000
 
 
+#: How many unclaimed wake-up tokens a queue keeps (extra ones would only cause empty polls).
+WAKE_TOKENS_KEPT = 16
+
+
+def wake_key(broker: RedisBroker, queue_name: str) -> str:
+    """The Redis list that idle consumers of `queue_name` block on."""
+    return f"{broker.namespace}:{queue_name}.wake"
+
+
+class _WakeableConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, except that between empty polls it blocks on the queue's
+    wake-up list (BLPOP, for at most the same backoff) instead of sleeping. An enqueue pushes a
+    token, so an idle worker starts a message within a round trip instead of up to a whole
+    poll interval later, and the poll interval can stay long (cheap) without adding latency.
+    """
+
+    def __init__(self, broker, queue_name, prefetch, timeout) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.wake_key = wake_key(broker, queue_name)
+
+    def __next__(self):  # the parent's loop, with the sleep replaced
+        try:
+            while True:
+                try:
+                    data = self.message_cache.pop(0)
+                    if data is None:
+                        continue
+                    self.misses = 0
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    return dramatiq.MessageProxy(message)
+                except IndexError:
+                    messages = []
+                    if self.outstanding_message_count < self.prefetch:
+                        self.message_cache = messages = self.broker.do_fetch(
+                            self.queue_name, self.prefetch - self.outstanding_message_count
+                        )
+                    if not messages:
+                        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                        self.broker.client.blpop([self.wake_key], timeout=max(backoff_ms, 1) / 1000)
+                        return None
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
+
+class WakeableRedisBroker(RedisBroker):
+    """A RedisBroker whose consumers are woken by enqueues (see `_WakeableConsumer`)."""
+
+    @property
+    def consumer_class(self):
+        return _WakeableConsumer
+
+
+class WakeUp(Middleware):
+    """After a message is enqueued for now (not delayed), push a wake-up token for its queue."""
+
+    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: int | None) -> None:
+        if delay or not isinstance(broker, WakeableRedisBroker):
+            return
+        key = wake_key(broker, message.queue_name)
+        pipe = broker.client.pipeline(transaction=False)
+        pipe.rpush(key, 1)
+        pipe.ltrim(key, -WAKE_TOKENS_KEPT, -1)
+        pipe.pexpire(key, 60_000)
+        pipe.execute()
+
+
 def redis_broker(settings: Settings) -> RedisBroker:
-    """A Redis broker whose dead-worker detection takes seconds, not minutes."""
+    """A Redis broker whose dead-worker detection takes seconds, not minutes, and whose idle
+    workers are woken by enqueues instead of waiting out their poll interval."""
     from actors.sweeper import SweeperMiddleware
 
-    broker = RedisBroker(
+    broker = WakeableRedisBroker(
         url=settings.redis_url,
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         dead_message_ttl=settings.dead_message_ttl_ms,
         maintenance_chance=MAINTENANCE_CHANCE,
     )
     broker.add_middleware(CurrentMessage())
+    broker.add_middleware(WakeUp())
     broker.add_middleware(DatabaseMiddleware(settings))
     broker.add_middleware(SweeperMiddleware(settings))
     return broker

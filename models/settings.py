@@ -121,7 +121,7 @@ class Settings:
     port: int = 8000
     worker_processes: int = 2
     worker_threads: int = 4
-    worker_timeout_ms: int = 100
+    worker_timeout_ms: int = 1000
     task_time_limit_seconds: float = 300.0
     retry_delays_seconds: tuple[float, ...] = (5.0, 10.0, 20.0)
     heartbeat_timeout_ms: int = 15000

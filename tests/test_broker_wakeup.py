@@ -1,0 +1,47 @@
+"""Idle Redis consumers are woken by an enqueue instead of sleeping out their poll interval."""
+
+from __future__ import annotations
+
+import threading
+
+import dramatiq
+
+from actors.broker import WakeableRedisBroker, WakeUp, wake_key
+
+
+def make_broker(settings) -> WakeableRedisBroker:
+    broker = WakeableRedisBroker(url=settings.redis_url, middleware=[WakeUp()])
+    broker.declare_queue("wakeup-test")
+    return broker
+
+
+def test_an_enqueue_leaves_a_wake_up_token_and_a_delayed_one_does_not(settings, redis_client):
+    broker = make_broker(settings)
+    message = dramatiq.Message(queue_name="wakeup-test", actor_name="noop", args=(), kwargs={}, options={})
+    broker.enqueue(message, delay=60_000)
+    assert redis_client.llen(wake_key(broker, "wakeup-test")) == 0
+    for _ in range(20):
+        broker.enqueue(message)
+    assert redis_client.llen(wake_key(broker, "wakeup-test")) == 16  # capped
+    broker.close()
+
+
+def test_an_idle_consumer_blocked_on_its_backoff_wakes_when_a_message_arrives(settings):
+    broker = make_broker(settings)
+    # A 30 s idle timeout and many misses: without a wake-up this poll would sleep 30 s.
+    consumer = broker.consume("wakeup-test", prefetch=1, timeout=30_000)
+    consumer.misses = 20
+    results: list = []
+    waiting = threading.Thread(target=lambda: results.append(next(consumer)))
+    waiting.start()
+    message = dramatiq.Message(queue_name="wakeup-test", actor_name="noop", args=(1,), kwargs={}, options={})
+    broker.enqueue(message)
+    waiting.join(timeout=10)
+    assert not waiting.is_alive(), "the consumer slept through the wake-up"
+    # The woken poll returns None and the next one fetches the message (or, had the enqueue won
+    # the race with the first fetch, that fetch already returned it).
+    proxy = results[0] or next(consumer)
+    assert proxy is not None and proxy.args == (1,)
+    consumer.ack(proxy)
+    consumer.close()
+    broker.close()
