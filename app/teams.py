@@ -1,4 +1,4 @@
-"""The `teams` blueprint: list, create, show, share, invite, remove (spec/API.md "Teams").
+"""The `teams` blueprint: list, create, show, share, invite, change a role, remove (spec/API.md "Teams").
 
 Every route asks `app.access` first, in the same unit of work as what it then does.
 """
@@ -19,7 +19,16 @@ from app.login_sessions import current_user_id, login_required
 from app.revocations import publish_revocation
 from models.schema import User
 from models.serialize import member_dict, team_dict
-from models.teams import AlreadyMember, add_member, create_team, remove_member, share_team, team_members, visible_teams
+from models.teams import (
+    AlreadyMember,
+    add_member,
+    change_role,
+    create_team,
+    remove_member,
+    share_team,
+    team_members,
+    visible_teams,
+)
 
 blueprint = Blueprint("teams", __name__, url_prefix="/teams")
 
@@ -120,6 +129,31 @@ async def invite(team_id: int, data: InviteBody):
     """201 `{"member": Member}`: add an existing user to a shared team as member (default) or viewer."""
     member = await run_db(_invite, await current_user_id(), team_id, data)
     return {"member": member_dict(member)}, 201
+
+
+class RoleBody(BaseModel):
+    role: Literal["member", "viewer"]
+
+
+def _change_role(user_id: int, team_id: int, member_id: int, role: str):
+    team, _ = require_team(user_id, team_id, "manage")
+    if member_id == team.owner_id:
+        raise ApiError(409, "the owner's role cannot be changed")
+    member = change_role(team.id, member_id, role)
+    if member is None:
+        raise ApiError(404, "that user is not a member of this team")
+    return member
+
+
+@blueprint.patch("/<int:team_id>/members/<int:user_id>")
+@login_required
+@validate_request(RoleBody)
+async def set_role(team_id: int, user_id: int, data: RoleBody):
+    """200 `{"member": Member}`: the owner changes a member's role (the role table's "change a
+    role"; API.md lists no path for it, so this one sits beside DELETE on the same resource).
+    The new role applies from the member's next request: access is checked per request."""
+    member = await run_db(_change_role, await current_user_id(), team_id, user_id, data.role)
+    return {"member": member_dict(member)}
 
 
 def _remove(user_id: int, team_id: int, member_id: int) -> None:

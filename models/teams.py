@@ -118,3 +118,17 @@ def remove_member(team_id: int, user_id: int) -> bool:
         TeamMembership.delete().where((TeamMembership.team == team_id) & (TeamMembership.user == user_id)).execute()
     )
     return deleted > 0
+
+
+def change_role(team_id: int, user_id: int, role: str) -> Member | None:
+    """Set a member's role; the updated member, or None if `user_id` is not a member."""
+    rows = list(
+        TeamMembership.update(role=role)
+        .where((TeamMembership.team == team_id) & (TeamMembership.user == user_id))
+        .returning(TeamMembership)
+        .execute()
+    )
+    if not rows:
+        return None
+    user = User.get_by_id(user_id)
+    return Member(user.id, user.username, rows[0].role, rows[0].joined_at)

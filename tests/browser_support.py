@@ -35,11 +35,6 @@ def chromium_problem() -> str | None:
     return None
 
 
-def pipeline_available() -> bool:
-    """Whether the agent pipeline (actors.pipeline) is part of this checkout."""
-    return importlib.util.find_spec("actors.pipeline") is not None
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

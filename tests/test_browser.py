@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, chromium_problem, live_server, pipeline_available, screenshot
+from browser_support import CHROMIUM, CHROMIUM_ARGS, chromium_problem, live_server, screenshot
 from browser_support import worker as start_worker
 from helpers import PASSWORD, add_member, make_user
 from seeding import seed_session
@@ -24,9 +24,6 @@ pytestmark = pytest.mark.browser
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 LIVE_TIMEOUT_MS = 90_000
-needs_pipeline = pytest.mark.skipif(
-    not pipeline_available(), reason="the agent pipeline (actors.pipeline) is not merged into this branch yet"
-)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +48,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def base_url(browser, database, redis_client, logs):
-    with live_server(logs) as url:
-        if pipeline_available():
-            with start_worker(logs):
-                yield url
-        else:
-            yield url
+    with live_server(logs) as url, start_worker(logs):
+        yield url
 
 
 @pytest.fixture
@@ -127,7 +120,6 @@ def add_session_decision(page, text: str) -> None:
     expect(page.locator(".decision--session", has_text=text)).to_have_count(1)
 
 
-@needs_pipeline
 def test_a_newcomer_signs_up_creates_a_team_and_watches_seven_agents_finish_live(new_page):
     from playwright.sync_api import expect
 
@@ -222,6 +214,13 @@ def test_a_viewer_follows_live_without_controls_and_is_ejected_when_removed(new_
     expect(watcher.locator(".decision--session", has_text="Codes expire after 30 days")).to_have_count(1)
 
     boss.goto(f"/dashboard/teams/{team.id}")
+    # The owner can promote and demote from the member list.
+    for role in ("member", "viewer"):
+        with boss.expect_response(lambda r: r.request.method == "PATCH" and "/members/" in r.url) as answer:
+            boss.get_by_label("Role of sam").select_option(role)
+        assert answer.value.status == 200
+        assert TeamMembership.get(team=team, user=viewer).role == role
+        expect(boss.get_by_label("Role of sam")).to_have_value(role)
     boss.once("dialog", lambda dialog: dialog.accept())
     boss.get_by_role("button", name="Remove sam").click()
     expect(boss.locator(".member-list__item")).to_have_count(1)
@@ -232,7 +231,6 @@ def test_a_viewer_follows_live_without_controls_and_is_ejected_when_removed(new_
     assert watcher.request.get(f"/dashboard/sessions/{session.id}").status == 404
 
 
-@needs_pipeline
 def test_a_viewer_watches_a_session_run_live_but_cannot_start_one(new_page):
     from playwright.sync_api import expect
 

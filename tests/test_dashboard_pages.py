@@ -20,6 +20,7 @@ START_FORM = 'id="start-session"'
 INVITE_FORM = 'id="invite-member"'
 SHARE_BUTTON = 'id="share-team"'
 REMOVE_BUTTON = '@click="remove(member)"'
+ROLE_SELECT = '@change="setRole(member, $event.target.value)"'
 
 
 async def html_of(client, path: str) -> tuple[int, str]:
@@ -50,7 +51,7 @@ async def test_the_dashboard_lists_teams_from_the_api_with_a_selector_and_a_crea
 async def test_the_owner_of_a_personal_team_can_start_sessions_and_share_it(login_as, user, personal_team):
     status, html = await html_of(await login_as(user), f"/dashboard/teams/{personal_team.id}")
     assert status == 200
-    assert START_FORM in html and SHARE_BUTTON in html and INVITE_FORM in html
+    assert START_FORM in html and SHARE_BUTTON in html and INVITE_FORM in html and ROLE_SELECT in html
     assert f"teamPage({personal_team.id}, {user.id}, true)" in html
     assert 'data-role="owner"' in html
 
@@ -61,6 +62,7 @@ async def test_a_member_can_start_sessions_but_not_manage_members(login_as, shar
     assert status == 200 and 'data-role="member"' in html
     assert START_FORM in html
     assert INVITE_FORM not in html and SHARE_BUTTON not in html and REMOVE_BUTTON not in html
+    assert ROLE_SELECT not in html
 
 
 async def test_a_viewer_is_offered_no_start_button_and_no_member_management(login_as, shared_team, other_user):
@@ -68,7 +70,7 @@ async def test_a_viewer_is_offered_no_start_button_and_no_member_management(logi
     status, html = await html_of(await login_as(other_user), f"/dashboard/teams/{shared_team.id}")
     assert status == 200 and 'data-role="viewer"' in html
     assert START_FORM not in html and "Start session" not in html
-    assert INVITE_FORM not in html and REMOVE_BUTTON not in html
+    assert INVITE_FORM not in html and REMOVE_BUTTON not in html and ROLE_SELECT not in html
     assert "You are a viewer" in html
 
 

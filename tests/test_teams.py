@@ -45,6 +45,8 @@ GRID = {
     ("invite", "personal"): dict(owner=409, member=404, viewer=404, outsider=404, anonymous=401),
     # `extra` is not in the personal team.
     ("remove", "personal"): dict(owner=404, member=404, viewer=404, outsider=404, anonymous=401),
+    ("change_role", "shared"): dict(owner=200, member=403, viewer=403, outsider=404, anonymous=401),
+    ("change_role", "personal"): dict(owner=404, member=404, viewer=404, outsider=404, anonymous=401),
 }
 CASES = [(endpoint, kind, role, statuses[role]) for (endpoint, kind), statuses in GRID.items() for role in ROLES]
 
@@ -56,6 +58,8 @@ def request_for(endpoint: str, team: Team, people: dict) -> tuple[str, str, dict
         return "POST", f"/teams/{team.id}/share", None
     if endpoint == "invite":
         return "POST", f"/teams/{team.id}/invite", {"username": "newbie"}
+    if endpoint == "change_role":
+        return "PATCH", f"/teams/{team.id}/members/{people['extra'].id}", {"role": "viewer"}
     return "DELETE", f"/teams/{team.id}/members/{people['extra'].id}", None
 
 
@@ -281,3 +285,37 @@ async def test_team_reads_cost_the_same_number_of_queries_however_many_rows(
         add_member(shared, user)
         Team.create(name=f"Personal {i}", owner=user)
     assert await queries() == small
+
+
+async def test_the_owner_changes_a_role_and_it_applies_to_the_next_request(login_as, cast):
+    team, member_user = cast["teams"]["shared"], cast["people"]["member"]
+    owner, member = await login_as(cast["people"]["owner"]), await login_as(member_user)
+    response = await owner.patch(f"/teams/{team.id}/members/{member_user.id}", json={"role": "viewer"})
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["member"]["user_id"] == member_user.id and body["member"]["role"] == "viewer"
+    refused = await member.post("/sessions", json={"team_id": team.id, "feature_name": "Chat"})
+    assert refused.status_code == 403
+    shown = await (await member.get(f"/teams/{team.id}")).get_json()
+    assert shown["team"]["role"] == "viewer"
+
+
+@pytest.mark.parametrize(
+    ("body", "target", "expected"),
+    [
+        ({"role": "owner"}, "member", 400),
+        ({"role": 3}, "member", 400),
+        ({}, "member", 400),
+        ({"role": "viewer"}, "owner", 409),
+        ({"role": "viewer"}, "outsider", 404),
+    ],
+)
+async def test_bad_role_changes_are_refused_and_change_nothing(login_as, cast, body, target, expected):
+    team = cast["teams"]["shared"]
+    owner = await login_as(cast["people"]["owner"])
+    before = {m.user_id: m.role for m in TeamMembership.select().where(TeamMembership.team == team.id)}
+    response = await owner.patch(f"/teams/{team.id}/members/{cast['people'][target].id}", json=body)
+    assert response.status_code == expected
+    await error_of(response)
+    after = {m.user_id: m.role for m in TeamMembership.select().where(TeamMembership.team == team.id)}
+    assert after == before

@@ -186,6 +186,16 @@ document.addEventListener("alpine:init", () => {
         this.inviteForm.busy = false;
       }
     },
+    async setRole(member, role) {
+      this.members.error = "";
+      try {
+        const result = await api("PATCH", `/teams/${teamId}/members/${member.user_id}`, { role });
+        if (!result.ok) this.members.error = result.error.message;
+        await this.loadTeam();
+      } catch (_) {
+        this.members.error = offline;
+      }
+    },
     async remove(member) {
       if (!window.confirm(`Remove ${member.username} from this team? Their open pages are closed at once.`)) return;
       try {
