@@ -84,34 +84,35 @@ def run(args: argparse.Namespace) -> int:
     return _outcome(session.id, not args.no_wait, args.timeout)
 
 
-def rerun_session_cmd(args: argparse.Namespace) -> int:
-    """Rerun a session (whole, or from one role's stage) as a new linked session."""
+def _rerun(start, what: str, args: argparse.Namespace) -> int:
+    """Start a rerun with `start()`, report it, then wait for its outcome unless --no-wait."""
     _connect()
     from actors.pipeline import SessionNotFound
-    from actors.reruns import NotRerunnable, rerun_session
+    from actors.reruns import NotRerunnable
 
     try:
-        session = rerun_session(args.session_id, from_role=args.from_role)
+        session = start()
     except (SessionNotFound, NotRerunnable) as exc:
         print(f"sage-mode: cannot rerun: {exc}", file=sys.stderr)
         return 2
-    print(f"session {session.id} started as a rerun of {args.session_id}")
+    print(f"session {session.id} started {what}")
     return _outcome(session.id, not args.no_wait, args.timeout)
+
+
+def rerun_session_cmd(args: argparse.Namespace) -> int:
+    """Rerun a session (whole, or from one role's stage) as a new linked session."""
+    from actors.reruns import rerun_session
+
+    return _rerun(
+        lambda: rerun_session(args.session_id, from_role=args.from_role), f"as a rerun of {args.session_id}", args
+    )
 
 
 def rerun_task_cmd(args: argparse.Namespace) -> int:
     """Rerun one task (with its stage and later ones) in a new linked session."""
-    _connect()
-    from actors.pipeline import SessionNotFound
-    from actors.reruns import NotRerunnable, rerun_task
+    from actors.reruns import rerun_task
 
-    try:
-        session = rerun_task(args.task_id)
-    except (SessionNotFound, NotRerunnable) as exc:
-        print(f"sage-mode: cannot rerun: {exc}", file=sys.stderr)
-        return 2
-    print(f"session {session.id} started to rerun task {args.task_id}")
-    return _outcome(session.id, not args.no_wait, args.timeout)
+    return _rerun(lambda: rerun_task(args.task_id), f"to rerun task {args.task_id}", args)
 
 
 def sweep_cmd(args: argparse.Namespace) -> int:

@@ -118,10 +118,14 @@ def create_session(
     return session
 
 
-def stage_group(session_id: int, stage: int) -> celery.group:
-    """The Celery-style group of one stage's tasks of a session."""
+def _tasks_by_role(session_id: int) -> dict[str, AgentTask]:
+    return {t.agent_role: t for t in AgentTask.select().where(AgentTask.session == session_id)}
+
+
+def stage_group(session_id: int, stage: int, tasks: dict[str, AgentTask] | None = None) -> celery.group:
+    """The Celery-style group of one stage's tasks of a session (`tasks` by role, if already read)."""
     settings = get_settings()
-    tasks = {t.agent_role: t for t in AgentTask.select().where(AgentTask.session == session_id)}
+    tasks = tasks or _tasks_by_role(session_id)
     signatures = []
     for role in PIPELINE[stage]:
         task = tasks[role]
@@ -146,7 +150,8 @@ def start_session(session_id: int) -> celery.AsyncResult:
         return celery.AsyncResult(session.celery_chain_id)
     if session.status != "active":
         raise SessionAlreadyEnded(session_id)
-    steps = [stage_group(session_id, stage) for stage in range(session.current_stage, len(PIPELINE))]
+    tasks = _tasks_by_role(session_id)
+    steps = [stage_group(session_id, stage, tasks) for stage in range(session.current_stage, len(PIPELINE))]
     result = celery.chain(*steps).apply_async()
     ExecutionSession.update(celery_chain_id=result.id).where(ExecutionSession.id == session_id).execute()
     return result

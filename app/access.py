@@ -91,6 +91,14 @@ def require_team(user_id: int, team_id: int, action: Action) -> tuple[Team, Role
     return team, role
 
 
+def _require_in_team(query, user_id: int, action: Action, what: str, team_of):
+    """Run `query` (already joined to Team and the caller's membership), then apply the rules."""
+    found = query.first()
+    role = None if found is None else role_for(team_of(found), user_id, found.membership_role)
+    _check(role, action, what)
+    return found, role
+
+
 def require_session(user_id: int, session_id: int, action: Action) -> tuple[ExecutionSession, Role]:
     """The execution session (with `.team` loaded) and the user's role in its team, if allowed.
 
@@ -98,18 +106,13 @@ def require_session(user_id: int, session_id: int, action: Action) -> tuple[Exec
         ApiError: 404 when the session does not exist or its team is not visible, 403 as `require_team`.
     """
     mine, on, role_column = _membership(user_id)
-    session = (
+    query = (
         ExecutionSession.select(ExecutionSession, Team, role_column)
         .join(Team)
         .join(mine, JOIN.LEFT_OUTER, on=on)
         .where(ExecutionSession.id == session_id)
-        .first()
     )
-    role = None
-    if session is not None:
-        role = role_for(session.team, user_id, session.membership_role)
-    _check(role, action, "session")
-    return session, role
+    return _require_in_team(query, user_id, action, "session", lambda session: session.team)
 
 
 def require_task(user_id: int, task_id: int, action: Action) -> tuple[AgentTask, Role]:
@@ -119,16 +122,11 @@ def require_task(user_id: int, task_id: int, action: Action) -> tuple[AgentTask,
         ApiError: 404 when the task does not exist or its team is not visible, 403 as `require_team`.
     """
     mine, on, role_column = _membership(user_id)
-    task = (
+    query = (
         AgentTask.select(AgentTask, ExecutionSession, Team, role_column)
         .join(ExecutionSession)
         .join(Team)
         .join(mine, JOIN.LEFT_OUTER, on=on)
         .where(AgentTask.id == task_id)
-        .first()
     )
-    role = None
-    if task is not None:
-        role = role_for(task.session.team, user_id, task.membership_role)
-    _check(role, action, "task")
-    return task, role
+    return _require_in_team(query, user_id, action, "task", lambda task: task.session.team)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 from quart import Blueprint, jsonify
 from quart_schema import validate_request
 
@@ -12,6 +12,7 @@ from app.access import require_session, require_task
 from app.db_thread import run_db
 from app.login_sessions import current_user_id, login_required
 from app.publish import publish_events
+from app.validation import text
 from models import SessionDecision, TaskDecision
 from models.events import record_event
 from models.schema import CATEGORIES, CONFIDENCE_LEVELS
@@ -20,14 +21,7 @@ from models.serialize import session_decision_dict, task_decision_dict
 blueprint = Blueprint("decisions", __name__)
 
 
-def _not_blank(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank")
-    return value
-
-
-Text = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_not_blank)]
+Text = text(10_000)
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 Confidence = Literal[CONFIDENCE_LEVELS]  # type: ignore[valid-type]
 

@@ -6,7 +6,7 @@ import logging
 from typing import Literal
 
 import dramatiq
-from pydantic import BaseModel, Field, StrictInt, field_validator
+from pydantic import BaseModel, Field, StrictInt
 from quart import Blueprint, jsonify
 from quart_schema import validate_querystring, validate_request
 from redis.exceptions import RedisError
@@ -15,7 +15,8 @@ from app.access import require_session, require_team
 from app.db_thread import run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
-from models import db, queries
+from app.validation import text
+from models import queries
 from models.events import events_after
 from models.serialize import session_dict
 
@@ -23,18 +24,13 @@ blueprint = Blueprint("sessions", __name__)
 log = logging.getLogger(__name__)
 
 
+FeatureName = text(255)
+
+
 class StartSession(BaseModel):
     team_id: StrictInt = Field(gt=0)
-    feature_name: str = Field(min_length=1, max_length=255)
+    feature_name: FeatureName
     description: str | None = Field(default=None, max_length=10_000)
-
-    @field_validator("feature_name")
-    @classmethod
-    def not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
 
 
 class SessionList(BaseModel):
@@ -145,8 +141,7 @@ async def events(session_id: int, query_args: EventsQuery):
 def _end(user_id: int, session_id: int) -> dict:
     from actors.pipeline import SessionAlreadyEnded, end_session
 
-    with db.atomic():
-        require_session(user_id, session_id, "write")
+    require_session(user_id, session_id, "write")
     try:
         return session_dict(end_session(session_id))
     except SessionAlreadyEnded:

@@ -67,9 +67,9 @@ def session_detail(session: ExecutionSession) -> dict[str, Any]:
     }
 
 
-def _timeline_rows(session_id: int) -> list[dict[str, Any]]:
-    tasks = _tasks(session_id)
-    decisions = _task_decisions(session_id)
+def _timeline_rows(
+    session_id: int, tasks: list[AgentTask], decisions: dict[int, list[TaskDecision]]
+) -> list[dict[str, Any]]:
     snapshots = _latest_snapshots(session_id)
     # Started tasks by start time (unstarted last), ties and unstarted in pipeline order.
     ordered = sorted(tasks, key=lambda t: (t.started_at is None, t.started_at or 0, pipeline_key(t)))
@@ -78,7 +78,7 @@ def _timeline_rows(session_id: int) -> list[dict[str, Any]]:
 
 def timeline(session: ExecutionSession) -> dict[str, Any]:
     """`GET /sessions/{id}/timeline`: tasks with their snapshot (3 queries)."""
-    return {"timeline": _timeline_rows(session.id)}
+    return {"timeline": _timeline_rows(session.id, _tasks(session.id), _task_decisions(session.id))}
 
 
 def decision_tree(session: ExecutionSession) -> dict[str, Any]:
@@ -87,9 +87,11 @@ def decision_tree(session: ExecutionSession) -> dict[str, Any]:
     Each task lists `upstream`: the decisions (of the session or of earlier tasks) that its
     own decisions name in `based_on`, resolved without further queries.
     """
-    session_decisions = [session_decision_dict(d) for d in _session_decisions(session.id)]
-    by_task = _task_decisions(session.id)
-    tasks = _tasks(session.id)
+    return _decision_tree(session.id, _tasks(session.id), _task_decisions(session.id))
+
+
+def _decision_tree(session_id: int, tasks: list[AgentTask], by_task: dict[int, list[TaskDecision]]) -> dict[str, Any]:
+    session_decisions = [session_decision_dict(d) for d in _session_decisions(session_id)]
     task_decisions = {d.id: task_decision_dict(d) for rows in by_task.values() for d in rows}
     session_by_id = {d["id"]: d for d in session_decisions}
     entries = []
@@ -131,11 +133,12 @@ def resolve_reference(
 def replay(session: ExecutionSession) -> dict[str, Any]:
     """`GET /sessions/{id}/replay`: everything needed to replay the session without running it."""
     events = SessionEvent.select().where(SessionEvent.session == session.id).order_by(SessionEvent.seq)
+    tasks, decisions = _tasks(session.id), _task_decisions(session.id)  # read once, used twice
     return {
         "session": session_dict(session),
         "events": [event_dict(e) for e in events],
-        "tasks": _timeline_rows(session.id),
-        "decisions": decision_tree(session),
+        "tasks": _timeline_rows(session.id, tasks, decisions),
+        "decisions": _decision_tree(session.id, tasks, decisions),
     }
 
 
