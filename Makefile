@@ -4,8 +4,12 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .PHONY: run setup test lint format migrate seed clean
 
+# honcho hands each Procfile process PORT (5000 unless PORT is set): the web listens on it, so the
+# base port is the README's 8000 unless you set PORT yourself.
+WEB_PORT ?= $(or $(PORT),8000)
+
 run: setup ## set everything up, then start web and worker together
-	$(PY) -m honcho start
+	PORT=$(WEB_PORT) $(PY) -m honcho start
 
 setup: ## services, virtualenv, dependencies, database
 	bash scripts/setup.sh
