@@ -35,7 +35,6 @@ def bench_env(**extra: str) -> dict[str, str]:
 def prepare(fresh: bool = True) -> None:
     """Point this process at the bench services; recreate and migrate the bench database."""
     os.environ.update(bench_env())
-    sys.path.insert(0, str(ROOT))
     import psycopg2
     import redis
 

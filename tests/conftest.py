@@ -35,14 +35,13 @@ os.environ.setdefault("RETRY_DELAYS_SECONDS", "0.05,0.1,0.2")
 # bcrypt at its minimum cost: the default (12) is tested in test_settings, not paid per login.
 os.environ.setdefault("BCRYPT_ROUNDS", "4")
 
+from helpers import PASSWORD, logged_in_client, make_user  # noqa: E402
+
 from models import ALL_MODELS, ExecutionSession, Team, TeamMembership, User, db  # noqa: E402
 from models.db import close_database, init_database  # noqa: E402
 from models.events import namespace, revocations_channel  # noqa: E402
 from models.migrate import migrate  # noqa: E402
 from models.settings import Settings  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import PASSWORD, logged_in_client, make_user  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
