@@ -103,7 +103,28 @@ def redis_broker(settings: Settings) -> RedisBroker:
     broker.add_middleware(WakeUp())
     broker.add_middleware(DatabaseMiddleware(settings))
     broker.add_middleware(SweeperMiddleware(settings))
+    if settings.worker_metrics_port:
+        broker.add_middleware(prometheus_middleware(settings))
     return broker
+
+
+def prometheus_middleware(settings: Settings) -> Middleware:
+    """Dramatiq's own Prometheus middleware, serving the worker's metrics on WORKER_METRICS_PORT.
+
+    It reads its address from the environment when first imported, and the Dramatiq CLI runs its
+    exposition server as a forked process that aggregates every worker process's figures.
+    """
+    import os
+    import tempfile
+
+    os.environ["dramatiq_prom_port"] = str(settings.worker_metrics_port)
+    os.environ.setdefault("dramatiq_prom_host", settings.host)
+    os.environ.setdefault(
+        "dramatiq_prom_db", os.path.join(tempfile.gettempdir(), f"sage-dramatiq-prom-{settings.worker_metrics_port}")
+    )
+    from dramatiq.middleware.prometheus import Prometheus
+
+    return Prometheus()
 
 
 def stub_broker(settings: Settings, middleware: list | None = None) -> StubBroker:

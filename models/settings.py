@@ -128,6 +128,8 @@ class Settings:
     dead_message_ttl_ms: int = 86400000
     ws_queue_size: int = 256
     ws_poll_seconds: float = 10.0
+    metrics_token: str = field(default="", repr=False)
+    worker_metrics_port: int | None = None
 
     @property
     def production(self) -> bool:
@@ -152,6 +154,7 @@ class Settings:
                 o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
             ),
             "host": env.get("HOST", "127.0.0.1"),
+            "metrics_token": env.get("METRICS_TOKEN", "").strip(),
         }
         ints = {
             "DB_MAX_CONNECTIONS": ("db_max_connections", 1),
@@ -170,6 +173,7 @@ class Settings:
             "HEARTBEAT_TIMEOUT_MS": ("heartbeat_timeout_ms", 1000),
             "DEAD_MESSAGE_TTL_MS": ("dead_message_ttl_ms", 1000),
             "WS_QUEUE_SIZE": ("ws_queue_size", 1),
+            "WORKER_METRICS_PORT": ("worker_metrics_port", 1),
         }
         for name, (attr, minimum) in ints.items():
             if env.get(name):
