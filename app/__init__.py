@@ -42,11 +42,18 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         QUART_AUTH_SALT="sage-mode login",
     )
     app.extensions["sage_settings"] = settings
-    QuartSchema(app, info=Info(title="Sage Mode", version="0.1.0"), swagger_ui_path=None, scalar_ui_path=None)
+    QuartSchema(
+        app,
+        info=Info(title="Sage Mode", version="0.1.0"),
+        swagger_ui_path=None,
+        scalar_ui_path=None,
+        redoc_ui_path=None,
+    )
     QuartAuth(app)
     register_error_handlers(app)
     csrf.register(app)
 
+    from app.apidocs import blueprint as apidocs
     from app.auth import blueprint as auth
     from app.decisions import blueprint as decisions
     from app.health import blueprint as health
@@ -56,7 +63,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     from app.teams import blueprint as teams
     from app.ws import blueprint as live
 
-    for blueprint in (health, metrics, auth, teams, sessions, decisions, live, pages):
+    for blueprint in (health, metrics, apidocs, auth, teams, sessions, decisions, live, pages):
         app.register_blueprint(blueprint)
 
     @app.before_serving

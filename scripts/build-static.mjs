@@ -9,9 +9,14 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const vendored = [["node_modules/alpinejs/dist/cdn.min.js", "static/vendor/alpine.min.js"]];
+const vendored = [
+  ["node_modules/alpinejs/dist/cdn.min.js", "static/vendor/alpine.min.js"],
+  // The /docs page renders /openapi.json with Swagger UI, served from here rather than a CDN.
+  ["node_modules/swagger-ui-dist/swagger-ui-bundle.js", "static/vendor/swagger-ui/swagger-ui-bundle.js"],
+  ["node_modules/swagger-ui-dist/swagger-ui.css", "static/vendor/swagger-ui/swagger-ui.css"],
+];
 
-mkdirSync(join(root, "static/vendor"), { recursive: true });
+mkdirSync(join(root, "static/vendor/swagger-ui"), { recursive: true });
 for (const [from, to] of vendored) {
   copyFileSync(join(root, from), join(root, to));
   console.log(`vendored ${from} -> ${to}`);
