@@ -11,7 +11,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from actors.middleware import DatabaseMiddleware
+from actors.middleware import DatabaseMiddleware, LogContextMiddleware
 from models.settings import Settings
 
 #: Out of a million broker commands, how many also requeue dead workers' messages. Dramatiq's
@@ -102,6 +102,7 @@ def redis_broker(settings: Settings) -> RedisBroker:
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(WakeUp())
     broker.add_middleware(DatabaseMiddleware(settings))
+    broker.add_middleware(LogContextMiddleware(settings))
     broker.add_middleware(SweeperMiddleware(settings))
     if settings.worker_metrics_port:
         broker.add_middleware(prometheus_middleware(settings))

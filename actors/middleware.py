@@ -1,12 +1,14 @@
-"""Dramatiq middleware that gives each message its own database connection (decision 6)."""
+"""Dramatiq middleware: each message's own database connection (decision 6), and its log context."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from models import logs
 from models.db import close_database, db, init_database
 from models.settings import Settings
 
@@ -57,3 +59,41 @@ class DatabaseMiddleware(Middleware):
             # open here is abandoned work that must not be committed by the pool.
             db.rollback()
         db.close()
+
+
+class LogContextMiddleware(Middleware):
+    """Every line a worker logs names its session, task and role (`models/logs.py`).
+
+    The process's handlers get the context filter and the `LOG_FORMAT` at boot; each message
+    starts with an empty context, which the pipeline fills once it knows the task, and ends by
+    dropping it, so a thread's next message never inherits the last one's ids.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tokens = threading.local()
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        logs.configure(self.settings.log_format)
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        self._tokens.token = logs.bind()
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        self._reset()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        token = getattr(self._tokens, "token", None)
+        if token is not None:
+            self._tokens.token = None
+            logs.unbind(token)

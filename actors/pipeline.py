@@ -35,6 +35,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from actors import celery_compat as celery
 from actors.agents import make_agent
 from actors.config import get_settings, redis_client
+from models import logs
 from models.db import db
 from models.events import publish, record_event
 from models.schema import (
@@ -300,6 +301,7 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
     if task_row is None:
         logger.warning("no %s task in session %s; dropping message", role, session_id)
         return {"skipped": "no such task"}
+    logs.bind(session_id=session_id, task_id=task_row.id, agent_role=role)  # reset after the message
     # A duplicate message may find the task waiting for its retry: keep counting from the row.
     attempt = max(request.retries, task_row.retry_count) if task_row.status == "pending" else request.retries
     outcome, value = _claim(task_row.id, request.id, attempt, context_data)
@@ -417,6 +419,7 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
         if session.status == "active":
             messages += _advance(self, session, task.stage)
     _publish(messages)
+    logger.info("completed in %.3f s with %d decisions", elapsed, len(output["decisions"]))
     return output
 
 

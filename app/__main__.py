@@ -11,6 +11,7 @@ import sys
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from models import logs
 from models.preflight import settings_or_exit
 
 
@@ -20,12 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port to bind (default: PORT or 8000)")
     args = parser.parse_args(argv)
     settings = settings_or_exit()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO)
+    logs.configure(settings.log_format)
     from app import create_app
 
     config = Config()
     config.bind = [f"{args.host or settings.host}:{args.port or settings.port}"]
-    config.accesslog = "-"
+    # Through the root logger, so access lines take LOG_FORMAT too.
+    config.accesslog = logging.getLogger("hypercorn.access")
     config.graceful_timeout = 5
     shutdown = asyncio.Event()
 

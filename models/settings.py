@@ -30,6 +30,13 @@ def _bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    value = raw.strip().lower() or allowed[0]
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+    return value
+
+
 def _int(name: str, raw: str, minimum: int = 0) -> int:
     try:
         value = int(raw)
@@ -129,6 +136,7 @@ class Settings:
     ws_queue_size: int = 256
     ws_poll_seconds: float = 10.0
     metrics_token: str = field(default="", repr=False)
+    log_format: str = "text"
     worker_metrics_port: int | None = None
 
     @property
@@ -155,6 +163,7 @@ class Settings:
             ),
             "host": env.get("HOST", "127.0.0.1"),
             "metrics_token": env.get("METRICS_TOKEN", "").strip(),
+            "log_format": _choice("LOG_FORMAT", env.get("LOG_FORMAT", "text"), ("text", "json")),
         }
         ints = {
             "DB_MAX_CONNECTIONS": ("db_max_connections", 1),
