@@ -6,7 +6,6 @@ import argparse
 import os
 import shutil
 import sys
-import time
 
 from models.preflight import settings_or_exit
 from models.schema import AGENT_ROLES
@@ -46,13 +45,10 @@ def _connect() -> Settings:
 
 def _outcome(session_id: int, wait: bool, timeout: float) -> int:
     """Print the session (after waiting for it to finish when asked); exit 0 completed, 1 error, 3 timeout."""
+    from actors.progress import watch
     from models.schema import AgentTask, ExecutionSession
 
-    deadline = time.monotonic() + timeout
-    session = ExecutionSession.get_by_id(session_id)
-    while wait and session.status == "active" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        session = ExecutionSession.get_by_id(session_id)
+    session = watch(session_id, timeout) if wait else ExecutionSession.get_by_id(session_id)
     rerun = f" (rerun of {session.rerun_of_id})" if session.rerun_of_id else ""
     print(f"session {session.id}{rerun}: {session.feature_name!r} is {session.status}", end="")
     print(f" after {session.duration_seconds:.1f} s" if session.duration_seconds is not None else "")
