@@ -7,6 +7,10 @@ at its original task) and runs R's stage and everything after it. A stage is the
 `dba` also reruns `backend_dev`, its parallel partner, because both read the same upstream work.
 `rerun_task(id)` is `rerun_session(task's session, from_role=task's role)`; a new session is
 needed because a session has one task per role.
+
+`decisions=[...]` replaces the session decisions for the new run (add, remove, edit; `[]` runs
+with none); left out, the original's are copied. Copied stages keep what they saw: when the
+decisions change, `rerun_warnings` names each copied agent that worked from the original ones.
 """
 
 from __future__ import annotations
@@ -50,10 +54,49 @@ def _remap_output(output: dict[str, Any], decision_ids: dict[int, int], session_
     return output
 
 
+def _decision_signature(decision: dict[str, Any]) -> tuple:
+    return (
+        " ".join(str(decision.get("decision_text", "")).lower().split()),
+        decision.get("category"),
+        decision.get("confidence") or "high",
+    )
+
+
+def rerun_warnings(session_id: int, from_role: str | None, decisions: list[dict[str, Any]] | None) -> list[str]:
+    """What a rerun with these settings should tell the user before and after it starts.
+
+    When the session decisions change, every stage copied from the original (those before
+    `from_role`'s) was made with the original decisions and will not see the new ones.
+    """
+    if decisions is None:
+        return []
+    original = [
+        {"decision_text": d.decision_text, "category": d.category, "confidence": d.confidence}
+        for d in SessionDecision.select().where(SessionDecision.session == session_id)
+    ]
+    if sorted(map(_decision_signature, original)) == sorted(map(_decision_signature, decisions)):
+        return []
+    from_stage = STAGE_OF_ROLE[from_role] if from_role else 0
+    copied = [role for role in AGENT_ROLES if STAGE_OF_ROLE[role] < from_stage]
+    return [
+        f"{role} is copied from session {session_id} and was built on the original session decisions, "
+        f"not the changed ones; rerun from {role} to apply them to its work"
+        for role in copied
+    ]
+
+
 def rerun_session(
-    session_id: int, from_role: str | None = None, user_id: int | None = None, start: bool = True
+    session_id: int,
+    from_role: str | None = None,
+    user_id: int | None = None,
+    start: bool = True,
+    decisions: list[dict[str, Any]] | None = None,
 ) -> ExecutionSession:
-    """Create (and by default start) a rerun of a session, from its first stage or from `from_role`'s."""
+    """Create (and by default start) a rerun of a session, from its first stage or from `from_role`'s.
+
+    `decisions` (each `{decision_text, category?, confidence?}`) replaces the session decisions;
+    None copies the original's.
+    """
     _outside_transaction("rerun_session")
     if from_role is not None and from_role not in AGENT_ROLES:
         raise NotRerunnable(f"unknown role {from_role!r}; roles: {', '.join(AGENT_ROLES)}")
@@ -73,17 +116,34 @@ def rerun_session(
             current_stage=from_stage,
         )
         session_ids = {}
-        for decision in (
+        old_decisions = list(
             SessionDecision.select().where(SessionDecision.session == session_id).order_by(SessionDecision.id)
-        ):
-            copy = SessionDecision.create(
-                session=rerun,
-                user=decision.user_id,
-                decision_text=decision.decision_text,
-                category=decision.category,
-                confidence=decision.confidence,
-            )
-            session_ids[decision.id] = copy.id
+        )
+        if decisions is None:
+            for decision in old_decisions:
+                copy = SessionDecision.create(
+                    session=rerun,
+                    user=decision.user_id,
+                    decision_text=decision.decision_text,
+                    category=decision.category,
+                    confidence=decision.confidence,
+                )
+                session_ids[decision.id] = copy.id
+        else:
+            # A kept decision (same text) stands for its original in the copied stages' provenance;
+            # a removed or edited one is still cited by them with its original id: what they saw.
+            by_text = {" ".join(d.decision_text.lower().split()): d for d in old_decisions}
+            for given in decisions:
+                copy = SessionDecision.create(
+                    session=rerun,
+                    user=user_id if user_id is not None else original.user_id,
+                    decision_text=given["decision_text"],
+                    category=given.get("category"),
+                    confidence=given.get("confidence") or "high",
+                )
+                kept = by_text.get(" ".join(copy.decision_text.lower().split()))
+                if kept is not None:
+                    session_ids[kept.id] = copy.id
         events.append(record_event(rerun.id, "session_started", {"session": session_dict(rerun)}))
         decision_ids: dict[int, int] = {}
         for role in AGENT_ROLES:

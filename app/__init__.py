@@ -59,11 +59,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     from app.health import blueprint as health
     from app.metrics import blueprint as metrics
     from app.pages import blueprint as pages
+    from app.search import blueprint as search
     from app.sessions import blueprint as sessions
+    from app.steer import blueprint as steer
     from app.teams import blueprint as teams
     from app.ws import blueprint as live
 
-    for blueprint in (health, metrics, apidocs, auth, teams, sessions, decisions, live, pages):
+    for blueprint in (health, metrics, apidocs, auth, teams, sessions, steer, search, decisions, live, pages):
         app.register_blueprint(blueprint)
 
     @app.before_serving

@@ -1,0 +1,99 @@
+"""Steer and compare: rerun a session from any agent with changed decisions, and compare two runs.
+
+`POST /sessions/{id}/rerun` makes a new session linked by `rerun_of`, as the CLI does: stages
+before `from_role` are copied, the rest run again, with the session decisions replaced when
+`decisions` is given. `GET /sessions/{a}/compare/{b}` answers what the team decided differently
+and which decisions followed from the change (`models/compare.py`). See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import dramatiq
+from pydantic import BaseModel, Field
+from quart import Blueprint, jsonify
+from quart_schema import validate_request
+from redis.exceptions import RedisError
+
+from app.access import require_session
+from app.db_thread import run_connected, run_db
+from app.errors import ApiError
+from app.login_sessions import current_user_id, login_required
+from app.validation import text
+from models.compare import compare_sessions
+from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS
+
+blueprint = Blueprint("steer", __name__)
+log = logging.getLogger(__name__)
+
+Role = Literal[AGENT_ROLES]  # type: ignore[valid-type]
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+Confidence = Literal[CONFIDENCE_LEVELS]  # type: ignore[valid-type]
+
+
+class RerunDecision(BaseModel):
+    decision_text: text(10_000)  # type: ignore[valid-type]
+    category: Category | None = None
+    confidence: Confidence = "high"
+
+
+class Rerun(BaseModel):
+    from_role: Role | None = None
+    decisions: list[RerunDecision] | None = Field(default=None, max_length=100)
+    brain: str | None = Field(default=None, max_length=64)
+
+
+def check_brain(name: str | None) -> None:
+    """400 with `fields.brain` unless `name` is a brain this server can use."""
+    if name is None:
+        return
+    from actors.agents.brain import UnknownBrain, get_brain
+
+    try:
+        get_brain(name)
+    except UnknownBrain as exc:
+        raise ApiError(400, str(exc), fields={"brain": str(exc)}) from None
+
+
+def _rerun(user_id: int, session_id: int, body: Rerun) -> dict:
+    from actors.pipeline import fail_session, start_session
+    from actors.reruns import NotRerunnable, rerun_session, rerun_warnings
+
+    require_session(user_id, session_id, "write")
+    check_brain(body.brain)
+    decisions = None if body.decisions is None else [d.model_dump() for d in body.decisions]
+    warnings = rerun_warnings(session_id, body.from_role, decisions)
+    try:
+        rerun = rerun_session(session_id, body.from_role, user_id=user_id, start=False, decisions=decisions)
+    except NotRerunnable as exc:
+        raise ApiError(409, f"cannot rerun from {body.from_role}: {exc}") from None
+    try:
+        start_session(rerun.id)
+    except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:
+        log.warning("could not queue rerun %s: %s", rerun.id, exc)
+        fail_session(rerun.id, "the task queue was unavailable; start the rerun again")
+        raise ApiError(503, "the task queue is unavailable; try again in a moment") from None
+    return {"session_id": rerun.id, "status": "active", "warnings": warnings}
+
+
+@blueprint.post("/sessions/<int:session_id>/rerun")
+@login_required
+@validate_request(Rerun)
+async def rerun(session_id: int, data: Rerun):
+    """Rerun the session (from `from_role`, with `decisions` replacing its own) as a new session: 202."""
+    return jsonify(await run_connected(_rerun, await current_user_id(), session_id, data)), 202
+
+
+def _compare(user_id: int, a: int, b: int) -> dict:
+    require_session(user_id, a, "read")
+    require_session(user_id, b, "read")
+    return compare_sessions(a, b)
+
+
+@blueprint.get("/sessions/<int:a>/compare/<int:b>")
+@login_required
+async def compare(a: int, b: int):
+    """Two runs side by side, by decision key and artifact path, with causes and effects."""
+    return jsonify(await run_db(_compare, await current_user_id(), a, b))
