@@ -62,10 +62,24 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     from app.search import blueprint as search
     from app.sessions import blueprint as sessions
     from app.steer import blueprint as steer
+    from app.steer_pages import blueprint as steer_pages
     from app.teams import blueprint as teams
     from app.ws import blueprint as live
 
-    for blueprint in (health, metrics, apidocs, auth, teams, sessions, steer, search, decisions, live, pages):
+    for blueprint in (
+        health,
+        metrics,
+        apidocs,
+        auth,
+        teams,
+        sessions,
+        steer,
+        search,
+        decisions,
+        live,
+        pages,
+        steer_pages,
+    ):
         app.register_blueprint(blueprint)
 
     @app.before_serving
