@@ -1,17 +1,14 @@
-"""`python -m app`: check configuration and services, then serve with hypercorn."""
+"""`python -m app`: check configuration and services, then serve with hypercorn on every core.
+
+See `app/server.py` for how the web processes share one socket and are kept alive.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
 import sys
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-
-from models import logs
+from app.server import hypercorn_config, serve, setup_logging, supervise
 from models.preflight import settings_or_exit
 
 
@@ -19,27 +16,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="Serve Sage Mode's web app.")
     parser.add_argument("--host", help="address to bind (default: HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default: PORT or 8000)")
+    parser.add_argument("--processes", type=int, help="web processes (default: WEB_PROCESSES, one per core)")
     args = parser.parse_args(argv)
     settings = settings_or_exit()
-    logging.basicConfig(level=logging.INFO)
-    logs.configure(settings.log_format)
-    from app import create_app
-
-    config = Config()
-    config.bind = [f"{args.host or settings.host}:{args.port or settings.port}"]
-    # Through the root logger, so access lines take LOG_FORMAT too.
-    config.accesslog = logging.getLogger("hypercorn.access")
-    config.graceful_timeout = 5
-    shutdown = asyncio.Event()
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, shutdown.set)
-        await serve(create_app(settings), config, shutdown_trigger=shutdown.wait)
-
-    asyncio.run(run())
-    return 0
+    setup_logging(settings)
+    config = hypercorn_config(settings, args.host, args.port)
+    processes = args.processes or settings.web_processes
+    if processes <= 1:
+        serve(settings, config)
+        return 0
+    return supervise(settings, config, processes)
 
 
 if __name__ == "__main__":

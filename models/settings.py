@@ -137,6 +137,7 @@ class Settings:
     ws_poll_seconds: float = 10.0
     metrics_token: str = field(default="", repr=False)
     log_format: str = "text"
+    web_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     worker_metrics_port: int | None = None
 
     @property
@@ -183,6 +184,7 @@ class Settings:
             "DEAD_MESSAGE_TTL_MS": ("dead_message_ttl_ms", 1000),
             "WS_QUEUE_SIZE": ("ws_queue_size", 1),
             "WORKER_METRICS_PORT": ("worker_metrics_port", 1),
+            "WEB_PROCESSES": ("web_processes", 1),
         }
         for name, (attr, minimum) in ints.items():
             if env.get(name):

@@ -58,12 +58,13 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def live_server(log_dir: Path) -> Iterator[str]:
+def live_server(log_dir: Path, processes: int | None = None) -> Iterator[str]:
     """`python -m app` on a free port; yields its base URL once /health answers 200."""
     port = free_port()
     log = open(log_dir / "web.log", "wb")  # closed below, after the process
+    extra = ["--processes", str(processes)] if processes else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port), *extra],
         cwd=ROOT,
         env=_env({"WS_POLL_SECONDS": "1"}),
         stdout=log,

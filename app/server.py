@@ -1,0 +1,120 @@
+"""The web server: hypercorn on every core (`python -m app` is its command line).
+
+One process serves everything on one core, so `WEB_PROCESSES` (default: one per core) web
+processes share one listening socket: this process binds it, starts the children with it, and
+replaces any child that dies (a crash or an OOM kill never takes the site down). Each child is a
+whole app with its own database pool, Redis pool and exactly one pub/sub reader, so live events,
+`?after=` resumes and revocations reach a socket whichever process holds it (they all travel
+through Redis). SIGTERM or SIGINT stops the children gracefully, then this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.connection import wait
+from typing import Any
+
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+
+from models import logs
+from models.settings import Settings
+
+log = logging.getLogger("sage.web")
+
+#: How long a stopping child may take before it is killed (hypercorn's own grace is 5 s).
+STOP_SECONDS = 10.0
+#: A child that dies sooner than this after starting is restarted after a pause, not at once, so a
+#: broken deployment does not spin.
+CRASH_LOOP_SECONDS = 2.0
+
+
+def hypercorn_config(settings: Settings, host: str | None, port: int | None) -> Config:
+    """The server settings shared by every process."""
+    config = Config()
+    config.bind = [f"{host or settings.host}:{port or settings.port}"]
+    # Through the root logger, so access lines take LOG_FORMAT too.
+    config.accesslog = logging.getLogger("hypercorn.access")
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 5
+    return config
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO)
+    logs.configure(settings.log_format)
+
+
+def serve(settings: Settings, config: Config, sockets: Sockets | None = None) -> None:
+    """Run one web process until SIGTERM or SIGINT (on `sockets` when a supervisor bound them)."""
+    from app import create_app
+
+    shutdown = asyncio.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, shutdown.set)
+        app = wrap_app(create_app(settings), config.wsgi_max_body_size, "asgi")
+        await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown.wait)
+
+    asyncio.run(run())
+
+
+def _child(settings: Settings, config: Config, sockets: Sockets) -> None:
+    """The entry point of a spawned web process."""
+    setup_logging(settings)
+    serve(settings, config, sockets)
+
+
+def supervise(settings: Settings, config: Config, processes: int) -> int:
+    """Bind once, run `processes` children on the socket, keep that many alive until told to stop."""
+    sockets = config.create_sockets()
+    context = multiprocessing.get_context("spawn")
+    children: dict[Any, tuple[Any, float]] = {}  # sentinel -> (process, started at)
+    stopping = False
+
+    def start() -> None:
+        child = context.Process(target=_child, args=(settings, config, sockets), name="sage-web", daemon=False)
+        child.start()
+        children[child.sentinel] = (child, time.monotonic())
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(processes):
+        start()
+    log.info("serving on %s with %d web processes", ", ".join(config.bind), processes)
+    try:
+        while not stopping:
+            for sentinel in wait(list(children), timeout=0.5):
+                child, started = children.pop(sentinel)
+                child.join()
+                if stopping:
+                    continue
+                log.warning("web process %s exited with %s; starting another", child.pid, child.exitcode)
+                if time.monotonic() - started < CRASH_LOOP_SECONDS:
+                    time.sleep(CRASH_LOOP_SECONDS)
+                start()
+    finally:
+        for child, _ in children.values():
+            if child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for child, _ in children.values():
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                child.kill()
+                child.join()
+        for sock in [*sockets.insecure_sockets, *sockets.secure_sockets]:
+            sock.close()
+    return 0

@@ -1,0 +1,177 @@
+"""Two web processes on one port: live delivery, `?after=` resume, revocation and logout across them,
+and a dead web process replaced by its supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from browser_support import live_server
+from helpers import PASSWORD, add_member, make_user
+from seeding import seed_session
+
+from models import db
+from models.events import publish, record_event
+
+pytestmark = pytest.mark.integration
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and "multiprocessing" in Path(f"/proc/{entry}/cmdline").read_text():
+                found.append(int(entry))
+    return found
+
+
+def serving_pid(server_port: int, client_port: int, pids: list[int]) -> int | None:
+    """Which of `pids` holds the server end of the connection from `client_port`."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            local, remote = int(cols[1].rsplit(":", 1)[1], 16), int(cols[2].rsplit(":", 1)[1], 16)
+            if local == server_port and remote == client_port:
+                inode = cols[9]
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, database):
+    """One two-process server for the module (the kill test, last, leaves it whole again)."""
+    with live_server(tmp_path_factory.mktemp("web"), processes=2) as base:
+        port = int(base.rsplit(":", 1)[1])
+        supervisor = next(
+            int(p)
+            for p in os.listdir("/proc")
+            if p.isdigit() and f"--port\x00{port}" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+        )
+        deadline = time.monotonic() + 20
+        while len(children(supervisor)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield {"base": base, "port": port, "supervisor": supervisor}
+
+
+def cookie_for(base: str, username: str) -> str:
+    response = httpx.post(f"{base}/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return "; ".join(f"{k}={v}" for k, v in response.cookies.items())
+
+
+async def sockets_on_both(server, cookie: str, session_id: int, after: int = 0, tries: int = 30):
+    """Open sockets until both web processes hold at least one; returns [(socket, pid)]."""
+    base, pids = server["base"], children(server["supervisor"])
+    opened = []
+    for _ in range(tries):
+        ws = await websockets.connect(
+            f"{base.replace('http', 'ws', 1)}/ws/{session_id}?after={after}",
+            additional_headers={"Cookie": cookie, "Origin": base},
+        )
+        opened.append((ws, serving_pid(server["port"], ws.local_address[1], pids)))
+        if len({pid for _, pid in opened} - {None}) == 2:
+            return opened
+    pytest.fail(f"every socket landed on the same web process: {[pid for _, pid in opened]}")
+
+
+async def receive(ws, count: int, timeout: float = 10) -> list[dict]:
+    got = []
+    while len(got) < count:
+        got.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+    return got
+
+
+async def test_every_socket_on_either_process_gets_each_live_event_once_in_order(
+    server, shared_team, user, redis_client
+):
+    session = seed_session(shared_team, user, "Across processes")
+    with db.atomic():
+        stored = record_event(session.id, "decision_created", {"decision": {"id": 0}})["seq"]
+    cookie = cookie_for(server["base"], user.username)
+    opened = await sockets_on_both(server, cookie, session.id, after=stored)
+    with db.atomic():
+        live = [record_event(session.id, "decision_created", {"decision": {"id": i}}) for i in range(1, 4)]
+    publish(redis_client, live)
+    for ws, _ in opened:
+        got = await receive(ws, 3)
+        assert [m["seq"] for m in got] == [stored + 1, stored + 2, stored + 3]
+        await ws.close()
+    # A reconnect with ?after= resumes from the log, on whichever process answers.
+    resumed = await sockets_on_both(server, cookie, session.id, after=stored + 1)
+    for ws, _ in resumed:
+        assert [m["seq"] for m in await receive(ws, 2)] == [stored + 2, stored + 3]
+        await ws.close()
+
+
+async def test_a_removal_and_a_logout_close_sockets_on_both_processes(server, shared_team, user):
+    session = seed_session(shared_team, user, "Revocations")
+    member = make_user("member")
+    add_member(shared_team, member, "member")
+    owner_cookie = cookie_for(server["base"], user.username)
+    kept_cookie = cookie_for(server["base"], member.username)
+    leaving_cookie = cookie_for(server["base"], member.username)
+
+    kept = await sockets_on_both(server, kept_cookie, session.id, after=10_000)
+    leaving = await sockets_on_both(server, leaving_cookie, session.id, after=10_000)
+    owner = await sockets_on_both(server, owner_cookie, session.id, after=10_000)
+
+    logout = httpx.post(f"{server['base']}/auth/logout", headers={"Cookie": leaving_cookie, "Origin": server["base"]})
+    assert logout.status_code == 204
+    for ws, _ in leaving:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd.code == 4403
+    for ws, _ in kept:  # the same user's other login stays connected
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.5)
+
+    removed = httpx.delete(
+        f"{server['base']}/teams/{shared_team.id}/members/{member.id}",
+        headers={"Cookie": owner_cookie, "Origin": server["base"]},
+    )
+    assert removed.status_code == 204
+    for ws, _ in kept:
+        messages = []
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                messages.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        assert [m["type"] for m in messages] == ["access_revoked"] and closed.value.rcvd.code == 4403
+    for ws, _ in owner:
+        assert ws.state == websockets.protocol.State.OPEN
+        await ws.close()
+
+
+def test_a_killed_web_process_is_replaced_and_the_site_keeps_answering(server):
+    before = children(server["supervisor"])
+    os.kill(before[0], signal.SIGKILL)
+    answered = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        answered += httpx.get(f"{server['base']}/health", timeout=5).status_code == 200
+        now = children(server["supervisor"])
+        if len(now) == 2 and before[0] not in now:
+            break
+        time.sleep(0.2)
+    assert len(children(server["supervisor"])) == 2 and before[0] not in children(server["supervisor"])
+    assert answered >= 1
