@@ -284,21 +284,28 @@ _index(TaskDecision, "idx_task_decisions_user", TaskDecision.user)
 _index(AgentSnapshot, "idx_snapshots_task", AgentSnapshot.agent_task)
 _index(SessionEvent, "uq_session_events_session_seq", SessionEvent.session, SessionEvent.seq, unique=True)
 
-# Search (migration 007, `models/search.py`): full-text and trigram GIN indexes. They need the
-# pg_trgm extension, which the migration creates.
+
+# Search (migration 007, `models/search.py`): full-text GIN indexes on what is searched, and the
+# vocabulary that typos are corrected against, with a pg_trgm index (the migration creates the
+# extension, and the triggers that keep the vocabulary current).
+class SearchWord(BaseModel):
+    word = peewee.CharField(max_length=64, primary_key=True)
+
+    class Meta:
+        table_name = "search_words"
+
+
 SEARCH_INDEXES: dict[str, tuple[type[BaseModel], str]] = {
     "idx_sessions_search_fts": (
         ExecutionSession,
         "to_tsvector('english', (feature_name || ' ' || coalesce(description, '')))",
     ),
-    "idx_sessions_search_trgm": (ExecutionSession, "(feature_name || ' ' || coalesce(description, '')) gin_trgm_ops"),
     "idx_session_decisions_search_fts": (SessionDecision, "to_tsvector('english', decision_text)"),
-    "idx_session_decisions_search_trgm": (SessionDecision, "decision_text gin_trgm_ops"),
     "idx_task_decisions_search_fts": (
         TaskDecision,
         "to_tsvector('english', (decision_text || ' ' || coalesce(rationale, '')))",
     ),
-    "idx_task_decisions_search_trgm": (TaskDecision, "(decision_text || ' ' || coalesce(rationale, '')) gin_trgm_ops"),
+    "idx_search_words_trgm": (SearchWord, "word gin_trgm_ops"),
 }
 for _name, (_model, _expression) in SEARCH_INDEXES.items():
     _model.add_index(peewee.ModelIndex(_model, (SQL(_expression),), name=_name, using="gin"))
@@ -313,4 +320,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     TaskDecision,
     AgentSnapshot,
     SessionEvent,
+    SearchWord,
 )

