@@ -55,7 +55,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake: bool = False) ->
     migrator.sql('CREATE TABLE "search_words" ("word" VARCHAR(64) NOT NULL PRIMARY KEY)')
     migrator.sql('CREATE INDEX "idx_search_words_trgm" ON "search_words" USING gin ("word" gin_trgm_ops)')
     for name, (table, expression) in FTS_INDEXES.items():
-        migrator.sql(f"CREATE INDEX \"{name}\" ON \"{table}\" USING gin (to_tsvector('english', {expression}))")
+        migrator.sql(f'CREATE INDEX "{name}" ON "{table}" USING gin (to_tsvector(\'english\', {expression}))')
     for table, (text_sql, function) in TRIGGERS.items():
         migrator.sql(
             f"""
