@@ -14,6 +14,7 @@ from app import csrf
 from app.errors import register_error_handlers
 from app.live import Hub
 from app.login_sessions import COOKIE_NAME
+from app.schemas import document_responses
 from models.db import close_database, db, init_database
 from models.settings import Settings
 
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         steer_pages,
     ):
         app.register_blueprint(blueprint)
+
+    document_responses(app)
 
     @app.before_serving
     async def open_resources() -> None:

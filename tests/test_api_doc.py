@@ -53,3 +53,31 @@ async def test_the_docs_page_renders_the_openapi_document_from_our_own_static_fi
     spec = await (await client.get("/openapi.json")).get_json()
     assert "/sessions" in spec["paths"] and "/redocs" not in {r for r in spec["paths"]}
     assert (await client.get("/redocs")).status_code == 404
+
+
+def json_routes(app) -> set[tuple[str, str]]:
+    """(method, rule) of every JSON route: not a page, a static file, the socket or the docs."""
+    hidden = ("/static", "/dashboard", "/login", "/signup", "/ws/", "/openapi.json", "/docs", "/metrics", "/health")
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+        if rule.rule != "/" and not rule.rule.startswith(hidden) and not rule.websocket
+    }
+
+
+def test_every_json_route_has_its_answer_and_the_error_envelope_in_the_openapi_document(settings):
+    from app.schemas import RESPONSES
+
+    app = create_app(settings)
+    missing = json_routes(app) - set(RESPONSES)
+    assert not missing, f"describe these routes in app/schemas.py RESPONSES: {sorted(missing)}"
+
+
+async def test_the_openapi_document_describes_bodies_and_errors(client):
+    spec = await (await client.get("/openapi.json")).get_json()
+    teams = spec["paths"]["/teams"]["get"]["responses"]
+    assert "200" in teams and "404" in teams
+    error = teams["404"]["content"]["application/json"]["schema"]
+    assert error["title"] == "ErrorEnvelope" and error["required"] == ["error"]
+    assert spec["paths"]["/sessions"]["post"]["responses"]["202"]
