@@ -1,12 +1,15 @@
-"""Search: full-text GIN indexes, and a vocabulary with a trigram index for typo tolerance.
+"""Search: one document per searchable thing, and a vocabulary with a trigram index for typos.
 
-Reviewed by hand. `GET /search` (`models/search.py`) finds rows with PostgreSQL full-text search
-on the three indexed expressions below. Typos are corrected first against `search_words`, the
-distinct words of everything searchable, through a `pg_trgm` trigram index: a table of words is
-small however many decisions there are, so "sqlte" becomes "sqlite" in a millisecond instead of
-a trigram scan over millions of decisions. Statement-level triggers keep the vocabulary current
-(one INSERT ... ON CONFLICT per statement, whatever the number of rows). `pg_trgm` ships with
-PostgreSQL and is a trusted extension (13+), so the database owner may create it.
+Reviewed by hand. `GET /search` (`models/search.py`) reads only `search_documents`: a row per
+feature (session), session decision and agent decision, with its team, role, category, date,
+text and a stored `tsvector`, so a search never joins the busy tables nor recomputes a vector.
+Typos are corrected first against `search_words`, the distinct words of every document,
+through a `pg_trgm` trigram index: a table of words stays small however many decisions there
+are. Triggers keep both current: statement-level on INSERT (one statement per INSERT, whatever
+its number of rows), row-level on UPDATE only when a searched text really changes, so the
+pipeline's frequent updates of sessions (stage, status, `last_seq`) cost nothing here. Rows
+go with their session (ON DELETE CASCADE). `pg_trgm` ships with PostgreSQL and is a trusted
+extension (13+), so the database owner may create it.
 """
 
 from __future__ import annotations
@@ -14,72 +17,132 @@ from __future__ import annotations
 import peewee as pw
 from peewee_migrate import Migrator
 
-FEATURE = "(feature_name || ' ' || coalesce(description, ''))"
-SESSION_DECISION = "decision_text"
-AGENT_DECISION = "(decision_text || ' ' || coalesce(rationale, ''))"
+VECTOR = "to_tsvector('english', coalesce({title}, '') || ' ' || coalesce({body}, ''))"
+WORDS = "tsvector_to_array(to_tsvector('simple', coalesce({title}, '') || ' ' || coalesce({body}, '')))"
 
-FTS_INDEXES = {
-    "idx_sessions_search_fts": ("execution_sessions", FEATURE),
-    "idx_session_decisions_search_fts": ("session_decisions", SESSION_DECISION),
-    "idx_task_decisions_search_fts": ("task_decisions", AGENT_DECISION),
+# kind -> (SELECT of the documents of the rows in `rows`, the source table, its UPDATE condition)
+SOURCES = {
+    "feature": (
+        """SELECT 'feature', r.id, NULL::bigint, r.team_id, NULL, NULL, r.started_at, r.feature_name, r.description
+           FROM {rows} r""",
+        "execution_sessions",
+        "OLD.feature_name IS DISTINCT FROM NEW.feature_name OR OLD.description IS DISTINCT FROM NEW.description",
+    ),
+    "session_decision": (
+        """SELECT 'session_decision', r.session_id, r.id, s.team_id, NULL, r.category, r.created_at,
+                  r.decision_text, NULL
+           FROM {rows} r JOIN execution_sessions s ON s.id = r.session_id""",
+        "session_decisions",
+        "OLD.decision_text IS DISTINCT FROM NEW.decision_text OR OLD.category IS DISTINCT FROM NEW.category",
+    ),
+    "agent_decision": (
+        """SELECT 'agent_decision', t.session_id, r.id, s.team_id, t.agent_role, r.category, r.created_at,
+                  r.decision_text, r.rationale
+           FROM {rows} r JOIN agent_tasks t ON t.id = r.agent_task_id JOIN execution_sessions s ON s.id = t.session_id""",
+        "task_decisions",
+        "OLD.decision_text IS DISTINCT FROM NEW.decision_text OR OLD.rationale IS DISTINCT FROM NEW.rationale"
+        " OR OLD.category IS DISTINCT FROM NEW.category",
+    ),
 }
 
 
-def _words_of(text_sql: str, rows: str) -> str:
-    """INSERT the distinct words (2-64 characters) of `text_sql` over `rows` into the vocabulary."""
+def index_rows(kind: str, rows: str) -> str:
+    """SQL that adds the documents (and their words) of `rows`, a table or transition table."""
+    select = SOURCES[kind][0].format(rows=rows)
     return f"""
+        WITH docs (kind, session_id, decision_id, team_id, agent_role, category, created_at, title, body) AS (
+            {select}
+        ), added AS (
+            INSERT INTO search_documents
+                (kind, session_id, decision_id, team_id, agent_role, category, created_at, title, body, tsv)
+            SELECT kind, session_id, decision_id, team_id, agent_role, category, created_at, title, body,
+                   {VECTOR.format(title="title", body="body")}
+            FROM docs
+            RETURNING title, body
+        )
         INSERT INTO search_words (word)
-        SELECT DISTINCT w FROM {rows}, unnest(tsvector_to_array(to_tsvector('simple', {text_sql}))) AS w
+        SELECT DISTINCT w FROM added, unnest({WORDS.format(title="title", body="body")}) AS w
         WHERE length(w) BETWEEN 2 AND 64
         ON CONFLICT (word) DO NOTHING
     """
 
 
-TRIGGERS = {
-    # table: (text expression over the inserted rows, trigger function name)
-    "execution_sessions": (
-        "(new_rows.feature_name || ' ' || coalesce(new_rows.description, ''))",
-        "search_words_from_sessions",
-    ),
-    "session_decisions": ("new_rows.decision_text", "search_words_from_session_decisions"),
-    "task_decisions": (
-        "(new_rows.decision_text || ' ' || coalesce(new_rows.rationale, ''))",
-        "search_words_from_task_decisions",
-    ),
-}
+def _function(kind: str) -> str:
+    return f"search_index_{kind}"
 
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake: bool = False) -> None:
-    """Extension, vocabulary, indexes, triggers, and the vocabulary of what is already stored."""
+    """Extension, tables, indexes, triggers, then the documents of what is already stored."""
     migrator.sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     migrator.sql('CREATE TABLE "search_words" ("word" VARCHAR(64) NOT NULL PRIMARY KEY)')
     migrator.sql('CREATE INDEX "idx_search_words_trgm" ON "search_words" USING gin ("word" gin_trgm_ops)')
-    for name, (table, expression) in FTS_INDEXES.items():
-        migrator.sql(f'CREATE INDEX "{name}" ON "{table}" USING gin (to_tsvector(\'english\', {expression}))')
-    for table, (text_sql, function) in TRIGGERS.items():
+    migrator.sql(
+        """
+        CREATE TABLE "search_documents" (
+            "id" BIGSERIAL NOT NULL PRIMARY KEY,
+            "kind" VARCHAR(20) NOT NULL CONSTRAINT "ck_search_documents_kind"
+                CHECK (kind IN ('feature', 'session_decision', 'agent_decision')),
+            "session_id" BIGINT NOT NULL,
+            "decision_id" BIGINT,
+            "team_id" BIGINT NOT NULL,
+            "agent_role" VARCHAR(50),
+            "category" VARCHAR(50),
+            "created_at" TIMESTAMP NOT NULL,
+            "title" TEXT NOT NULL,
+            "body" TEXT,
+            "tsv" TSVECTOR NOT NULL,
+            FOREIGN KEY ("session_id") REFERENCES "execution_sessions" ("id") ON DELETE CASCADE
+        )
+        """
+    )
+    migrator.sql('CREATE INDEX "idx_search_documents_tsv" ON "search_documents" USING gin ("tsv")')
+    migrator.sql('CREATE INDEX "idx_search_documents_team_id" ON "search_documents" ("team_id", "id")')
+    migrator.sql('CREATE INDEX "idx_search_documents_session" ON "search_documents" ("session_id")')
+    migrator.sql(
+        'CREATE UNIQUE INDEX "uq_search_documents_kind_ref" ON "search_documents" '
+        '("kind", COALESCE("decision_id", "session_id"))'
+    )
+    for kind, (select, table, changed) in SOURCES.items():
+        function = _function(kind)
+        ref = "session_id" if kind == "feature" else "decision_id"
         migrator.sql(
             f"""
             CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                {_words_of(text_sql, "new_rows")};
+                {index_rows(kind, "new_rows")};
                 RETURN NULL;
             END $$
             """
         )
-        for event in ("INSERT", "UPDATE"):
-            migrator.sql(
-                f'CREATE TRIGGER "{function}_{event.lower()}" AFTER {event} ON "{table}" '
-                f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
-            )
-        migrator.sql(_words_of(text_sql.replace("new_rows.", f'"{table}".'), f'"{table}"'))
+        migrator.sql(
+            f'CREATE TRIGGER "{function}_insert" AFTER INSERT ON "{table}" '
+            f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        )
+        # A changed text replaces its document; the new row is indexed as on insert.
+        migrator.sql(
+            f"""
+            CREATE FUNCTION {function}_change() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM search_documents WHERE kind = '{kind}' AND {ref} = NEW.id;
+                {index_rows(kind, "(SELECT NEW.*)")};
+                RETURN NULL;
+            END $$
+            """
+        )
+        migrator.sql(
+            f'CREATE TRIGGER "{function}_update" AFTER UPDATE ON "{table}" FOR EACH ROW '
+            f"WHEN ({changed}) EXECUTE FUNCTION {function}_change()"
+        )
+        migrator.sql(index_rows(kind, f'"{table}"'))
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake: bool = False) -> None:
-    """Drop the triggers, functions, indexes and vocabulary (the extension stays)."""
-    for table, (_, function) in TRIGGERS.items():
-        for event in ("insert", "update"):
-            migrator.sql(f'DROP TRIGGER IF EXISTS "{function}_{event}" ON "{table}"')
+    """Drop the triggers, functions and tables (the extension stays)."""
+    for kind, (_, table, _) in SOURCES.items():
+        function = _function(kind)
+        migrator.sql(f'DROP TRIGGER IF EXISTS "{function}_insert" ON "{table}"')
+        migrator.sql(f'DROP TRIGGER IF EXISTS "{function}_update" ON "{table}"')
         migrator.sql(f"DROP FUNCTION IF EXISTS {function}()")
-    for name in FTS_INDEXES:
-        migrator.sql(f'DROP INDEX IF EXISTS "{name}"')
+        migrator.sql(f"DROP FUNCTION IF EXISTS {function}_change()")
+    migrator.sql('DROP TABLE IF EXISTS "search_documents"')
     migrator.sql('DROP TABLE IF EXISTS "search_words"')

@@ -285,9 +285,36 @@ _index(AgentSnapshot, "idx_snapshots_task", AgentSnapshot.agent_task)
 _index(SessionEvent, "uq_session_events_session_seq", SessionEvent.session, SessionEvent.seq, unique=True)
 
 
-# Search (migration 007, `models/search.py`): full-text GIN indexes on what is searched, and the
-# vocabulary that typos are corrected against, with a pg_trgm index (the migration creates the
-# extension, and the triggers that keep the vocabulary current).
+# Search (migration 007, `models/search.py`): a document per searchable thing, kept by triggers,
+# and the vocabulary that typos are corrected against (pg_trgm, which the migration installs).
+class TSVectorField(peewee.Field):
+    """PostgreSQL's `tsvector`; written only by the search triggers."""
+
+    field_type = "TSVECTOR"
+
+
+SEARCH_KINDS = ("feature", "session_decision", "agent_decision")
+
+
+class SearchDocument(BaseModel):
+    id = peewee.BigAutoField()
+    kind = peewee.CharField(
+        max_length=20, constraints=[Check(one_of("kind", SEARCH_KINDS), "ck_search_documents_kind")]
+    )
+    session = peewee.ForeignKeyField(ExecutionSession, on_delete="CASCADE", index=False)
+    decision_id = peewee.BigIntegerField(null=True)
+    team_id = peewee.BigIntegerField()
+    agent_role = peewee.CharField(max_length=50, null=True)
+    category = peewee.CharField(max_length=50, null=True)
+    created_at = peewee.DateTimeField()
+    title = peewee.TextField()
+    body = peewee.TextField(null=True)
+    tsv = TSVectorField()
+
+    class Meta:
+        table_name = "search_documents"
+
+
 class SearchWord(BaseModel):
     word = peewee.CharField(max_length=64, primary_key=True)
 
@@ -295,20 +322,21 @@ class SearchWord(BaseModel):
         table_name = "search_words"
 
 
-SEARCH_INDEXES: dict[str, tuple[type[BaseModel], str]] = {
-    "idx_sessions_search_fts": (
-        ExecutionSession,
-        "to_tsvector('english', (feature_name || ' ' || coalesce(description, '')))",
-    ),
-    "idx_session_decisions_search_fts": (SessionDecision, "to_tsvector('english', decision_text)"),
-    "idx_task_decisions_search_fts": (
-        TaskDecision,
-        "to_tsvector('english', (decision_text || ' ' || coalesce(rationale, '')))",
-    ),
-    "idx_search_words_trgm": (SearchWord, "word gin_trgm_ops"),
-}
-for _name, (_model, _expression) in SEARCH_INDEXES.items():
-    _model.add_index(peewee.ModelIndex(_model, (SQL(_expression),), name=_name, using="gin"))
+_index(SearchDocument, "idx_search_documents_team_id", SearchDocument.team_id, SearchDocument.id)
+_index(SearchDocument, "idx_search_documents_session", SearchDocument.session)
+_index(
+    SearchDocument,
+    "uq_search_documents_kind_ref",
+    SearchDocument.kind,
+    fn.COALESCE(SearchDocument.decision_id, SearchDocument.session),
+    unique=True,
+)
+SearchDocument.add_index(
+    peewee.ModelIndex(SearchDocument, (SearchDocument.tsv,), name="idx_search_documents_tsv", using="gin")
+)
+SearchWord.add_index(
+    peewee.ModelIndex(SearchWord, (SQL("word gin_trgm_ops"),), name="idx_search_words_trgm", using="gin")
+)
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     User,
@@ -320,5 +348,6 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     TaskDecision,
     AgentSnapshot,
     SessionEvent,
+    SearchDocument,
     SearchWord,
 )

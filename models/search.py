@@ -1,17 +1,19 @@
 """Search every decision ever made: features, session decisions, and agent decisions with their
 rationale, across the teams a user can read (`GET /search`, docs/api.md).
 
-1. **Typos.** Each query word is looked up in `search_words`, the vocabulary of everything
-   searchable, through its `pg_trgm` trigram index: the word itself and the stored words most
-   similar to it ("sqlte" → sqlite, "postgress" → postgresql) become alternatives. The
-   vocabulary is small however many decisions there are, so this costs a millisecond.
-2. **Matching.** The alternatives make a full-text query (`to_tsquery('english', ...)`: any
-   alternative of every word, stemmed, so "decisions" finds "decided"), answered by the GIN
-   indexes of migration 007.
-3. **Ranking.** The newest `CANDIDATES` matches of each kind are ranked by `ts_rank` plus the
-   trigram word similarity of the whole query, best first. A rare word is ranked over all its
-   matches; a word in tens of thousands of decisions is ranked over its newest matches, which
-   keeps a search fast at any size.
+Everything searchable has a row in `search_documents` (kept by the triggers of migration 007)
+with its team, role, category, date, text and stored `tsvector`.
+
+1. **Typos.** Each query word is looked up in `search_words`, the vocabulary of every document,
+   through its `pg_trgm` trigram index: the word itself and the stored words most similar to it
+   ("sqlte" → sqlite, "postgress" → postgresql) become alternatives. The vocabulary is small
+   however many decisions there are, so this costs a millisecond.
+2. **Matching.** The alternatives make one full-text query (`to_tsquery('english', ...)`: any
+   alternative of every word, stemmed, so "decisions" finds "decided"), answered by the GIN index
+   on the stored vectors, within the caller's teams and filters.
+3. **Ranking.** The newest `CANDIDATES` matches are ranked by `ts_rank` plus the trigram word
+   similarity of the whole query, best first. A rare word is ranked over all its matches; a word
+   in tens of thousands of decisions over its newest ones, which keeps a search fast at any size.
 
 Snippets are plain text with `[start, end]` highlight offsets, never HTML, so a client cannot be
 handed markup to inject.
@@ -32,15 +34,10 @@ from models.db import db
 WORD_SIMILARITY = 0.3
 #: Stored words tried per query word, best first.
 ALTERNATIVES = 4
-#: Newest matches ranked per kind.
+#: Newest matches ranked.
 CANDIDATES = 300
 SNIPPET_CHARS = 180
 KINDS = ("feature", "session_decision", "agent_decision")
-
-# The indexed expressions: the query must repeat them exactly for the indexes to be used.
-FEATURE_TEXT = "(s.feature_name || ' ' || coalesce(s.description, ''))"
-SESSION_DECISION_TEXT = "sd.decision_text"
-AGENT_DECISION_TEXT = "(td.decision_text || ' ' || coalesce(td.rationale, ''))"
 
 
 @dataclass(frozen=True)
@@ -77,67 +74,26 @@ def tsquery_text(q: str) -> str | None:
     return " & ".join(groups) or None
 
 
-def _kind(kind: str, columns: str, source: str, text: str, where: str, order: str) -> str:
-    """One kind of result: the newest CANDIDATES matches in the caller's teams, ranked.
-
-    `text` must be the indexed expression over `source`'s columns, so the GIN index answers `@@`.
-    """
-    return f"""(SELECT '{kind}' AS kind, hit.session_id, hit.decision_id, hit.team_id, hit.agent_role,
-                   hit.title, hit.body,
-                   ts_rank(to_tsvector('english', hit.search_text), to_tsquery('english', %(tsq)s))
-                   + word_similarity(%(q)s, hit.search_text) AS rank
-            FROM (SELECT {columns}, {text} AS search_text FROM {source}
-                  WHERE to_tsvector('english', {text}) @@ to_tsquery('english', %(tsq)s) AND {where}
-                  ORDER BY {order} DESC LIMIT {CANDIDATES}) AS hit
-            ORDER BY rank DESC LIMIT %(limit)s)"""
+SEARCH_SQL = """
+    SELECT kind, session_id, decision_id, team_id, agent_role, title, body,
+           ts_rank(tsv, to_tsquery('english', %(tsq)s))
+           + word_similarity(%(q)s, title || ' ' || coalesce(body, '')) AS rank
+    FROM (SELECT * FROM search_documents
+          WHERE tsv @@ to_tsquery('english', %(tsq)s) AND team_id = ANY(%(teams)s){filters}
+          ORDER BY id DESC LIMIT {candidates}) AS hit
+    ORDER BY rank DESC, id DESC LIMIT %(limit)s
+"""
 
 
-def _queries(filters: Filters) -> list[str]:
-    parts = []
-    teams = "s.team_id = ANY(%(teams)s)"
-    if filters.role is None and filters.category is None:
-        since = " AND s.started_at >= %(since)s" if filters.since else ""
-        parts.append(
-            _kind(
-                "feature",
-                "s.id AS session_id, NULL::bigint AS decision_id, s.team_id, NULL::text AS agent_role,"
-                " s.feature_name AS title, s.description AS body",
-                "execution_sessions s",
-                FEATURE_TEXT,
-                teams + since,
-                "s.id",
-            )
-        )
-    if filters.role is None:
-        category = " AND sd.category = %(category)s" if filters.category else ""
-        since = " AND sd.created_at >= %(since)s" if filters.since else ""
-        parts.append(
-            _kind(
-                "session_decision",
-                "s.id AS session_id, sd.id AS decision_id, s.team_id, NULL::text AS agent_role,"
-                " sd.decision_text AS title, NULL::text AS body",
-                "session_decisions sd JOIN execution_sessions s ON s.id = sd.session_id",
-                SESSION_DECISION_TEXT,
-                teams + category + since,
-                "sd.id",
-            )
-        )
-    role = " AND t.agent_role = %(role)s" if filters.role else ""
-    category = " AND td.category = %(category)s" if filters.category else ""
-    since = " AND td.created_at >= %(since)s" if filters.since else ""
-    parts.append(
-        _kind(
-            "agent_decision",
-            "s.id AS session_id, td.id AS decision_id, s.team_id, t.agent_role::text AS agent_role,"
-            " td.decision_text AS title, td.rationale AS body",
-            "task_decisions td JOIN agent_tasks t ON t.id = td.agent_task_id"
-            " JOIN execution_sessions s ON s.id = t.session_id",
-            AGENT_DECISION_TEXT,
-            teams + role + category + since,
-            "td.id",
-        )
-    )
-    return parts
+def _filters(filters: Filters) -> str:
+    clauses = []
+    if filters.role is not None:
+        clauses.append("agent_role = %(role)s")
+    if filters.category is not None:
+        clauses.append("category = %(category)s")
+    if filters.since is not None:
+        clauses.append("created_at >= %(since)s")
+    return "".join(f" AND {c}" for c in clauses)
 
 
 def search(q: str, filters: Filters) -> list[dict[str, Any]]:
@@ -150,8 +106,7 @@ def search(q: str, filters: Filters) -> list[dict[str, Any]]:
         tsq = tsquery_text(q)
         if tsq is None:
             return []
-        union = " UNION ALL ".join(_queries(filters))
-        sql = f"SELECT * FROM ({union}) AS hits ORDER BY rank DESC, session_id DESC LIMIT %(limit)s"
+        sql = SEARCH_SQL.format(filters=_filters(filters), candidates=CANDIDATES)
         params = {
             "q": q,
             "tsq": tsq,

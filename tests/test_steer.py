@@ -227,3 +227,25 @@ def test_snippets_are_windows_with_offsets_of_the_words_that_matched():
     snippet, highlights = snippet_for(text, "sqlte laptops")
     assert snippet.startswith("…") and len(snippet) <= 182
     assert [snippet[a:b] for a, b in highlights] == ["SQLite", "laptop"]
+
+
+def test_triggers_keep_a_document_per_searchable_row_and_its_words(personal_team, user):
+    from models.schema import SearchDocument, SearchWord
+
+    session = seed_session(personal_team, user, "Ledger export")
+    decision = SessionDecision.create(session=session, user=user, decision_text="Use Parquet files", category="data")
+    docs = {(d.kind, d.decision_id): d for d in SearchDocument.select().where(SearchDocument.session == session.id)}
+    assert docs[("feature", None)].title == "Ledger export"
+    assert docs[("session_decision", decision.id)].category == "data"
+    assert sum(1 for kind, _ in docs if kind == "agent_decision") == 14  # seed_session's two per role
+    assert {"parquet", "ledger"} <= {w.word for w in SearchWord.select()}
+
+    SessionDecision.update(decision_text="Use Avro files").where(SessionDecision.id == decision.id).execute()
+    [doc] = SearchDocument.select().where(
+        (SearchDocument.kind == "session_decision") & (SearchDocument.decision_id == decision.id)
+    )
+    assert doc.title == "Use Avro files" and "avro" in {w.word for w in SearchWord.select()}
+    ExecutionSession.update(current_stage=2).where(ExecutionSession.id == session.id).execute()  # no text change
+    assert SearchDocument.select().where(SearchDocument.session == session.id).count() == len(docs)
+    ExecutionSession.delete().where(ExecutionSession.id == session.id).execute()
+    assert SearchDocument.select().count() == 0
