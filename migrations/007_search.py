@@ -102,7 +102,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake: bool = False) ->
         'CREATE UNIQUE INDEX "uq_search_documents_kind_ref" ON "search_documents" '
         '("kind", COALESCE("decision_id", "session_id"))'
     )
-    for kind, (select, table, changed) in SOURCES.items():
+    for kind, (_, table, changed) in SOURCES.items():
         function = _function(kind)
         ref = "session_id" if kind == "feature" else "decision_id"
         migrator.sql(
