@@ -51,9 +51,16 @@ def _remap_output(output: dict[str, Any], decision_ids: dict[int, int], session_
 
 
 def rerun_session(
-    session_id: int, from_role: str | None = None, user_id: int | None = None, start: bool = True
+    session_id: int,
+    from_role: str | None = None,
+    user_id: int | None = None,
+    start: bool = True,
+    brain: str | None = None,
 ) -> ExecutionSession:
-    """Create (and by default start) a rerun of a session, from its first stage or from `from_role`'s."""
+    """Create (and by default start) a rerun of a session, from its first stage or from `from_role`'s.
+
+    The rerun thinks with the original's brain unless `brain` names another.
+    """
     _outside_transaction("rerun_session")
     if from_role is not None and from_role not in AGENT_ROLES:
         raise NotRerunnable(f"unknown role {from_role!r}; roles: {', '.join(AGENT_ROLES)}")
@@ -71,6 +78,7 @@ def rerun_session(
             description=original.description,
             rerun_of=original.id,
             current_stage=from_stage,
+            brain=brain or original.brain,
         )
         session_ids = {}
         for decision in (

@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     csrf.register(app)
 
     from app.auth import blueprint as auth
+    from app.brains import blueprint as brains
     from app.decisions import blueprint as decisions
     from app.health import blueprint as health
     from app.pages import blueprint as pages
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     from app.teams import blueprint as teams
     from app.ws import blueprint as live
 
-    for blueprint in (health, auth, teams, sessions, decisions, live, pages):
+    for blueprint in (health, auth, teams, sessions, decisions, brains, live, pages):
         app.register_blueprint(blueprint)
 
     @app.before_serving
