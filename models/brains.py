@@ -21,16 +21,22 @@ from dataclasses import dataclass
 from typing import Any
 
 KNOWLEDGE_BASE = "knowledge-base"
-DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5"}
+DEFAULT_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-sonnet-4-6"}
 
-#: USD per million (input, output) tokens. Local models are absent on purpose: their cost is
-#: unknown to us (null), never 0. Extend or override with SAGE_LLM_PRICES (see README).
+#: USD per million (input, output) tokens: list prices when this table was written. Local
+#: models are absent on purpose: their cost is unknown to us (null), never 0. Prices change:
+#: extend or override them with SAGE_LLM_PRICES (see README).
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
     "gpt-4.1": (2.00, 8.00),
     "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
     "claude-sonnet-4-5": (3.00, 15.00),
+    "claude-sonnet-4-6": (3.00, 15.00),
     "claude-haiku-4-5": (1.00, 5.00),
     "claude-opus-4-1": (15.00, 75.00),
 }

@@ -16,16 +16,12 @@ Every request is kept in `requests` (path, headers, body) for the tests to inspe
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from actors.agents.playbook import PLAYBOOK  # noqa: E402
+from actors.agents.playbook import PLAYBOOK
 
 
 def context_from_prompt(text: str) -> dict[str, Any]:
@@ -57,7 +53,7 @@ def answer_for(schema_name: str, prompt: str, mode: str) -> str:
 class FakeModelServer:
     """The server; `with FakeModelServer() as fake:` starts it on a free port and stops it."""
 
-    def __init__(self, key: str | None = None, chunks: int = 12, slow_delay: float = 0.06) -> None:
+    def __init__(self, key: str | None = None, chunks: int = 12, slow_delay: float = 0.03) -> None:
         self.key = key
         self.chunks = chunks
         self.slow_delay = slow_delay
@@ -69,7 +65,7 @@ class FakeModelServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def openai_url(self) -> str:
@@ -247,7 +243,10 @@ class FakeModelServer:
                 event(
                     "message_delta",
                     {
-                        "delta": {"stop_reason": "max_tokens" if mode == "length" else "tool_use", "stop_sequence": None},
+                        "delta": {
+                            "stop_reason": "max_tokens" if mode == "length" else "tool_use",
+                            "stop_sequence": None,
+                        },
                         "usage": {"output_tokens": len(sent) // 4 + 1},
                     },
                 )

@@ -141,6 +141,7 @@ class ModelBrain:
                 output, errors = contract.check_output(role, data, keys, session_ids)
                 if output is not None:
                     return output
+            self.calls[-1]["validation_errors"] = errors
             if round_ == "repair":
                 more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
                 raise BrainError(f"{self._who()} answer still invalid after one repair: {errors[0]}{more}")
@@ -238,13 +239,17 @@ class ModelBrain:
                 self.on_progress(
                     record["answer"], done if done is not None else estimate_tokens(record["answer"]), True
                 )
+        failed = None
         if answer.finish_reason in {"length", "max_tokens"}:
-            raise BrainError(
+            failed = BrainError(
                 f"{self._who()} the answer was cut by the token limit (finish_reason {answer.finish_reason}, "
                 f"max {self.max_tokens} tokens); raise SAGE_LLM_MAX_TOKENS"
             )
-        if answer.finish_reason is None:
-            raise BrainError(f"{self._who()} the stream ended before the answer was complete")
+        elif answer.finish_reason is None:
+            failed = BrainError(f"{self._who()} the stream ended before the answer was complete")
+        if failed is not None:
+            record["error"] = str(failed)
+            raise failed
         return answer
 
     def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
@@ -343,13 +348,17 @@ class OpenAIBrain(ModelBrain):
     def _base_url(self) -> str:
         return os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
 
+    def _limit_parameter(self) -> str:
+        return "max_completion_tokens" if "api.openai.com" in self._base_url() else "max_tokens"
+
     def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
         return _stream_openai(
             self._client_for(timeout),
             {
                 "model": self.model,
                 "messages": [{"role": "system", "content": system}, *messages],
-                "max_tokens": self.max_tokens,
+                # OpenAI's own newer models refuse `max_tokens`; compatible servers know only it.
+                self._limit_parameter(): self.max_tokens,
                 "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}},
             },
             deadline,
