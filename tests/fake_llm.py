@@ -99,7 +99,9 @@ class FakeModelServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with fake._lock:
-                    fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    fake.requests.append(
+                        {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                    )
                 anthropic = self.path.rstrip("/").endswith("/messages")
                 mode = fake.next_mode()
                 given = self.headers.get("x-api-key") or self.headers.get("Authorization", "").removeprefix("Bearer ")
