@@ -110,9 +110,19 @@ def _rerun(start, what: str, args: argparse.Namespace) -> int:
 def rerun_session_cmd(args: argparse.Namespace) -> int:
     """Rerun a session (whole, or from one role's stage) as a new linked session."""
     from actors.reruns import rerun_session
+    from models.brains import BrainConfigError, usable_brain
+
+    if args.brain:
+        try:
+            usable_brain(args.brain)
+        except BrainConfigError as exc:
+            print(f"sage-mode: {exc}", file=sys.stderr)
+            return 2
 
     return _rerun(
-        lambda: rerun_session(args.session_id, from_role=args.from_role), f"as a rerun of {args.session_id}", args
+        lambda: rerun_session(args.session_id, from_role=args.from_role, brain=args.brain),
+        f"as a rerun of {args.session_id}",
+        args,
     )
 
 
@@ -125,7 +135,7 @@ def rerun_task_cmd(args: argparse.Namespace) -> int:
 
 def brains_cmd(args: argparse.Namespace) -> int:
     """List the brains, or check one with a small real request (exit 1 with the reason if it fails)."""
-    from models.brains import BrainConfigError, brain_info, catalogue, default_brain
+    from models.brains import BrainConfigError, brain_info, catalogue, default_brain, price_problem
 
     if args.action is None:
         default = default_brain()
@@ -133,6 +143,9 @@ def brains_cmd(args: argparse.Namespace) -> int:
             state = "configured" if info.configured else f"not configured: {info.reason}"
             mark = " (default)" if info.name == default else ""
             print(f"{info.name:<15} {info.provider or '-':<10} {info.model or '-':<24} {state}{mark}")
+        problem = price_problem()
+        if problem:
+            print(f"sage-mode: {problem}; the built-in prices are used", file=sys.stderr)
         return 0
     if args.action != "check" or not args.name:
         print("sage-mode: usage: python -m actors brains [check NAME]", file=sys.stderr)
@@ -201,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     rerun_s.add_argument(
         "--from", dest="from_role", choices=AGENT_ROLES, help="copy the stages before this role's, rerun the rest"
     )
+    rerun_s.add_argument("--brain", help="think with another brain than the original's")
     _waiting(rerun_s)
     rerun_s.set_defaults(func=rerun_session_cmd)
 

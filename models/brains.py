@@ -107,19 +107,39 @@ def usable_brain(name: str | None) -> str:
 # --- cost and usage -------------------------------------------------------------------------
 
 
-def price_table() -> dict[str, tuple[float, float]]:
-    """Built-in prices overlaid with SAGE_LLM_PRICES (`{"model": [input, output]}` per million)."""
-    table = dict(PRICES)
+PRICES_FORMAT = 'SAGE_LLM_PRICES must be JSON like {"model": [input_usd, output_usd]} per million tokens'
+
+
+def _price_overrides() -> dict[str, tuple[float, float]]:
     raw = _env("SAGE_LLM_PRICES")
-    if raw:
-        try:
-            extra = json.loads(raw)
-            table.update({str(k): (float(v[0]), float(v[1])) for k, v in extra.items()})
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            raise BrainConfigError(
-                'SAGE_LLM_PRICES must be JSON like {"model": [input_usd, output_usd]} per million tokens'
-            ) from None
-    return table
+    if not raw:
+        return {}
+    try:
+        extra = json.loads(raw)
+        return {str(k): (float(v[0]), float(v[1])) for k, v in extra.items()}
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise BrainConfigError(PRICES_FORMAT) from None
+
+
+def price_problem() -> str | None:
+    """Why SAGE_LLM_PRICES cannot be read, or None (`python -m actors brains` shows it)."""
+    try:
+        _price_overrides()
+    except BrainConfigError as exc:
+        return str(exc)
+    return None
+
+
+def price_table() -> dict[str, tuple[float, float]]:
+    """Built-in prices overlaid with SAGE_LLM_PRICES (`{"model": [input, output]}` per million).
+
+    A malformed SAGE_LLM_PRICES is ignored here (costs it would have priced stay unknown, never
+    wrong) rather than failing a model call that was already paid for.
+    """
+    try:
+        return {**PRICES, **_price_overrides()}
+    except BrainConfigError:
+        return dict(PRICES)
 
 
 def cost_usd(model: str | None, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:

@@ -421,3 +421,11 @@ def test_the_brains_command_lists_them_and_check_reports_model_latency_and_token
     )
     assert KEY not in captured.err + captured.out
     assert actors_main(["brains", "check", "nonsense"]) == 2
+
+
+def test_a_malformed_price_table_is_reported_and_leaves_costs_unknown_rather_than_wrong(monkeypatch, capsys):
+    monkeypatch.setenv("SAGE_LLM_PRICES", "fake-gpt=1,2")
+    assert cost_usd("fake-gpt", 10, 10) is None
+    assert cost_usd("gpt-4.1-mini", 1_000_000, 0) == 0.4  # the built-in table still applies
+    assert actors_main(["brains"]) == 0
+    assert "SAGE_LLM_PRICES must be JSON" in capsys.readouterr().err
