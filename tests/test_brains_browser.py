@@ -8,7 +8,7 @@ import os
 import re
 
 import pytest
-from browser_support import live_server
+from browser_support import live_server, screenshot
 from browser_support import worker as start_worker
 from fake_llm import FakeModelServer
 from helpers import make_user
@@ -72,7 +72,9 @@ def test_a_session_on_a_model_shows_the_answer_growing_on_the_card_and_the_usage
     progress = architect.locator("[data-progress-tokens]")
     expect(progress).to_be_visible(timeout=20_000)
     expect(progress).to_contain_text("tokens so far")
-    expect(architect.locator(".agent-card__stream")).to_contain_text('"summary"')
+    expect(progress).to_have_attribute("data-progress-tokens", re.compile(r"^[1-9]\d*$"))
+    expect(architect.locator(".agent-card__stream")).to_contain_text(re.compile(r"\S"))
+    screenshot(page, "session-model-streaming", full_page=False)
 
     expect(page.locator('.agent-card[data-status="completed"]')).to_have_count(7, timeout=60_000)
     usage = page.locator("[data-usage=model]")
@@ -81,3 +83,5 @@ def test_a_session_on_a_model_shows_the_answer_growing_on_the_card_and_the_usage
     expect(usage.locator("tbody tr")).to_have_count(7)
     expect(usage.locator("[data-usage-cost]")).to_have_text(re.compile(r"^\$\d+\.\d{2,4}$"))
     expect(architect.locator("[data-progress-tokens]")).to_have_count(0)  # the summary replaces it
+    page.locator("#usage-title").scroll_into_view_if_needed()
+    screenshot(page, "session-model-usage", full_page=False)
