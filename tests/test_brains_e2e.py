@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from fake_llm import FakeModelServer
@@ -31,8 +32,9 @@ def fake(monkeypatch):
 
 
 async def test_a_session_on_the_openai_brain_streams_progress_and_records_usage_and_never_the_key(
-    fake, app, login_as, user, personal_team, redis_actors, start_worker
+    fake, app, login_as, user, personal_team, redis_actors, start_worker, caplog
 ):
+    caplog.set_level(logging.DEBUG)  # everything the web app logs, searched for the key below
     fake.plan = ["slow"]  # the architect streams slowly, so it sends several progress messages
     worker = start_worker(threads=4)
     start_worker.ready(1)
@@ -106,7 +108,7 @@ async def test_a_session_on_the_openai_brain_streams_progress_and_records_usage_
         rows = db.execute_sql(f'SELECT row_to_json(t)::text FROM "{table}" t').fetchall()
         assert not any(KEY in row[0] for row in rows), table
     logs = "".join(path.read_text() for path in start_worker.markers.glob("worker-*.log"))
-    assert KEY not in logs
+    assert KEY not in logs and KEY not in caplog.text  # the worker's logs and the web app's
     assert not any(KEY in answer for answer in answers)
     assert KEY not in json.dumps(received)
     assert worker.poll() is None

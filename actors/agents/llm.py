@@ -121,6 +121,12 @@ class ModelBrain:
 
     def think(self, role: str, task_description: str, context: dict[str, Any]) -> dict[str, Any]:
         """Ask the model for the role's output; valid, or BrainError."""
+        try:
+            return self._think(role, task_description, context)
+        finally:
+            self.close()
+
+    def _think(self, role: str, task_description: str, context: dict[str, Any]) -> dict[str, Any]:
         self.calls = []
         info = brain_info(self.name)
         if not info.configured:
@@ -157,14 +163,23 @@ class ModelBrain:
         info = brain_info(self.name)
         if not info.configured:
             raise BrainError(f"{self.name}: not configured ({info.reason})")
-        self._call(
-            PING_SCHEMA_NAME,
-            PING_SCHEMA,
-            "You are a health check. Answer with the JSON object asked for, and nothing else.",
-            [{"role": "user", "content": 'Answer {"ok": true}.'}],
-            time.monotonic() + self.timeout,
-        )
+        try:
+            self._call(
+                PING_SCHEMA_NAME,
+                PING_SCHEMA,
+                "You are a health check. Answer with the JSON object asked for, and nothing else.",
+                [{"role": "user", "content": 'Answer {"ok": true}.'}],
+                time.monotonic() + self.timeout,
+            )
+        finally:
+            self.close()
         return dict(self.calls[-1])
+
+    def close(self) -> None:
+        """Close the SDK client's connections (a brain serves one attempt)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def record(self) -> dict[str, Any]:
         """What the snapshot keeps about this brain's work on the attempt."""
