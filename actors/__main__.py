@@ -1,4 +1,5 @@
-"""`python -m actors`: run the worker, run a feature end to end, rerun sessions and tasks, sweep."""
+"""`python -m actors`: run the worker, run a feature end to end, rerun sessions and tasks, sweep,
+and list or check the brains."""
 
 from __future__ import annotations
 
@@ -74,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
     if team is None:
         print(f"sage-mode: no team {args.team}", file=sys.stderr)
         return 2
-    session = create_session(team.id, args.user or team.owner_id, args.feature, args.description)
+    from models.brains import BrainConfigError, usable_brain
+
+    try:
+        brain = usable_brain(args.brain)
+    except BrainConfigError as exc:
+        print(f"sage-mode: {exc}", file=sys.stderr)
+        return 2
+    session = create_session(team.id, args.user or team.owner_id, args.feature, args.description, brain=brain)
     start_session(session.id)
     print(f"session {session.id} started")
     return _outcome(session.id, not args.no_wait, args.timeout)
@@ -98,9 +106,19 @@ def _rerun(start, what: str, args: argparse.Namespace) -> int:
 def rerun_session_cmd(args: argparse.Namespace) -> int:
     """Rerun a session (whole, or from one role's stage) as a new linked session."""
     from actors.reruns import rerun_session
+    from models.brains import BrainConfigError, usable_brain
+
+    if args.brain:
+        try:
+            usable_brain(args.brain)
+        except BrainConfigError as exc:
+            print(f"sage-mode: {exc}", file=sys.stderr)
+            return 2
 
     return _rerun(
-        lambda: rerun_session(args.session_id, from_role=args.from_role), f"as a rerun of {args.session_id}", args
+        lambda: rerun_session(args.session_id, from_role=args.from_role, brain=args.brain),
+        f"as a rerun of {args.session_id}",
+        args,
     )
 
 
@@ -109,6 +127,48 @@ def rerun_task_cmd(args: argparse.Namespace) -> int:
     from actors.reruns import rerun_task
 
     return _rerun(lambda: rerun_task(args.task_id), f"to rerun task {args.task_id}", args)
+
+
+def brains_cmd(args: argparse.Namespace) -> int:
+    """List the brains, or check one with a small real request (exit 1 with the reason if it fails)."""
+    from models.brains import BrainConfigError, brain_info, catalogue, default_brain, price_problem
+
+    if args.action is None:
+        default = default_brain()
+        for info in catalogue():
+            state = "configured" if info.configured else f"not configured: {info.reason}"
+            mark = " (default)" if info.name == default else ""
+            print(f"{info.name:<15} {info.provider or '-':<10} {info.model or '-':<24} {state}{mark}")
+        problem = price_problem()
+        if problem:
+            print(f"sage-mode: {problem}; the built-in prices are used", file=sys.stderr)
+        return 0
+    if args.action != "check" or not args.name:
+        print("sage-mode: usage: python -m actors brains [check NAME]", file=sys.stderr)
+        return 2
+    try:
+        info = brain_info(args.name)
+    except BrainConfigError as exc:
+        print(f"sage-mode: {exc}", file=sys.stderr)
+        return 2
+    if info.provider is None:
+        print(f"{info.name}: offline, nothing to check")
+        return 0
+    from actors.agents import BrainError, get_brain
+
+    brain = get_brain(info.name)
+    try:
+        call = brain.ping()
+    except BrainError as exc:
+        print(f"{info.name} check failed: {exc}", file=sys.stderr)
+        return 1
+    cost = "unknown (no price for this model)" if call["cost_usd"] is None else f"${call['cost_usd']:.6f}"
+    print(
+        f"{info.name} ok: model {call['model']}, {call['latency_ms']} ms "
+        f"(first token after {call['time_to_first_token_ms']} ms), "
+        f"{call['prompt_tokens']} prompt + {call['completion_tokens']} completion tokens, cost {cost}"
+    )
+    return 0
 
 
 def sweep_cmd(args: argparse.Namespace) -> int:
@@ -141,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     run_feature.add_argument("--team", type=int, required=True, help="the team id the session belongs to")
     run_feature.add_argument("--description", help="what the feature should do")
     run_feature.add_argument("--user", type=int, help="the user id starting it (default: the team's owner)")
+    run_feature.add_argument("--brain", help="the brain to think with (default SAGE_BRAIN, else knowledge-base)")
     _waiting(run_feature)
     run_feature.set_defaults(func=run)
 
@@ -149,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     rerun_s.add_argument(
         "--from", dest="from_role", choices=AGENT_ROLES, help="copy the stages before this role's, rerun the rest"
     )
+    rerun_s.add_argument("--brain", help="think with another brain than the original's")
     _waiting(rerun_s)
     rerun_s.set_defaults(func=rerun_session_cmd)
 
@@ -156,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     rerun_t.add_argument("task_id", type=int)
     _waiting(rerun_t)
     rerun_t.set_defaults(func=rerun_task_cmd)
+
+    brains_p = sub.add_parser("brains", help="list the brains; 'brains check NAME' sends one small request")
+    brains_p.add_argument("action", nargs="?", choices=["check"], help="check one brain")
+    brains_p.add_argument("name", nargs="?", help="the brain to check (openai, anthropic)")
+    brains_p.set_defaults(func=brains_cmd)
 
     sweep_p = sub.add_parser("sweep", help="mark stalled active sessions as error")
     sweep_p.add_argument(

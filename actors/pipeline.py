@@ -33,9 +33,11 @@ from typing import Any
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from actors import celery_compat as celery
-from actors.agents import make_agent
+from actors.agents import BrainError, get_brain, make_agent
+from actors.agents.progress import ProgressPublisher, redis_sender
 from actors.config import get_settings, redis_client
 from models import logs
+from models.brains import add_calls, add_session_usage, default_brain
 from models.db import db
 from models.events import publish, record_event
 from models.schema import (
@@ -99,13 +101,27 @@ def _task_payload(task_id: int, task: AgentTask | None = None) -> dict[str, Any]
 
 
 def create_session(
-    team_id: int, user_id: int | None, feature_name: str, description: str | None = None, rerun_of: int | None = None
+    team_id: int,
+    user_id: int | None,
+    feature_name: str,
+    description: str | None = None,
+    rerun_of: int | None = None,
+    brain: str | None = None,
 ) -> ExecutionSession:
-    """Create an active session with its seven `pending` tasks and a `session_started` event."""
+    """Create an active session with its seven `pending` tasks and a `session_started` event.
+
+    `brain` names the brain of every agent (default: `SAGE_BRAIN`, else the knowledge base);
+    the caller has checked that it is configured (`models.brains.usable_brain`).
+    """
     _outside_transaction("create_session")
     with db.atomic():
         session = ExecutionSession.create(
-            team=team_id, user=user_id, feature_name=feature_name, description=description, rerun_of=rerun_of
+            team=team_id,
+            user=user_id,
+            feature_name=feature_name,
+            description=description,
+            rerun_of=rerun_of,
+            brain=brain or default_brain(),
         )
         for role in AGENT_ROLES:
             AgentTask.create(
@@ -310,15 +326,40 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
         return {"skipped": value}
     session, task, context = value
     started = time.monotonic()
-    agent = make_agent(role)
+    agent = None
     try:
+        agent = make_agent(role, _brain_for(session, task))
         agent.set_context(context)
         _test_hooks(role)
         output = agent.execute_task(task_description)
     except (Exception, TimeLimitExceeded) as exc:
-        _fail(self, task, attempt, exc)
+        _fail(self, task, attempt, exc, _calls(agent))
         raise  # not reached: _fail raises
     return _complete(self, session, task, agent, output, attempt, time.monotonic() - started)
+
+
+def _brain_for(session: ExecutionSession, task: AgentTask):
+    """The session's brain, wired to publish live progress and to end its calls within the time limit."""
+    brain = get_brain(session.brain)
+    if hasattr(brain, "on_progress"):
+        brain.on_progress = ProgressPublisher(redis_sender(redis_client(), session.id), task.id, task.agent_role)
+        brain.time_limit = get_settings().task_time_limit_seconds
+    return brain
+
+
+def _calls(agent) -> list[dict[str, Any]]:
+    """The model calls the agent's brain made in this attempt (none for the knowledge base)."""
+    return list(getattr(agent.brain, "calls", None) or []) if agent is not None else []
+
+
+def _add_usage(session: ExecutionSession, task_id: int, before: dict | None, calls: list[dict]) -> dict | None:
+    """Inside the transaction, with the session locked: add an attempt's calls to the task and session."""
+    after = add_calls(before, calls)
+    if after is not before:
+        AgentTask.update(usage=after).where(AgentTask.id == task_id).execute()
+        session.usage = add_session_usage(session.usage, before, after)
+        ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session.id).execute()
+    return after
 
 
 def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: float) -> dict:
@@ -347,6 +388,8 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
                 "%s of session %s finished by another delivery; dropping this result", task.agent_role, session.id
             )
             return {"skipped": "finished elsewhere"}
+        calls = _calls(agent)
+        completed.usage = _add_usage(session, task.id, completed.usage, calls)
         upstream_ids = {
             d["key"]: d["id"]
             for u in agent.context.get("upstream", {}).values()
@@ -407,6 +450,7 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
                 "chain_id": request.chain_id,
                 "time_limit_seconds": settings.task_time_limit_seconds,
                 "brain": output["brain"],
+                **({"model": agent.brain.record()} if hasattr(agent.brain, "record") else {}),
             },
         )
         messages.append(
@@ -452,10 +496,14 @@ def _advance(self, session: ExecutionSession, stage: int) -> list[dict[str, Any]
     return []
 
 
-def _fail(self, task: AgentTask, attempt: int, exc: BaseException) -> None:
-    """Record a failed attempt; raise Retry with the exact delay, or end the task and session in error."""
+def _fail(self, task: AgentTask, attempt: int, exc: BaseException, calls: list[dict] | None = None) -> None:
+    """Record a failed attempt (and the model calls it paid for); raise Retry with the exact delay
+    (or the endpoint's longer `Retry-After`), or end the task and session in error."""
     delays = get_settings().retry_delays_seconds
-    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, BrainError):
+        error = str(exc)  # already one line for the user, naming the brain and model
+    else:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     now = utcnow()
     retry_in = None
     messages = []
@@ -464,8 +512,14 @@ def _fail(self, task: AgentTask, attempt: int, exc: BaseException) -> None:
         mine = (
             (AgentTask.id == task.id) & (AgentTask.status == "running") & (AgentTask.celery_task_id == self.request.id)
         )
+        if calls:
+            held = AgentTask.select(AgentTask.usage).where(AgentTask.id == task.id).scalar()
+            _add_usage(session, task.id, held, calls)
         if attempt < len(delays) and session.status == "active":
             retry_in = delays[attempt]
+            wait = getattr(exc, "retry_after", None)
+            if wait and wait > retry_in:
+                retry_in = round(wait, 3)  # the endpoint asked for longer: honour it
             if AgentTask.update(status="pending", retry_count=attempt + 1, error_message=error).where(mine).execute():
                 messages.append(
                     record_event(

@@ -91,11 +91,13 @@ def rerun_session(
     user_id: int | None = None,
     start: bool = True,
     decisions: list[dict[str, Any]] | None = None,
+    brain: str | None = None,
 ) -> ExecutionSession:
     """Create (and by default start) a rerun of a session, from its first stage or from `from_role`'s.
 
     `decisions` (each `{decision_text, category?, confidence?}`) replaces the session decisions;
-    None copies the original's.
+    None copies the original's. The rerun thinks with the original's brain unless `brain` names
+    another.
     """
     _outside_transaction("rerun_session")
     if from_role is not None and from_role not in AGENT_ROLES:
@@ -114,6 +116,7 @@ def rerun_session(
             description=original.description,
             rerun_of=original.id,
             current_stage=from_stage,
+            brain=brain or original.brain,
         )
         session_ids = {}
         old_decisions = list(

@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
 
     from app.apidocs import blueprint as apidocs
     from app.auth import blueprint as auth
+    from app.brains import blueprint as brains
     from app.decisions import blueprint as decisions
     from app.health import blueprint as health
     from app.metrics import blueprint as metrics
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         auth,
         teams,
         sessions,
+        brains,
         steer,
         search,
         decisions,

@@ -33,6 +33,15 @@ from models.serialize import iso
 log = logging.getLogger(__name__)
 
 
+#: Messages sent as they come, outside the `seq` log (API.md, "Ephemeral messages").
+EPHEMERAL_TYPES = frozenset({"agent_task_progress"})
+
+
+def is_ephemeral(item: Any) -> bool:
+    """A live-only message: not stored, no `seq`, not replayed on reconnect."""
+    return isinstance(item, dict) and item.get("type") in EPHEMERAL_TYPES and item.get("seq") is None
+
+
 # Control items put on a subscription's queue beside event dicts.
 RESYNC = "resync"
 REVOKED = "revoked"
@@ -54,6 +63,8 @@ class Subscription:
         """Queue `item` without blocking; on a full queue, flag the socket for closing."""
         if self.overflowed:
             return
+        if is_ephemeral(item) and self.queue.qsize() >= self.queue.maxsize // 2:
+            return  # live progress is dropped, never a reason to close a lagging socket
         # The queue holds one slot more than `limit`, kept for the item that says "go".
         if self.queue.qsize() >= self.queue.maxsize - 1:
             self.overflowed = True
@@ -240,6 +251,9 @@ async def stream_events(
             return CLOSE_TOO_SLOW
         if item == RESYNC:
             await catch_up()
+            continue
+        if is_ephemeral(item):
+            await send(item)
             continue
         seq = item.get("seq")
         if not isinstance(seq, int) or seq <= last:

@@ -47,41 +47,27 @@ def _rows(sql: str, params: tuple = ()) -> list[tuple]:
     return list(db.execute_sql(sql, params).fetchall())
 
 
-def _has_column(table: str, column: str) -> bool:
-    return bool(
-        _rows(
-            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
-            " AND table_name = %s AND column_name = %s",
-            (table, column),
-        )
-    )
-
-
 def database_figures() -> dict[str, Any]:
-    """Every database-backed figure, in one connection (a handful of aggregate queries)."""
-    brain = "s.brain" if _has_column("execution_sessions", "brain") else "'knowledge-base'"
+    """Every database-backed figure, in one connection (five aggregate queries)."""
     buckets = ", ".join(f"count(*) FILTER (WHERE t.duration_seconds <= {b})" for b in DURATION_BUCKETS)
-    figures: dict[str, Any] = {
+    return {
         "sessions": _rows("SELECT status, count(*) FROM execution_sessions GROUP BY status"),
         "tasks": _rows("SELECT agent_role, status, count(*) FROM agent_tasks GROUP BY agent_role, status"),
         "durations": _rows(
-            f"SELECT t.agent_role, {brain}, count(*), coalesce(sum(t.duration_seconds), 0), {buckets}"
+            f"SELECT t.agent_role, s.brain, count(*), coalesce(sum(t.duration_seconds), 0), {buckets}"
             " FROM agent_tasks t JOIN execution_sessions s ON s.id = t.session_id"
             " WHERE t.duration_seconds IS NOT NULL AND t.status IN ('completed', 'error')"
             " GROUP BY 1, 2"
         ),
         "retries": _rows("SELECT agent_role, coalesce(sum(retry_count), 0) FROM agent_tasks GROUP BY agent_role"),
-        "usage": [],
-    }
-    if _has_column("agent_tasks", "usage"):
-        figures["usage"] = _rows(
-            f"SELECT {brain}, coalesce(sum((t.usage->>'prompt_tokens')::bigint), 0),"
+        "usage": _rows(
+            "SELECT s.brain, coalesce(sum((t.usage->>'prompt_tokens')::bigint), 0),"
             " coalesce(sum((t.usage->>'completion_tokens')::bigint), 0),"
             " coalesce(sum((t.usage->>'cost_usd')::double precision), 0)"
             " FROM agent_tasks t JOIN execution_sessions s ON s.id = t.session_id"
             " WHERE t.usage IS NOT NULL GROUP BY 1"
-        )
-    return figures
+        ),
+    }
 
 
 async def queue_figures(redis: Any) -> dict[str, tuple[int, int]]:

@@ -17,6 +17,7 @@ from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
 from app.validation import text
 from models import queries
+from models.brains import BrainConfigError, usable_brain
 from models.events import events_after
 from models.serialize import session_dict
 
@@ -31,6 +32,7 @@ class StartSession(BaseModel):
     team_id: StrictInt = Field(gt=0)
     feature_name: FeatureName
     description: str | None = Field(default=None, max_length=10_000)
+    brain: str | None = Field(default=None, max_length=64)
 
 
 class SessionList(BaseModel):
@@ -47,7 +49,11 @@ def _create(user_id: int, body: StartSession) -> int:
     from actors.pipeline import create_session, fail_session, start_session
 
     require_team(user_id, body.team_id, "write")
-    session = create_session(body.team_id, user_id, body.feature_name, body.description)
+    try:
+        brain = usable_brain(body.brain)
+    except BrainConfigError as exc:
+        raise ApiError(400, str(exc), fields={"brain": str(exc)}) from None
+    session = create_session(body.team_id, user_id, body.feature_name, body.description, brain=brain)
     try:
         start_session(session.id)
     except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:

@@ -22,6 +22,7 @@ from app.db_thread import run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
 from app.validation import text
+from models.brains import BrainConfigError, usable_brain
 from models.compare import compare_sessions
 from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS
 
@@ -45,15 +46,13 @@ class Rerun(BaseModel):
     brain: str | None = Field(default=None, max_length=64)
 
 
-def check_brain(name: str | None) -> None:
-    """400 with `fields.brain` unless `name` is a brain this server can use."""
+def check_brain(name: str | None) -> str | None:
+    """The brain to rerun with (None keeps the original's); 400 with `fields.brain` unless usable."""
     if name is None:
-        return
-    from actors.agents.brain import UnknownBrain, get_brain
-
+        return None
     try:
-        get_brain(name)
-    except UnknownBrain as exc:
+        return usable_brain(name)
+    except BrainConfigError as exc:
         raise ApiError(400, str(exc), fields={"brain": str(exc)}) from None
 
 
@@ -62,11 +61,13 @@ def _rerun(user_id: int, session_id: int, body: Rerun) -> dict:
     from actors.reruns import NotRerunnable, rerun_session, rerun_warnings
 
     require_session(user_id, session_id, "write")
-    check_brain(body.brain)
+    brain = check_brain(body.brain)
     decisions = None if body.decisions is None else [d.model_dump() for d in body.decisions]
     warnings = rerun_warnings(session_id, body.from_role, decisions)
     try:
-        rerun = rerun_session(session_id, body.from_role, user_id=user_id, start=False, decisions=decisions)
+        rerun = rerun_session(
+            session_id, body.from_role, user_id=user_id, start=False, decisions=decisions, brain=brain
+        )
     except NotRerunnable as exc:
         raise ApiError(409, f"cannot rerun from {body.from_role}: {exc}") from None
     try:

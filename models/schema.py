@@ -134,6 +134,10 @@ class ExecutionSession(BaseModel):
     ended_at = peewee.DateTimeField(null=True)
     duration_seconds = peewee.DoubleField(null=True)
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
+    # Migration 002: the brain that thinks for every agent of the session, and the model usage
+    # totals over its tasks (null until a model brain makes a call; see models/usage.py).
+    brain = peewee.CharField(max_length=64, default="knowledge-base", constraints=[SQL("DEFAULT 'knowledge-base'")])
+    usage = peewee.JSONField(null=True)
 
     class Meta:
         table_name = "execution_sessions"
@@ -191,6 +195,8 @@ class AgentTask(BaseModel):
     celery_task_id = peewee.CharField(max_length=255, null=True)
     rerun_of = peewee.ForeignKeyField("self", backref="reruns", on_delete="SET NULL", null=True, index=False)
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
+    # Migration 002: model calls of every attempt, summed (null for the knowledge base).
+    usage = peewee.JSONField(null=True)
 
     class Meta:
         table_name = "agent_tasks"

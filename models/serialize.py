@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from models.brains import session_usage_dict
 from models.schema import (
     AgentSnapshot,
     AgentTask,
@@ -59,6 +60,8 @@ def session_dict(session: ExecutionSession) -> dict[str, Any]:
         "started_at": iso(session.started_at),
         "ended_at": iso(session.ended_at),
         "duration_seconds": session.duration_seconds,
+        "brain": session.brain,
+        "usage": session_usage_dict(session.usage),
     }
 
 
@@ -109,6 +112,7 @@ def task_dict(task: AgentTask, decisions: list[TaskDecision] | None = None) -> d
         "retry_count": task.retry_count,
         "rerun_of": task.rerun_of_id,
         "decisions": [task_decision_dict(d) for d in (decisions or [])],
+        "usage": task.usage,
     }
 
 

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from seeding import seed_session
 
 from app import create_app
-from models import AgentTask
+from models import AgentTask, ExecutionSession
 
 TOKEN = "scrape-me-0123456789"
 
@@ -43,6 +43,11 @@ async def test_metrics_count_sessions_tasks_durations_retries_and_queued_message
     seed_session(personal_team, user, "Two")
     failed = seed_session(personal_team, user, "Three", roles=["architect"], status="error")
     AgentTask.update(retry_count=3, duration_seconds=7.0).where(AgentTask.session == failed).execute()
+    model_run = seed_session(personal_team, user, "Four", roles=["dba"])
+    ExecutionSession.update(brain="openai").where(ExecutionSession.id == model_run.id).execute()
+    AgentTask.update(usage={"prompt_tokens": 1200, "completion_tokens": 300, "cost_usd": 0.0021}).where(
+        AgentTask.session == model_run
+    ).execute()
     redis_client.hset("dramatiq:default.msgs", mapping={"m1": "{}", "m2": "{}"})
     redis_client.rpush("dramatiq:default", "m1", "m2")
     redis_client.rpush("dramatiq:default.DQ", "m3")
@@ -54,9 +59,12 @@ async def test_metrics_count_sessions_tasks_durations_retries_and_queued_message
     assert response.content_type.startswith("text/plain")
     got = samples(await response.get_data(as_text=True))
 
-    assert got[("sage_sessions", (("status", "completed"),))] == 2
+    assert got[("sage_sessions", (("status", "completed"),))] == 3
+    assert got[("sage_model_tokens_total", (("brain", "openai"), ("kind", "completion")))] == 300
+    assert got[("sage_model_cost_usd_total", (("brain", "openai"),))] == 0.0021
+    assert got[("sage_task_duration_seconds_count", (("agent_role", "dba"), ("brain", "openai")))] == 1
     assert got[("sage_sessions", (("status", "error"),))] == 1
-    assert got[("sage_tasks", (("agent_role", "dba"), ("status", "completed")))] == 2
+    assert got[("sage_tasks", (("agent_role", "dba"), ("status", "completed")))] == 3
     architect = (("agent_role", "architect"), ("brain", "knowledge-base"))
     assert got[("sage_task_duration_seconds_count", architect)] == 3
     assert got[("sage_task_duration_seconds_bucket", (*architect[:1], architect[1], ("le", "5.0")))] == 2

@@ -9,6 +9,8 @@ from models import ALL_MODELS
 from models.db import make_database
 from models.migrate import router
 
+MIGRATIONS = ["001_initial", "002_brains", "007_search"]
+
 CATALOG = {
     "columns": """
         SELECT table_name, column_name, data_type, is_nullable, column_default,
@@ -50,7 +52,7 @@ def scratch_databases():
 def test_migrating_an_empty_database_gives_exactly_the_models_schema(scratch_databases):
     migrated, modelled = scratch_databases
     with migrated.connection_context():
-        assert router(migrated).run() == ["001_initial", "007_search"]
+        assert router(migrated).run() == MIGRATIONS
     with modelled.bind_ctx(ALL_MODELS), modelled.connection_context():
         modelled.execute_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")  # the search indexes' operator class
         modelled.create_tables(ALL_MODELS)
@@ -100,4 +102,4 @@ def test_rollback_removes_every_table(scratch_databases):
         assert router(migrated).done == []
     assert catalog(migrated) == {"columns": [], "indexes": [], "constraints": []}
     with migrated.connection_context():
-        assert router(migrated).run() == ["001_initial", "007_search"]
+        assert router(migrated).run() == MIGRATIONS

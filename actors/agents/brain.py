@@ -1,15 +1,17 @@
 """The provider interface behind the agents: a `Brain` turns a role, a task and a context into output.
 
-The pipeline only ever calls `Brain.think`; a language-model brain is another class with the
-same method, registered in `BRAINS` and chosen with `SAGE_BRAIN`, with no change to the pipeline.
+The pipeline only ever calls `Brain.think`; the language-model brains (`llm.py`) are other
+classes with the same method, registered in `BRAINS` and chosen by a session's `brain` or
+`SAGE_BRAIN`, with no change to the pipeline. Which brains are configured is `models.brains`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
 
+from actors.agents.llm import AnthropicBrain, OpenAIBrain
 from actors.agents.playbook import PLAYBOOK
+from models.brains import default_brain
 
 
 class Brain(Protocol):
@@ -34,7 +36,7 @@ class KnowledgeBaseBrain:
         return PLAYBOOK[role](context)
 
 
-BRAINS: dict[str, type] = {KnowledgeBaseBrain.name: KnowledgeBaseBrain}
+BRAINS: dict[str, type] = {cls.name: cls for cls in (KnowledgeBaseBrain, OpenAIBrain, AnthropicBrain)}
 
 
 class UnknownBrain(ValueError):
@@ -43,7 +45,7 @@ class UnknownBrain(ValueError):
 
 def get_brain(name: str | None = None) -> Brain:
     """The brain named by `name`, else `SAGE_BRAIN`, else the knowledge base."""
-    chosen = name or os.environ.get("SAGE_BRAIN") or KnowledgeBaseBrain.name
+    chosen = name or default_brain()
     try:
         return BRAINS[chosen]()
     except KeyError:

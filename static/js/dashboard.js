@@ -81,10 +81,24 @@ document.addEventListener("alpine:init", () => {
   }));
 
   window.Alpine.data("startSession", (teamId) => ({
-    values: { feature_name: "", description: "" },
+    values: { feature_name: "", description: "", brain: "" },
+    brains: [], // the configured ones, from GET /brains
     busy: false,
     message: "",
     fields: {},
+    async loadBrains() {
+      try {
+        const result = await api("GET", "/brains");
+        if (!result.ok) return;
+        this.brains = result.body.brains.filter((b) => b.configured);
+        this.values.brain = result.body.default;
+      } catch (_) {
+        // The form still works without the list: the server's default brain is used.
+      }
+    },
+    brainLabel(brain) {
+      return brain.model ? `${brain.name} (${brain.model})` : `${brain.name} (offline)`;
+    },
     async submit() {
       this.busy = true;
       this.message = "";
@@ -92,6 +106,7 @@ document.addEventListener("alpine:init", () => {
       try {
         const body = { team_id: teamId, feature_name: this.values.feature_name };
         if (this.values.description.trim()) body.description = this.values.description;
+        if (this.values.brain) body.brain = this.values.brain;
         const result = await api("POST", "/sessions", body);
         if (result.ok) {
           window.location.assign(`/dashboard/sessions/${result.body.session_id}`);

@@ -1,6 +1,7 @@
 // One card per agent, grouped by pipeline stage, updated live from the WebSocket.
 import { useEffect, useState } from "react";
 import { parseTime, roleLabel, seconds } from "./api.js";
+import AgentProgress from "./AgentProgress.jsx";
 import { useStore } from "./store.js";
 
 const CONNECTION_TEXT = {
@@ -27,7 +28,7 @@ export function displayStatus(task) {
   return task.status;
 }
 
-function AgentCard({ task, retry, now, selected, onSelect }) {
+function AgentCard({ live, task, retry, now, selected, onSelect }) {
   const status = displayStatus(task);
   let detail = "Waiting for its stage";
   if (status === "running") {
@@ -54,6 +55,7 @@ function AgentCard({ task, retry, now, selected, onSelect }) {
         <span className="agent-card__role">{roleLabel(task.agent_role)}</span>
         <span className={`status status--${status}`}>{status}</span>
         <span className="agent-card__detail">{detail}</span>
+        {task.status === "running" ? <AgentProgress live={live} taskId={task.id} /> : null}
         {task.status === "completed" && task.output_data && task.output_data.summary ? (
           <span className="agent-card__summary">{task.output_data.summary}</span>
         ) : null}
@@ -133,6 +135,7 @@ export default function TeamExecutionMonitor({ live, canWrite }) {
                 byRole[role] ? (
                   <AgentCard
                     key={role}
+                    live={live}
                     task={byRole[role]}
                     retry={retries[byRole[role].id]}
                     now={now}

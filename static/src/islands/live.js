@@ -30,6 +30,7 @@ export function createLive(config) {
     revoked: false,
     selectedTaskId: null,
     decisionsVersion: 0,
+    progress: {}, // by task id: {text, completion_tokens} from ephemeral agent_task_progress
   });
   let socket = null;
   let attempts = 0;
@@ -83,6 +84,15 @@ export function createLive(config) {
       return next;
     });
     if (event.type === "session_error") reconcile();
+  }
+
+  // Ephemeral: no seq, never stored; the latest text wins and the token count never goes down.
+  function progress(event) {
+    store.set((state) => {
+      const held = state.progress[event.task_id];
+      const tokens = Math.max(held ? held.completion_tokens : 0, event.completion_tokens || 0);
+      return { progress: { ...state.progress, [event.task_id]: { text: event.text || "", completion_tokens: tokens } } };
+    });
   }
 
   function leave() {
@@ -139,6 +149,10 @@ export function createLive(config) {
         leave();
         return;
       }
+      if (event.type === "agent_task_progress") {
+        progress(event);
+        return;
+      }
       apply(event);
     };
     socket.onclose = (close) => {
@@ -190,6 +204,7 @@ export function createLive(config) {
     store,
     start,
     apply,
+    progress,
     select(taskId) {
       store.set({ selectedTaskId: taskId });
     },

@@ -4,6 +4,7 @@ import { createRoot } from "react-dom/client";
 import AgentStateViewer from "./AgentStateViewer.jsx";
 import DecisionTree from "./DecisionTree.jsx";
 import { createLive } from "./live.js";
+import ModelUsage from "./ModelUsage.jsx";
 import SessionReplay from "./SessionReplay.jsx";
 import { useStore } from "./store.js";
 import TeamExecutionMonitor from "./TeamExecutionMonitor.jsx";
@@ -24,6 +25,7 @@ const ISLANDS = {
   "agent-state-viewer": AgentStateViewer,
   "session-replay": SessionReplay,
   "decision-tree": DecisionTree,
+  "model-usage": ModelUsage,
 };
 
 function boot() {

@@ -1,0 +1,479 @@
+"""Language-model brains: OpenAI-compatible Chat Completions and Anthropic Messages.
+
+Both go through the providers' official SDKs with their own retries off (`max_retries=0`): the
+pipeline's policy (ARCHITECTURE.md decision 5) is the only one. Every call streams, so the
+browser sees the answer grow (`on_progress`) and token counts are the endpoint's own. A call
+is one function per provider (`_stream_openai`, `_stream_anthropic`) holding the whole
+streaming loop, so it can move onto an event loop later without reshaping the brain.
+
+`think` asks for the role's JSON Schema as structured output, validates the answer with
+`contract.check_output`, sends the errors back once for a repair, and raises `BrainError` (one
+readable line, never a key or a stack trace) when the answer is still wrong or the call fails.
+Every call, failed ones included, is kept in `calls` for the task's usage and the snapshot.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.agents import contract
+from actors.agents.prompts import PROMPT_VERSION, build_prompt, estimate_tokens, repair_message
+from models.brains import brain_info, cost_usd
+
+DEFAULT_TIMEOUT_SECONDS = 120.0
+PING_SCHEMA_NAME = "health_check"
+PING_SCHEMA = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+    "additionalProperties": False,
+}
+DEFAULT_MAX_TOKENS = 8192
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+class BrainError(Exception):
+    """A model call or its answer failed; `str()` is the one-line reason shown on the task.
+
+    `retry_after` is the endpoint's own wait (from `Retry-After`), which the pipeline honours
+    when it is longer than its next delay.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+@dataclass
+class Answer:
+    """What one streamed call gave back."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_at: float | None = None
+
+
+ProgressFn = Callable[[str, int, bool], None]
+
+
+@dataclass
+class _Stream:
+    """Progress of the call in flight, reported to `on_progress` (coalescing is the receiver's)."""
+
+    on_progress: ProgressFn | None
+    parts: list[str] = field(default_factory=list)
+    chars: int = 0
+    first_token_at: float | None = None
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self.parts.append(text)
+        self.chars += len(text)
+        if self.on_progress is not None:
+            self.on_progress(self.text, (self.chars + 3) // 4, False)
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+
+class ModelBrain:
+    """The shared part of the model brains: prompt, call, validate, repair once, record."""
+
+    name = "model"
+    provider = "model"
+    version = PROMPT_VERSION
+
+    def __init__(self) -> None:
+        info = brain_info(self.name)
+        self.model = info.model or ""
+        self.calls: list[dict[str, Any]] = []  # every call of the current attempt
+        self.trimmed: list[dict[str, Any]] = []
+        self.on_progress: ProgressFn | None = None
+        self.timeout = _env_number("SAGE_LLM_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS)
+        self.max_tokens = int(_env_number("SAGE_LLM_MAX_TOKENS", DEFAULT_MAX_TOKENS))
+        self.time_limit: float | None = None  # the attempt's limit; calls end before it
+        self._client: Any = None
+
+    # --- the Brain interface ----------------------------------------------------------------
+
+    def think(self, role: str, task_description: str, context: dict[str, Any]) -> dict[str, Any]:
+        """Ask the model for the role's output; valid, or BrainError."""
+        try:
+            return self._think(role, task_description, context)
+        finally:
+            self.close()
+
+    def _think(self, role: str, task_description: str, context: dict[str, Any]) -> dict[str, Any]:
+        self.calls = []
+        info = brain_info(self.name)
+        if not info.configured:
+            raise BrainError(f"{self.name}: not configured where this worker runs ({info.reason})")
+        started = time.monotonic()
+        deadline = started + min(self.timeout * 2, (self.time_limit or 1e9) - 5)
+        system, user, self.trimmed = build_prompt(role, task_description, context)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
+        keys, session_ids = contract.upstream_keys(context), contract.session_decision_ids(context)
+        name, schema = contract.schema_name(role), contract.json_schema(role)
+        for round_ in ("answer", "repair"):
+            answer = self._call(name, schema, system, messages, deadline)
+            try:
+                data = json.loads(answer.text)
+            except ValueError as exc:
+                errors = [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
+            else:
+                output, errors = contract.check_output(role, data, keys, session_ids)
+                if output is not None:
+                    return output
+            self.calls[-1]["validation_errors"] = errors
+            if round_ == "repair":
+                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+                raise BrainError(f"{self._who()} answer still invalid after one repair: {errors[0]}{more}")
+            messages += [
+                {"role": "assistant", "content": answer.text or "(empty)"},
+                {"role": "user", "content": repair_message(errors)},
+            ]
+        raise AssertionError("not reached")
+
+    def ping(self) -> dict[str, Any]:
+        """One small structured call, for `python -m actors brains check`: what came back, or BrainError."""
+        self.calls = []
+        info = brain_info(self.name)
+        if not info.configured:
+            raise BrainError(f"{self.name}: not configured ({info.reason})")
+        try:
+            self._call(
+                PING_SCHEMA_NAME,
+                PING_SCHEMA,
+                "You are a health check. Answer with the JSON object asked for, and nothing else.",
+                [{"role": "user", "content": 'Answer {"ok": true}.'}],
+                time.monotonic() + self.timeout,
+            )
+        finally:
+            self.close()
+        return dict(self.calls[-1])
+
+    def close(self) -> None:
+        """Close the SDK client's connections (a brain serves one attempt)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def record(self) -> dict[str, Any]:
+        """What the snapshot keeps about this brain's work on the attempt."""
+        return {
+            "brain": self.name,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt_version": self.version,
+            "context_trimmed": self.trimmed,
+            "calls": self.calls,
+        }
+
+    # --- one call ---------------------------------------------------------------------------
+
+    def _who(self) -> str:
+        return f"{self.name} model {self.model!r}:"
+
+    def _call(
+        self, name: str, schema: dict[str, Any], system: str, messages: list[dict[str, Any]], deadline: float
+    ) -> Answer:
+        """One streamed call with its record in `calls`; BrainError unless it finished normally."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 1:
+            raise BrainError(f"{self._who()} no time left in this attempt for another call")
+        timeout = min(self.timeout, remaining)
+        sent = [{"role": "system", "content": system}, *messages]
+        stream = _Stream(self.on_progress)
+        started = time.monotonic()
+        record: dict[str, Any] = {
+            "brain": self.name,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt_version": self.version,
+            "messages": sent,
+            "answer": None,
+            "finish_reason": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "time_to_first_token_ms": None,
+            "latency_ms": None,
+            "cost_usd": None,
+            "error": None,
+        }
+        self.calls.append(record)
+        answer = Answer()
+        try:
+            answer = self._stream(name, schema, system, messages, timeout, deadline, stream)
+        except BrainError as exc:
+            record["error"] = str(exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the call becomes one line, never a trace
+            error = self._describe(exc, timeout, streaming=bool(stream.parts))
+            record["error"] = str(error)
+            raise error from None
+        finally:
+            record["latency_ms"] = int((time.monotonic() - started) * 1000)
+            record["answer"] = answer.text or stream.text
+            first = answer.first_token_at or stream.first_token_at
+            record["time_to_first_token_ms"] = int((first - started) * 1000) if first else None
+            record["finish_reason"] = answer.finish_reason
+            record["prompt_tokens"] = answer.prompt_tokens
+            record["completion_tokens"] = answer.completion_tokens
+            tokens_known = answer.prompt_tokens is not None and answer.completion_tokens is not None
+            if tokens_known or record["error"] is None:
+                record["cost_usd"] = cost_usd(self.model, answer.prompt_tokens, answer.completion_tokens)
+            elif not stream.parts:
+                # Refused before any answer (down, 401, 404, 429...): nothing was generated to pay for.
+                record["prompt_tokens"] = record["completion_tokens"] = 0
+                record["cost_usd"] = cost_usd(self.model, 0, 0)
+            if self.on_progress is not None:
+                done = answer.completion_tokens
+                self.on_progress(
+                    record["answer"], done if done is not None else estimate_tokens(record["answer"]), True
+                )
+        failed = None
+        if answer.finish_reason in {"length", "max_tokens"}:
+            failed = BrainError(
+                f"{self._who()} the answer was cut by the token limit (finish_reason {answer.finish_reason}, "
+                f"max {self.max_tokens} tokens); raise SAGE_LLM_MAX_TOKENS"
+            )
+        elif answer.finish_reason is None:
+            failed = BrainError(f"{self._who()} the stream ended before the answer was complete")
+        if failed is not None:
+            record["error"] = str(failed)
+            raise failed
+        return answer
+
+    def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
+        raise NotImplementedError
+
+    def _describe(self, exc: Exception, timeout: float, streaming: bool = False) -> BrainError:
+        """One line for a failed call, from the SDK's exception (status, never the key)."""
+        name = type(exc).__name__
+        status = getattr(exc, "status_code", None)
+        who = self._who()
+        if "Timeout" in name:
+            return BrainError(f"{who} no answer within {timeout:.0f} s (request timeout)")
+        if status is None:
+            if streaming:
+                # Output had begun: the connection dropped under the stream.
+                return BrainError(f"{who} the stream was cut midway (connection lost)")
+            if "Connection" in name:
+                return BrainError(f"{who} cannot reach the endpoint at {self._base_url()}")
+            return BrainError(f"{who} the call failed ({name})")
+        detail = self._scrub(_server_message(exc))
+        if status == 401:
+            return BrainError(f"{who} the endpoint refused the API key (401)")
+        if status == 403:
+            return BrainError(f"{who} access denied (403){detail}")
+        if status == 404:
+            return BrainError(f"{who} the endpoint does not know this model or path (404){detail}")
+        if status == 429:
+            retry_after = _retry_after(getattr(exc, "response", None))
+            wait = f"; retry after {retry_after:g} s" if retry_after else ""
+            return BrainError(f"{who} rate limited (429){wait}{detail}", retry_after=retry_after)
+        return BrainError(f"{who} the endpoint failed ({status}){detail}")
+
+    def _scrub(self, text: str) -> str:
+        for key in self._secrets():
+            if key:
+                text = text.replace(key, "[key]")
+        return text
+
+    def _secrets(self) -> list[str]:
+        return []
+
+    def _base_url(self) -> str:
+        return "(default)"
+
+
+def _server_message(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    message = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else None
+    if not message:
+        return ""
+    message = " ".join(str(message).split())
+    return f": {message[:200]}"
+
+
+def _retry_after(response: Any) -> float | None:
+    """Seconds from `Retry-After` (seconds or an HTTP date) or `retry-after-ms`, else None."""
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class OpenAIBrain(ModelBrain):
+    """Any OpenAI-compatible Chat Completions endpoint (OpenAI, Ollama, vLLM, llama.cpp, LM Studio)."""
+
+    name = "openai"
+    provider = "openai"
+
+    def _client_for(self, timeout: float):
+        import openai
+
+        if self._client is None:
+            key = os.environ.get("OPENAI_API_KEY") or "not-needed"  # local servers ignore it
+            self._client = openai.OpenAI(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None, max_retries=0)
+        return self._client.with_options(timeout=_timeout(openai, timeout))
+
+    def _secrets(self) -> list[str]:
+        return [os.environ.get("OPENAI_API_KEY", "")]
+
+    def _base_url(self) -> str:
+        return os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+
+    def _limit_parameter(self) -> str:
+        return "max_completion_tokens" if "api.openai.com" in self._base_url() else "max_tokens"
+
+    def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
+        return _stream_openai(
+            self._client_for(timeout),
+            {
+                "model": self.model,
+                "messages": [{"role": "system", "content": system}, *messages],
+                # OpenAI's own newer models refuse `max_tokens`; compatible servers know only it.
+                self._limit_parameter(): self.max_tokens,
+                "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}},
+            },
+            deadline,
+            stream,
+            self._who(),
+        )
+
+
+def _timeout(sdk: Any, seconds: float):
+    """The SDK's timeout object: `seconds` for the request, a short connect timeout within it."""
+    return sdk.Timeout(seconds, connect=min(CONNECT_TIMEOUT_SECONDS, seconds))
+
+
+def _stream_openai(client: Any, request: dict[str, Any], deadline: float, stream: _Stream, who: str) -> Answer:
+    """One streamed Chat Completions call, start to finish."""
+    answer = Answer()
+    response = client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True})
+    try:
+        for chunk in response:
+            if getattr(chunk, "usage", None) is not None:
+                answer.prompt_tokens = chunk.usage.prompt_tokens
+                answer.completion_tokens = chunk.usage.completion_tokens
+            for choice in chunk.choices or ():
+                if choice.delta is not None and choice.delta.content:
+                    stream.add(choice.delta.content)
+                if choice.finish_reason:
+                    answer.finish_reason = choice.finish_reason
+            if time.monotonic() > deadline:
+                raise BrainError(f"{who} the answer was still streaming when the attempt's time ran out")
+    finally:
+        response.close()
+    answer.text, answer.first_token_at = stream.text, stream.first_token_at
+    return answer
+
+
+class AnthropicBrain(ModelBrain):
+    """The Anthropic Messages API, answering through one forced tool whose input is the output."""
+
+    name = "anthropic"
+    provider = "anthropic"
+
+    def _client_for(self, timeout: float):
+        import anthropic
+
+        if self._client is None:
+            self._client = anthropic.Anthropic(
+                api_key=os.environ.get("ANTHROPIC_API_KEY"),
+                base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
+                max_retries=0,
+            )
+        return self._client.with_options(timeout=_timeout(anthropic, timeout))
+
+    def _secrets(self) -> list[str]:
+        return [os.environ.get("ANTHROPIC_API_KEY", "")]
+
+    def _base_url(self) -> str:
+        return os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+
+    def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
+        return _stream_anthropic(
+            self._client_for(timeout),
+            {
+                "model": self.model,
+                "system": system,
+                "messages": messages,
+                "max_tokens": self.max_tokens,
+                "tools": [{"name": name, "description": "Record the complete answer.", "input_schema": schema}],
+                "tool_choice": {"type": "tool", "name": name},
+            },
+            deadline,
+            stream,
+            self._who(),
+        )
+
+
+def _stream_anthropic(client: Any, request: dict[str, Any], deadline: float, stream: _Stream, who: str) -> Answer:
+    """One streamed Messages call, start to finish; the forced tool's input JSON is the answer."""
+    answer = Answer()
+    response = client.messages.create(**request, stream=True)
+    try:
+        for event in response:
+            kind = event.type
+            if kind == "message_start":
+                usage = event.message.usage
+                answer.prompt_tokens = usage.input_tokens
+                answer.completion_tokens = usage.output_tokens
+            elif kind == "content_block_delta":
+                delta = event.delta
+                if delta.type == "input_json_delta":
+                    stream.add(delta.partial_json)
+                elif delta.type == "text_delta":
+                    stream.add(delta.text)
+            elif kind == "message_delta":
+                if event.delta.stop_reason:
+                    answer.finish_reason = event.delta.stop_reason
+                if event.usage is not None and event.usage.output_tokens is not None:
+                    answer.completion_tokens = event.usage.output_tokens
+            if time.monotonic() > deadline:
+                raise BrainError(f"{who} the answer was still streaming when the attempt's time ran out")
+    finally:
+        response.close()
+    answer.text, answer.first_token_at = stream.text, stream.first_token_at
+    return answer
