@@ -59,6 +59,8 @@ def session_dict(session: ExecutionSession) -> dict[str, Any]:
         "started_at": iso(session.started_at),
         "ended_at": iso(session.ended_at),
         "duration_seconds": session.duration_seconds,
+        "ended_by": session.ended_by_id,
+        "end_reason": session.end_reason,
     }
 
 

@@ -27,12 +27,17 @@ def seed_session(
     roles: list[str] | None = None,
     extra_events: int = 0,
     status: str = "completed",
+    with_work: bool = False,
+    ended_by=None,
 ) -> ExecutionSession:
     """A finished session: per role a task, two decisions (each based on the previous role's),
     a snapshot and its started/completed events; one session decision; `extra_events` more
     `decision_created` events; then `session_completed` (or `session_error` for status "error").
+    `with_work` stores the knowledge base's real output per agent (artifacts and all) instead of
+    a one-line summary; `ended_by` (a user) makes it a session that user ended early.
     """
     roles = roles or list(AGENT_ROLES)
+    outputs = agent_outputs(feature, roles) if with_work else {}
     start = utcnow() - dt.timedelta(seconds=10)
     with db.atomic():
         session = ExecutionSession.create(team=team, user=user, feature_name=feature, started_at=start)
@@ -52,7 +57,7 @@ def seed_session(
             )
             record_event(session.id, "agent_task_started", {"task": task_dict(task)})
             task.status, task.completed_at, task.duration_seconds = "completed", began + dt.timedelta(seconds=1.5), 1.5
-            task.output_data = {"summary": f"{role} planned {feature}"}
+            task.output_data = outputs.get(role) or {"summary": f"{role} planned {feature}"}
             task.save(
                 only=[AgentTask.status, AgentTask.completed_at, AgentTask.duration_seconds, AgentTask.output_data]
             )
@@ -81,6 +86,8 @@ def seed_session(
         for n in range(extra_events):
             record_event(session.id, "decision_created", {"decision": {"n": n}})
         session.status = status
+        session.end_reason = "user" if ended_by is not None else status
+        session.ended_by = ended_by
         session.ended_at = start + dt.timedelta(seconds=8)
         session.duration_seconds = 8.0
         session.save()
@@ -89,3 +96,18 @@ def seed_session(
         else:
             record_event(session.id, "session_error", {"error": f"{roles[-1]} failed", "task_id": task.id})
     return ExecutionSession.get_by_id(session.id)
+
+
+def agent_outputs(feature: str, roles: list[str]) -> dict[str, dict]:
+    """What the knowledge-base brain writes for `roles` of `feature`, each seeing the ones before."""
+    from actors.agents import make_agent
+
+    outputs: dict[str, dict] = {}
+    for role in roles:
+        agent = make_agent(role)
+        upstream = {
+            r: {"task_id": 0, "output": o} for r, o in outputs.items() if STAGE_OF_ROLE[r] < STAGE_OF_ROLE[role]
+        }
+        agent.set_context({"feature_name": feature, "description": None, "session_decisions": [], "upstream": upstream})
+        outputs[role] = agent.execute_task(f"{role} work on {feature}")
+    return outputs

@@ -7,7 +7,10 @@ from conftest import TEST_DB_NAME, recreate_database
 
 from models import ALL_MODELS
 from models.db import make_database
-from models.migrate import router
+from models.migrate import MIGRATIONS_DIR, router
+
+# Every hand-written migration, in the order the router applies them.
+ALL_MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.py"))
 
 CATALOG = {
     "columns": """
@@ -50,7 +53,7 @@ def scratch_databases():
 def test_migrating_an_empty_database_gives_exactly_the_models_schema(scratch_databases):
     migrated, modelled = scratch_databases
     with migrated.connection_context():
-        assert router(migrated).run() == ["001_initial"]
+        assert router(migrated).run() == ALL_MIGRATIONS
     with modelled.bind_ctx(ALL_MODELS), modelled.connection_context():
         modelled.create_tables(ALL_MODELS)
 
@@ -78,7 +81,13 @@ def test_migrating_an_empty_database_gives_exactly_the_models_schema(scratch_dat
         "uq_session_events_session_seq",
     } <= index_names
     checks = {row[1] for row in got["constraints"] if row[2] == "c"}
-    assert {"ck_sessions_status", "ck_agent_tasks_status", "ck_agent_tasks_role", "ck_memberships_role"} <= checks
+    assert {
+        "ck_sessions_status",
+        "ck_sessions_end_reason",
+        "ck_agent_tasks_status",
+        "ck_agent_tasks_role",
+        "ck_memberships_role",
+    } <= checks
 
 
 def test_migrating_twice_changes_nothing(scratch_databases):
@@ -94,8 +103,9 @@ def test_rollback_removes_every_table(scratch_databases):
     migrated, _ = scratch_databases
     with migrated.connection_context():
         router(migrated).run()
-        router(migrated).rollback()
+        for _ in ALL_MIGRATIONS:  # rollback() undoes the latest one
+            router(migrated).rollback()
         assert router(migrated).done == []
     assert catalog(migrated) == {"columns": [], "indexes": [], "constraints": []}
     with migrated.connection_context():
-        assert router(migrated).run() == ["001_initial"]
+        assert router(migrated).run() == ALL_MIGRATIONS
