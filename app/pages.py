@@ -12,8 +12,9 @@ visitor is sent to `/login`.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-from quart import Blueprint, redirect, render_template, url_for
+from quart import Blueprint, redirect, render_template, request, url_for
 from quart_schema import hide
 
 from app.access import may, require_session, require_team
@@ -28,7 +29,27 @@ blueprint = Blueprint("pages", __name__)
 
 
 class _LoggedOut(Exception):
-    """No live login session: the page redirects to /login."""
+    """No live login session: the page redirects to /login, which brings the visitor back."""
+
+
+DEFAULT_NEXT = "/dashboard"
+
+
+def safe_next(value: str | None) -> str | None:
+    """`value` if it is a path on this site to go to after logging in, else None.
+
+    Only a same-site absolute path is allowed: never a URL with a scheme or a host, nor a
+    path a browser would read as one (`//host`, `/\\host`; browsers treat a backslash as a
+    slash and drop tabs and newlines, so those and other control characters are refused too).
+    """
+    if not value or not value.startswith("/") or len(value) > 2000:
+        return None
+    if value.startswith("//") or "\\" in value or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
 
 
 async def _user() -> dict[str, Any]:
@@ -45,7 +66,10 @@ async def _not_found(user: dict[str, Any], what: str):
 
 @blueprint.errorhandler(_LoggedOut)
 async def _to_login(_: _LoggedOut):
-    return redirect(url_for("pages.login"))
+    target = request.full_path.rstrip("?")
+    if target == DEFAULT_NEXT or safe_next(target) is None:
+        return redirect(url_for("pages.login"))
+    return redirect(url_for("pages.login") + "?" + urlencode({"next": target}))
 
 
 @blueprint.get("/")
@@ -56,22 +80,34 @@ async def index():
     return redirect(url_for(target))
 
 
+@blueprint.get("/favicon.ico")
+@hide
+async def favicon():
+    """Browsers ask for /favicon.ico whatever the page says: send them to the SVG icon."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
 @blueprint.get("/login")
 @hide
 async def login():
-    """The login form (a logged-in user goes straight to the dashboard)."""
+    """The login form; `?next=/path` (same-site paths only) is where it goes afterwards.
+
+    A logged-in user goes straight there (or to the dashboard).
+    """
+    target = safe_next(request.args.get("next")) or DEFAULT_NEXT
     if await optional_user_id():
-        return redirect(url_for("pages.dashboard"))
-    return await render_template("login.html")
+        return redirect(target)
+    return await render_template("login.html", next_path=target)
 
 
 @blueprint.get("/signup")
 @hide
 async def signup():
-    """The signup form (a logged-in user goes straight to the dashboard)."""
+    """The signup form; like the login form it goes on to a same-site `?next=` afterwards."""
+    target = safe_next(request.args.get("next")) or DEFAULT_NEXT
     if await optional_user_id():
-        return redirect(url_for("pages.dashboard"))
-    return await render_template("signup.html")
+        return redirect(target)
+    return await render_template("signup.html", next_path=target)
 
 
 @blueprint.get("/dashboard")

@@ -70,8 +70,8 @@ document.addEventListener("alpine:init", () => {
           window.location.assign(`/dashboard/teams/${result.body.team.id}`);
           return;
         }
-        this.form.message = result.error.message;
-        this.form.fields = result.error.fields || {};
+        this.form.fields = window.sageErrors.fields(result.error);
+        this.form.message = window.sageErrors.summary(result.error, this.form.fields);
       } catch (_) {
         this.form.message = offline;
       } finally {
@@ -97,8 +97,8 @@ document.addEventListener("alpine:init", () => {
           window.location.assign(`/dashboard/sessions/${result.body.session_id}`);
           return;
         }
-        this.message = result.error.message;
-        this.fields = result.error.fields || {};
+        this.fields = window.sageErrors.fields(result.error);
+        this.message = window.sageErrors.summary(result.error, this.fields);
       } catch (_) {
         this.message = offline;
       } finally {
