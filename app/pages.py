@@ -21,8 +21,10 @@ from app.access import may, require_session, require_team
 from app.db_thread import run_db
 from app.errors import ApiError
 from app.login_sessions import optional_user_id
-from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS, PIPELINE
+from models import queries
+from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS, PIPELINE, User
 from models.serialize import session_dict, team_dict, user_dict
+from models.teams import team_members
 from models.users import get_user
 
 blueprint = Blueprint("pages", __name__)
@@ -113,8 +115,11 @@ async def signup():
 @blueprint.get("/dashboard")
 @hide
 async def dashboard():
-    """The team selector (personal and shared), the team list and the create-team form."""
-    return await render_template("dashboard.html", user=await _user())
+    """The team selector (personal and shared), the team list, recent sessions across the
+    user's teams, and the create-team form."""
+    user = await _user()
+    recent = await run_db(queries.recent_sessions, user["id"], 10)
+    return await render_template("dashboard.html", user=user, recent=recent)
 
 
 def _team_page(user_id: int, team_id: int) -> dict[str, Any]:
@@ -140,9 +145,15 @@ async def team(team_id: int):
     )
 
 
-def _session_page(user_id: int, session_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _session_page(user_id: int, session_id: int) -> tuple[dict[str, Any], dict[str, Any], dict[int, str]]:
     session, role = require_session(user_id, session_id, "read")
-    return session_dict(session), team_dict(session.team, role)
+    # Names for "started by" and "ended early by": the team's members, plus the two people
+    # named on the session should they have left it since.
+    names = {m.user_id: m.username for m in team_members(session.team)}
+    wanted = [i for i in (session.user_id, session.ended_by_id) if i and i not in names]
+    if wanted:
+        names.update({u.id: u.username for u in User.select(User.id, User.username).where(User.id.in_(wanted))})
+    return session_dict(session), team_dict(session.team, role), names
 
 
 @blueprint.get("/dashboard/sessions/<int:session_id>")
@@ -151,7 +162,7 @@ async def session(session_id: int):
     """The live execution monitor, the agent state viewer, the replay and the decision journal."""
     user = await _user()
     try:
-        shown, team_shown = await run_db(_session_page, user["id"], session_id)
+        shown, team_shown, names = await run_db(_session_page, user["id"], session_id)
     except ApiError:
         return await _not_found(user, "session")
     config = {
@@ -164,6 +175,9 @@ async def session(session_id: int):
         "roles": list(AGENT_ROLES),
         "categories": list(CATEGORIES),
         "confidenceLevels": list(CONFIDENCE_LEVELS),
+        "people": {str(k): v for k, v in names.items()},
+        # How long a queued session may wait for its first task before the page says so.
+        "waitingForWorkerSeconds": 5,
     }
     return await render_template(
         "session.html",

@@ -209,5 +209,16 @@ document.addEventListener("alpine:init", () => {
     when(iso) {
       return iso ? new Date(iso).toLocaleString() : "–";
     },
+    // A session the user ended is "ended early", never a green "completed" (see end_reason).
+    stateOf(s) {
+      if (s.status === "active") return "running";
+      if (s.end_reason === "user") return "ended early";
+      return s.status;
+    },
+    endedBy(s) {
+      const member = this.members.list.find((m) => m.user_id === s.ended_by);
+      const who = s.ended_by == null ? "a former member" : member ? member.username : "a former member";
+      return `by ${who}, ${this.when(s.ended_at)}`;
+    },
   }));
 });
