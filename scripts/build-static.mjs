@@ -9,9 +9,14 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const vendored = [["node_modules/alpinejs/dist/cdn.min.js", "static/vendor/alpine.min.js"]];
+const vendored = [
+  ["node_modules/alpinejs/dist/cdn.min.js", "static/vendor/alpine.min.js"],
+  // Not served: the browser tests inject it to check every page with axe-core.
+  ["node_modules/axe-core/axe.min.js", "tests/vendor/axe.min.js"],
+];
 
 mkdirSync(join(root, "static/vendor"), { recursive: true });
+mkdirSync(join(root, "tests/vendor"), { recursive: true });
 for (const [from, to] of vendored) {
   copyFileSync(join(root, from), join(root, to));
   console.log(`vendored ${from} -> ${to}`);

@@ -11,6 +11,7 @@ from models import (
     AgentTask,
     ExecutionSession,
     SessionDecision,
+    SessionEvent,
     TaskDecision,
     db,
     utcnow,
@@ -39,9 +40,14 @@ def seed_session(
     roles = roles or list(AGENT_ROLES)
     outputs = agent_outputs(feature, roles) if with_work else {}
     start = utcnow() - dt.timedelta(seconds=10)
+    timeline: list[tuple[dt.datetime, int, str, dict]] = []  # logged in time order at the end
+
+    def log(at: dt.datetime, type_: str, payload: dict) -> None:
+        timeline.append((at, len(timeline), type_, payload))
+
     with db.atomic():
         session = ExecutionSession.create(team=team, user=user, feature_name=feature, started_at=start)
-        record_event(session.id, "session_started", {"session": session_dict(session)})
+        log(start, "session_started", {"session": session_dict(session)})
         SessionDecision.create(session=session, user=user, decision_text="Keep it simple", category="process")
         previous: list[int] = []
         task = None
@@ -55,7 +61,7 @@ def seed_session(
                 status="running",
                 started_at=began,
             )
-            record_event(session.id, "agent_task_started", {"task": task_dict(task)})
+            log(began, "agent_task_started", {"task": task_dict(task)})
             task.status, task.completed_at, task.duration_seconds = "completed", began + dt.timedelta(seconds=1.5), 1.5
             task.output_data = outputs.get(role) or {"summary": f"{role} planned {feature}"}
             task.save(
@@ -80,11 +86,13 @@ def seed_session(
                 decisions=[{"text": d.decision_text} for d in made],
                 execution_metadata={"attempt": 1},
             )
-            record_event(
-                session.id, "agent_task_completed", {"task": task_dict(task, made), "snapshot": snapshot_dict(snapshot)}
+            log(
+                task.completed_at,
+                "agent_task_completed",
+                {"task": task_dict(task, made), "snapshot": snapshot_dict(snapshot)},
             )
         for n in range(extra_events):
-            record_event(session.id, "decision_created", {"decision": {"n": n}})
+            log(start + dt.timedelta(seconds=5), "decision_created", {"decision": {"n": n}})
         session.status = status
         session.end_reason = "user" if ended_by is not None else status
         session.ended_by = ended_by
@@ -92,10 +100,18 @@ def seed_session(
         session.duration_seconds = 8.0
         session.save()
         if status == "completed":
-            record_event(session.id, "session_completed", {"session": session_dict(session)})
+            log(session.ended_at, "session_completed", {"session": session_dict(session)})
         else:
-            record_event(session.id, "session_error", {"error": f"{roles[-1]} failed", "task_id": task.id})
+            log(session.ended_at, "session_error", {"error": f"{roles[-1]} failed", "task_id": task.id})
+        for at, _, type_, payload in sorted(timeline, key=lambda entry: entry[:2]):
+            log_at(session.id, at, type_, payload)
     return ExecutionSession.get_by_id(session.id)
+
+
+def log_at(session_id: int, at: dt.datetime, type_: str, payload: dict) -> None:
+    """Record an event as if it had happened `at` (so a replay of seeded data has a real timeline)."""
+    seq = record_event(session_id, type_, payload)["seq"]
+    SessionEvent.update(created_at=at).where((SessionEvent.session == session_id) & (SessionEvent.seq == seq)).execute()
 
 
 def agent_outputs(feature: str, roles: list[str]) -> dict[str, dict]:

@@ -115,6 +115,7 @@ export default function SessionReplay({ live }) {
   const speed = speedChoice === "auto" ? autoSpeed(total) : Number(speedChoice);
   const frame = useRef(null);
   const linked = useRef(false);
+  const chosen = useRef(false); // the user picked a moment: it goes into the address
   const at = position == null ? total : Math.min(position, total);
 
   // `?t=<seq>`: open at the moment of that event, once the events are loaded.
@@ -148,9 +149,9 @@ export default function SessionReplay({ live }) {
 
   const known = useMemo(() => foldEvents(events, start + at), [events, start, at]);
 
-  // The moment in the address, whenever it is chosen (not on every frame of playback).
+  // The moment in the address once the user picks one (not on every frame of playback).
   useEffect(() => {
-    if (playing || position == null || !linked.current) return;
+    if (playing || position == null || !chosen.current) return;
     setQueryParam("t", known.last ? known.last.seq : null);
   }, [playing, position, known.last]);
 
@@ -172,6 +173,7 @@ export default function SessionReplay({ live }) {
   if (!events.length) return <p className="muted">No events recorded yet.</p>;
 
   const stepTo = (direction) => {
+    chosen.current = true;
     const times = events.map((e) => e._t - start);
     const target =
       direction > 0 ? times.find((time) => time > at + 0.5) : [...times].reverse().find((time) => time < at - 0.5);
@@ -187,6 +189,7 @@ export default function SessionReplay({ live }) {
           type="button"
           className="button button--small"
           onClick={() => {
+            chosen.current = true;
             if (!playing && at >= total) setPosition(0);
             setPlaying(!playing);
           }}
@@ -225,6 +228,7 @@ export default function SessionReplay({ live }) {
           value={Math.round(at)}
           aria-valuetext={`${seconds(at / 1000)}: ${describe(known.last)}`}
           onChange={(e) => {
+            chosen.current = true;
             setPlaying(false);
             setPosition(Number(e.target.value));
           }}
