@@ -91,6 +91,14 @@ def seed_session(
                 "agent_task_completed",
                 {"task": task_dict(task, made), "snapshot": snapshot_dict(snapshot)},
             )
+        if ended_by is not None:  # the agents that never started keep their pending rows
+            for role in (r for r in AGENT_ROLES if r not in roles):
+                AgentTask.create(
+                    session=session,
+                    agent_role=role,
+                    stage=STAGE_OF_ROLE[role],
+                    task_description=f"{role} work on {feature}",
+                )
         for n in range(extra_events):
             log(start + dt.timedelta(seconds=5), "decision_created", {"decision": {"n": n}})
         session.status = status

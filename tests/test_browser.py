@@ -287,6 +287,7 @@ def test_an_ended_early_session_says_so_and_a_deep_link_survives_login_and_reloa
     page = new_page(width=390, height=844)  # a phone
     page.goto(link)
     page.wait_for_url("**/login?next=*")
+    assert_accessible(page)
     page.get_by_label("Username or email").fill("mia")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()

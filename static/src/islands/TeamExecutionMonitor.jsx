@@ -114,7 +114,7 @@ export default function TeamExecutionMonitor({ live, canWrite }) {
   const byRole = {};
   for (const task of list) byRole[task.agent_role] = task;
   const done = list.filter((t) => t.status === "completed").length;
-  const total = list.length || 7;
+  const total = (config.roles && config.roles.length) || list.length || 7;
   const queuedFor = active && nothingStarted ? (now - parseTime(session.started_at)) / 1000 : 0;
   const waiting = queuedFor >= (config.waitingForWorkerSeconds ?? 5) ? queuedFor : 0;
   const state = sessionState(session);
