@@ -107,10 +107,12 @@ def seed_session(
         session.ended_at = start + dt.timedelta(seconds=8)
         session.duration_seconds = 8.0
         session.save()
+        # The session ends after its last task, even when the seeded clock says otherwise.
+        ended = max([session.ended_at, *(entry[0] for entry in timeline)])
         if status == "completed":
-            log(session.ended_at, "session_completed", {"session": session_dict(session)})
+            log(ended, "session_completed", {"session": session_dict(session)})
         else:
-            log(session.ended_at, "session_error", {"error": f"{roles[-1]} failed", "task_id": task.id})
+            log(ended, "session_error", {"error": f"{roles[-1]} failed", "task_id": task.id})
         for at, _, type_, payload in sorted(timeline, key=lambda entry: entry[:2]):
             log_at(session.id, at, type_, payload)
     return ExecutionSession.get_by_id(session.id)
