@@ -14,6 +14,11 @@ from hypercorn.config import Config
 from models.preflight import settings_or_exit
 
 
+def _not_a_probe(record: logging.LogRecord) -> bool:
+    """Leave the session page's once-a-second connection probe (HEAD /favicon.ico) out of the access log."""
+    return '"HEAD /favicon.ico ' not in record.getMessage()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="Serve Sage Mode's web app.")
     parser.add_argument("--host", help="address to bind (default: HOST or 127.0.0.1)")
@@ -26,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     config = Config()
     config.bind = [f"{args.host or settings.host}:{args.port or settings.port}"]
     config.accesslog = "-"
+    logging.getLogger("hypercorn.access").addFilter(_not_a_probe)
     config.graceful_timeout = 5
     shutdown = asyncio.Event()
 

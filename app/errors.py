@@ -104,6 +104,8 @@ def _reason(item: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return "is not an accepted field"
     message = str(item.get("msg", "invalid"))
+    if "valid email address" in message:
+        return "must be an email address, like name@example.com"
     # A validator's ValueError arrives as "Value error, <our message>".
     return message.removeprefix("Value error, ")
 

@@ -22,7 +22,7 @@ window.sageErrors = {
     const label = this.labels[field] || field.charAt(0).toUpperCase() + field.slice(1).replace(/_/g, " ");
     const text = String(reason || "is not valid");
     if (text === "required") return `${label} is required.`;
-    const verb = /^(must|is|has|are|can)\b/.test(text) ? "" : "is ";
+    const verb = /^(must|is|has|are|can|may|should|needs)\b/.test(text) ? "" : "is ";
     return `${label} ${verb}${text}${/[.!?]$/.test(text) ? "" : "."}`;
   },
   fields(error) {

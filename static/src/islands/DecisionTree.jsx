@@ -50,7 +50,7 @@ export function fieldSentence(field, reason) {
   const label = FIELD_LABELS[field] || field;
   const text = String(reason || "is not valid");
   if (text === "required") return `${label} is required.`;
-  return `${label} ${/^(must|is|has)\b/.test(text) ? "" : "is "}${text}${/[.!?]$/.test(text) ? "" : "."}`;
+  return `${label} ${/^(must|is|has|are|can|may|should|needs)\b/.test(text) ? "" : "is "}${text}${/[.!?]$/.test(text) ? "" : "."}`;
 }
 
 function FieldError({ id, reason, field }) {
