@@ -147,3 +147,22 @@ def test_the_island_bundle_is_built_from_our_sources_with_react_and_no_cdn():
         digest.update(f"{name}\n".encode())
         digest.update((sources / name).read_bytes())
     assert manifest["sources_sha256"] == digest.hexdigest(), "the committed bundle is stale: run `npm run build`"
+
+
+async def test_the_dashboard_lists_recent_sessions_of_the_users_teams_only(login_as, user, other_user, personal_team):
+    shared = Team.create(name="Shared squad", owner=other_user, is_shared=True)
+    add_member(shared, other_user, "owner")
+    add_member(shared, user, "viewer")
+    secret = Team.create(name="Not yours", owner=other_user, is_shared=False)
+    seed_session(personal_team, user, "Mine")
+    seed_session(shared, other_user, "Theirs, shared", ended_by=other_user)
+    seed_session(secret, other_user, "Private plans")
+
+    status, html = await html_of(await login_as(user), "/dashboard")
+    assert status == 200
+    rows = re.findall(r'<tr class="recent-row">(.*?)</tr>', html, re.S)
+    assert len(rows) == 2
+    assert "Theirs, shared" in rows[0] and "Shared squad" in rows[0] and 'data-state="ended early"' in rows[0]
+    assert other_user.username in rows[0]
+    assert "Mine" in rows[1] and 'data-state="completed"' in rows[1]
+    assert "Private plans" not in html and "Not yours" not in html
