@@ -174,11 +174,13 @@ def start_session(session_id: int) -> celery.AsyncResult:
     return result
 
 
-def end_session(session_id: int) -> ExecutionSession:
-    """End an active session now: it becomes `completed`, and tasks not yet started never run.
+def end_session(session_id: int, ended_by: int | None = None) -> ExecutionSession:
+    """End an active session now: it becomes `completed` with `end_reason` "user", and tasks not
+    yet started never run.
 
-    Tasks already running finish and are recorded, but start nothing after them. Emits
-    `session_completed`. Raises SessionNotFound, or SessionAlreadyEnded if it is not active.
+    `ended_by` is the user who ended it. Tasks already running finish and are recorded, but start
+    nothing after them. Emits `session_completed`. Raises SessionNotFound, or SessionAlreadyEnded
+    if it is not active.
     """
     _outside_transaction("end_session")
     with db.atomic():
@@ -187,7 +189,7 @@ def end_session(session_id: int) -> ExecutionSession:
             raise SessionNotFound(session_id)
         if session.status != "active":
             raise SessionAlreadyEnded(session_id)
-        event = _finish_session(session, "completed")
+        event = _finish_session(session, "completed", end_reason="user", ended_by=ended_by)
     _publish([event])
     return ExecutionSession.get_by_id(session_id)
 
@@ -207,10 +209,23 @@ def fail_session(session_id: int, reason: str) -> bool:
     return True
 
 
-def _finish_session(session: ExecutionSession, status: str, error: str | None = None, task_id: int | None = None):
-    """Set the final status of a locked, active session and record its event (inside a transaction)."""
+def _finish_session(
+    session: ExecutionSession,
+    status: str,
+    error: str | None = None,
+    task_id: int | None = None,
+    *,
+    end_reason: str | None = None,
+    ended_by: int | None = None,
+):
+    """Set the final status of a locked, active session and record its event (inside a transaction).
+
+    `end_reason` defaults to the status (`completed` or `error`); an early end passes "user".
+    """
     now = utcnow()
     session.status = status
+    session.end_reason = end_reason or status
+    session.ended_by = ended_by
     session.ended_at = now
     session.duration_seconds = round((now - session.started_at).total_seconds(), 3)
     session.error_message = error
@@ -220,6 +235,8 @@ def _finish_session(session: ExecutionSession, status: str, error: str | None = 
             ExecutionSession.ended_at,
             ExecutionSession.duration_seconds,
             ExecutionSession.error_message,
+            ExecutionSession.end_reason,
+            ExecutionSession.ended_by,
         ]
     )
     if status == "completed":

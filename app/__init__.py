@@ -10,7 +10,7 @@ from quart import Quart
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
-from app import csrf
+from app import csrf, static_assets
 from app.errors import register_error_handlers
 from app.live import Hub
 from app.login_sessions import COOKIE_NAME
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     QuartAuth(app)
     register_error_handlers(app)
     csrf.register(app)
+    static_assets.register(app)
 
     from app.apidocs import blueprint as apidocs
     from app.auth import blueprint as auth

@@ -65,14 +65,58 @@ def error_response(
 
 
 def _reason(item: dict[str, Any]) -> str:
+    """A short, human reason for one pydantic error ("must be at most 64 characters").
+
+    It reads as a sentence after the field's name; pydantic's own wording ("String should have
+    at least 1 character") is a message for programmers, so the common kinds are rephrased.
+    """
     kind = item.get("type", "")
+    ctx = item.get("ctx") or {}
     if kind == "missing":
         return "required"
     if kind in {"model_type", "dict_type", "model_attributes_type"} and not item.get("loc"):
         return "must be a JSON object"
+    if kind == "string_too_short":
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least == 1 else f"must be at least {least} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch":
+        return "has characters that are not allowed"
+    if kind in {"string_type", "str_type"}:
+        return "must be text"
+    if kind in {"int_type", "int_parsing", "int_from_float"}:
+        return "must be a whole number"
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        bound = next(iter(ctx.values()), "")
+        words = {
+            "greater_than": "greater than",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "less_than_equal": "at most",
+        }
+        return f"must be {words[kind]} {bound}"
+    if kind in {"literal_error", "enum"}:
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        return f"must be one of {expected}" if expected else "is not one of the allowed values"
+    if kind == "bool_type" or kind == "bool_parsing":
+        return "must be true or false"
+    if kind == "extra_forbidden":
+        return "is not an accepted field"
     message = str(item.get("msg", "invalid"))
+    if "valid email address" in message:
+        return "must be an email address, like name@example.com"
     # A validator's ValueError arrives as "Value error, <our message>".
     return message.removeprefix("Value error, ")
+
+
+def validation_message(fields: dict[str, str]) -> str:
+    """One sentence naming every field that failed: "username is required; password must be ..."."""
+    parts = []
+    for field, reason in fields.items():
+        verb = "is " if reason == "required" else ""
+        parts.append(f"{field} {verb}{reason}")
+    return "; ".join(parts)
 
 
 def _validation_fields(error: RequestSchemaValidationError) -> dict[str, str]:
@@ -100,9 +144,7 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(error: RequestSchemaValidationError) -> Response:
         fields = _validation_fields(error)
-        first, reason = next(iter(fields.items()))
-        message = f"{first} is {reason}" if reason == "required" else f"{first}: {reason}"
-        return error_response(400, message, "validation_error", fields)
+        return error_response(400, validation_message(fields), "validation_error", fields)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

@@ -12,23 +12,46 @@ visitor is sent to `/login`.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-from quart import Blueprint, redirect, render_template, url_for
+from quart import Blueprint, redirect, render_template, request, url_for
 from quart_schema import hide
 
 from app.access import may, require_session, require_team
 from app.db_thread import run_db
 from app.errors import ApiError
 from app.login_sessions import optional_user_id
-from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS, PIPELINE
+from models import queries
+from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS, PIPELINE, User
 from models.serialize import session_dict, team_dict, user_dict
+from models.teams import team_members
 from models.users import get_user
 
 blueprint = Blueprint("pages", __name__)
 
 
 class _LoggedOut(Exception):
-    """No live login session: the page redirects to /login."""
+    """No live login session: the page redirects to /login, which brings the visitor back."""
+
+
+DEFAULT_NEXT = "/dashboard"
+
+
+def safe_next(value: str | None) -> str | None:
+    """`value` if it is a path on this site to go to after logging in, else None.
+
+    Only a same-site absolute path is allowed: never a URL with a scheme or a host, nor a
+    path a browser would read as one (`//host`, `/\\host`; browsers treat a backslash as a
+    slash and drop tabs and newlines, so those and other control characters are refused too).
+    """
+    if not value or not value.startswith("/") or len(value) > 2000:
+        return None
+    if value.startswith("//") or "\\" in value or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
 
 
 async def _user() -> dict[str, Any]:
@@ -45,7 +68,10 @@ async def _not_found(user: dict[str, Any], what: str):
 
 @blueprint.errorhandler(_LoggedOut)
 async def _to_login(_: _LoggedOut):
-    return redirect(url_for("pages.login"))
+    target = request.full_path.rstrip("?")
+    if target == DEFAULT_NEXT or safe_next(target) is None:
+        return redirect(url_for("pages.login"))
+    return redirect(url_for("pages.login") + "?" + urlencode({"next": target}))
 
 
 @blueprint.get("/")
@@ -56,29 +82,44 @@ async def index():
     return redirect(url_for(target))
 
 
+@blueprint.get("/favicon.ico")
+@hide
+async def favicon():
+    """Browsers ask for /favicon.ico whatever the page says: send them to the SVG icon."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
 @blueprint.get("/login")
 @hide
 async def login():
-    """The login form (a logged-in user goes straight to the dashboard)."""
+    """The login form; `?next=/path` (same-site paths only) is where it goes afterwards.
+
+    A logged-in user goes straight there (or to the dashboard).
+    """
+    target = safe_next(request.args.get("next")) or DEFAULT_NEXT
     if await optional_user_id():
-        return redirect(url_for("pages.dashboard"))
-    return await render_template("login.html")
+        return redirect(target)
+    return await render_template("login.html", next_path=target)
 
 
 @blueprint.get("/signup")
 @hide
 async def signup():
-    """The signup form (a logged-in user goes straight to the dashboard)."""
+    """The signup form; like the login form it goes on to a same-site `?next=` afterwards."""
+    target = safe_next(request.args.get("next")) or DEFAULT_NEXT
     if await optional_user_id():
-        return redirect(url_for("pages.dashboard"))
-    return await render_template("signup.html")
+        return redirect(target)
+    return await render_template("signup.html", next_path=target)
 
 
 @blueprint.get("/dashboard")
 @hide
 async def dashboard():
-    """The team selector (personal and shared), the team list and the create-team form."""
-    return await render_template("dashboard.html", user=await _user())
+    """The team selector (personal and shared), the team list, recent sessions across the
+    user's teams, and the create-team form."""
+    user = await _user()
+    recent = await run_db(queries.recent_sessions, user["id"], 10)
+    return await render_template("dashboard.html", user=user, recent=recent)
 
 
 def _team_page(user_id: int, team_id: int) -> dict[str, Any]:
@@ -104,9 +145,15 @@ async def team(team_id: int):
     )
 
 
-def _session_page(user_id: int, session_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _session_page(user_id: int, session_id: int) -> tuple[dict[str, Any], dict[str, Any], dict[int, str]]:
     session, role = require_session(user_id, session_id, "read")
-    return session_dict(session), team_dict(session.team, role)
+    # Names for "started by" and "ended early by": the team's members, plus the two people
+    # named on the session should they have left it since.
+    names = {m.user_id: m.username for m in team_members(session.team)}
+    wanted = [i for i in (session.user_id, session.ended_by_id) if i and i not in names]
+    if wanted:
+        names.update({u.id: u.username for u in User.select(User.id, User.username).where(User.id.in_(wanted))})
+    return session_dict(session), team_dict(session.team, role), names
 
 
 @blueprint.get("/dashboard/sessions/<int:session_id>")
@@ -115,7 +162,7 @@ async def session(session_id: int):
     """The live execution monitor, the agent state viewer, the replay and the decision journal."""
     user = await _user()
     try:
-        shown, team_shown = await run_db(_session_page, user["id"], session_id)
+        shown, team_shown, names = await run_db(_session_page, user["id"], session_id)
     except ApiError:
         return await _not_found(user, "session")
     config = {
@@ -128,6 +175,9 @@ async def session(session_id: int):
         "roles": list(AGENT_ROLES),
         "categories": list(CATEGORIES),
         "confidenceLevels": list(CONFIDENCE_LEVELS),
+        "people": {str(k): v for k, v in names.items()},
+        # How long a queued session may wait for its first task before the page says so.
+        "waitingForWorkerSeconds": 5,
     }
     return await render_template(
         "session.html",

@@ -35,12 +35,20 @@ STOP_SECONDS = 10.0
 CRASH_LOOP_SECONDS = 2.0
 
 
+def _not_a_probe(record: logging.LogRecord) -> bool:
+    """Leave the session page's once-a-second connection probe (HEAD /favicon.ico) out of the access log."""
+    return '"HEAD /favicon.ico ' not in record.getMessage()
+
+
 def hypercorn_config(settings: Settings, host: str | None, port: int | None) -> Config:
     """The server settings shared by every process."""
     config = Config()
     config.bind = [f"{host or settings.host}:{port or settings.port}"]
     # Through the root logger, so access lines take LOG_FORMAT too.
-    config.accesslog = logging.getLogger("hypercorn.access")
+    access = logging.getLogger("hypercorn.access")
+    if _not_a_probe not in access.filters:
+        access.addFilter(_not_a_probe)
+    config.accesslog = access
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
     return config

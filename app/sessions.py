@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Literal
 
 import dramatiq
 from pydantic import BaseModel, Field, StrictInt
-from quart import Blueprint, jsonify
+from quart import Blueprint, Response, jsonify
 from quart_schema import validate_querystring, validate_request
 from redis.exceptions import RedisError
 
@@ -16,7 +17,7 @@ from app.db_thread import run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
 from app.validation import text
-from models import queries
+from models import design_pack, queries
 from models.brains import BrainConfigError, usable_brain
 from models.events import events_after
 from models.serialize import session_dict
@@ -43,6 +44,10 @@ class SessionList(BaseModel):
 
 class EventsQuery(BaseModel):
     after: int = Field(default=0, ge=0)
+
+
+class ExportQuery(BaseModel):
+    format: Literal["markdown", "json"] = "markdown"
 
 
 def _create(user_id: int, body: StartSession) -> int:
@@ -149,7 +154,7 @@ def _end(user_id: int, session_id: int) -> dict:
 
     require_session(user_id, session_id, "write")
     try:
-        return session_dict(end_session(session_id))
+        return session_dict(end_session(session_id, ended_by=user_id))
     except SessionAlreadyEnded:
         raise ApiError(409, "this session has already ended") from None
 
@@ -159,3 +164,23 @@ def _end(user_id: int, session_id: int) -> dict:
 async def end(session_id: int):
     """End the session now; tasks not yet started are not run."""
     return jsonify({"session": await run_connected(_end, await current_user_id(), session_id)})
+
+
+def _export(user_id: int, session_id: int, kind: str) -> tuple[str, str]:
+    session, _ = require_session(user_id, session_id, "read")
+    pack = design_pack.collect(session)
+    if kind == "json":
+        return json.dumps(pack, ensure_ascii=False, indent=2), design_pack.filename(session.feature_name, "json")
+    return design_pack.markdown(pack), design_pack.filename(session.feature_name, "md")
+
+
+@blueprint.get("/sessions/<int:session_id>/export")
+@login_required
+@validate_querystring(ExportQuery)
+async def export(session_id: int, query_args: ExportQuery):
+    """The design pack as a download: Markdown (default) or JSON with tasks, snapshots and events."""
+    body, name = await run_db(_export, await current_user_id(), session_id, query_args.format)
+    mimetype = "application/json" if query_args.format == "json" else "text/markdown"
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from peewee import JOIN, fn
+
 from models.schema import (
     AGENT_ROLES,
     AgentSnapshot,
@@ -15,6 +17,9 @@ from models.schema import (
     SessionDecision,
     SessionEvent,
     TaskDecision,
+    Team,
+    TeamMembership,
+    User,
 )
 from models.serialize import (
     event_dict,
@@ -155,3 +160,38 @@ def team_sessions(
     more = len(rows) > limit
     rows = rows[:limit]
     return {"sessions": [session_dict(s) for s in rows], "next_before": rows[-1].id if more and rows else None}
+
+
+def recent_sessions(user_id: int, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest sessions across every team the user may see, with team and starter names (one query).
+
+    Visibility is `models.teams.visible_teams`'s: owned teams, and shared teams with a membership.
+    """
+    mine = TeamMembership.alias("mine")
+    starter = User.alias("starter")
+    rows = (
+        ExecutionSession.select(
+            ExecutionSession,
+            Team.name.alias("team_name"),
+            starter.username.alias("started_by"),
+            AgentTask.select(fn.COUNT(AgentTask.id))
+            .where((AgentTask.session == ExecutionSession.id) & (AgentTask.status == "completed"))
+            .alias("agents_done"),
+        )
+        .join(Team, on=(ExecutionSession.team == Team.id))
+        .join(mine, JOIN.LEFT_OUTER, on=((mine.team == Team.id) & (mine.user == user_id)))
+        .join(starter, JOIN.LEFT_OUTER, on=(ExecutionSession.user == starter.id), src=ExecutionSession)
+        .where((Team.owner == user_id) | (Team.is_shared & mine.id.is_null(False)))
+        .order_by(ExecutionSession.id.desc())
+        .limit(limit)
+        .objects()
+    )
+    return [
+        {
+            **session_dict(row),
+            "team_name": row.team_name,
+            "started_by": row.started_by,
+            "agents_done": row.agents_done,
+        }
+        for row in rows
+    ]

@@ -28,6 +28,7 @@ PIPELINE = (("architect",), ("backend_dev", "dba"), ("frontend_dev", "ui_ux"), (
 STAGE_OF_ROLE = {role: index for index, stage in enumerate(PIPELINE) for role in stage}
 TEAM_ROLES = ("owner", "member", "viewer")
 SESSION_STATUSES = ("active", "completed", "error")
+END_REASONS = ("completed", "user", "error")
 TASK_STATUSES = ("pending", "running", "completed", "error")
 CONFIDENCE_LEVELS = ("high", "medium", "low")
 CATEGORIES = (
@@ -138,6 +139,13 @@ class ExecutionSession(BaseModel):
     # totals over its tasks (null until a model brain makes a call; see models/usage.py).
     brain = peewee.CharField(max_length=64, default="knowledge-base", constraints=[SQL("DEFAULT 'knowledge-base'")])
     usage = peewee.JSONField(null=True)
+    # Who ended the session early (NULL otherwise) and why it ended: see END_REASONS.
+    ended_by = peewee.ForeignKeyField(User, backref="+", on_delete="SET NULL", null=True, index=False)
+    end_reason = peewee.CharField(
+        max_length=20,
+        null=True,
+        constraints=[Check(one_of("end_reason", END_REASONS, nullable=True), "ck_sessions_end_reason")],
+    )
 
     class Meta:
         table_name = "execution_sessions"
@@ -278,6 +286,7 @@ _index(
     ExecutionSession, "idx_sessions_team_status_id", ExecutionSession.team, ExecutionSession.status, ExecutionSession.id
 )
 _index(ExecutionSession, "idx_sessions_rerun_of", ExecutionSession.rerun_of)
+_index(ExecutionSession, "idx_sessions_ended_by", ExecutionSession.ended_by)
 _index(SessionDecision, "idx_session_decisions_session", SessionDecision.session)
 _index(SessionDecision, "idx_session_decisions_user", SessionDecision.user)
 _index(AgentTask, "idx_agent_tasks_session", AgentTask.session)

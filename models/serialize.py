@@ -62,6 +62,8 @@ def session_dict(session: ExecutionSession) -> dict[str, Any]:
         "duration_seconds": session.duration_seconds,
         "brain": session.brain,
         "usage": session_usage_dict(session.usage),
+        "ended_by": session.ended_by_id,
+        "end_reason": session.end_reason,
     }
 
 

@@ -14,9 +14,12 @@ const vendored = [
   // The /docs page renders /openapi.json with Swagger UI, served from here rather than a CDN.
   ["node_modules/swagger-ui-dist/swagger-ui-bundle.js", "static/vendor/swagger-ui/swagger-ui-bundle.js"],
   ["node_modules/swagger-ui-dist/swagger-ui.css", "static/vendor/swagger-ui/swagger-ui.css"],
+  // Not served: the browser tests inject it to check every page with axe-core.
+  ["node_modules/axe-core/axe.min.js", "tests/vendor/axe.min.js"],
 ];
 
 mkdirSync(join(root, "static/vendor/swagger-ui"), { recursive: true });
+mkdirSync(join(root, "tests/vendor"), { recursive: true });
 for (const [from, to] of vendored) {
   copyFileSync(join(root, from), join(root, to));
   console.log(`vendored ${from} -> ${to}`);

@@ -124,3 +124,21 @@ def screenshot(page, name: str, *, full_page: bool = True) -> Path:
     page.screenshot(path=str(path), full_page=full_page)
     assert path.stat().st_size > 5000, f"{path} looks empty"
     return path
+
+
+AXE = ROOT / "tests" / "vendor" / "axe.min.js"  # vendored from npm by `npm run build`
+
+
+def serious_accessibility_problems(page) -> list[str]:
+    """Run axe-core (vendored, never from a CDN) on the page; its serious and critical violations."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(
+        """async () => {
+            const result = await window.axe.run(document, { resultTypes: ["violations"] });
+            return result.violations
+                .filter((v) => v.impact === "serious" || v.impact === "critical")
+                .map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+        }"""
+    )
+    return violations

@@ -57,7 +57,18 @@ async def test_the_docs_page_renders_the_openapi_document_from_our_own_static_fi
 
 def json_routes(app) -> set[tuple[str, str]]:
     """(method, rule) of every JSON route: not a page, a static file, the socket or the docs."""
-    hidden = ("/static", "/dashboard", "/login", "/signup", "/ws/", "/openapi.json", "/docs", "/metrics", "/health")
+    hidden = (
+        "/static",
+        "/dashboard",
+        "/login",
+        "/signup",
+        "/ws/",
+        "/openapi.json",
+        "/docs",
+        "/metrics",
+        "/health",
+        "/favicon",
+    )
     return {
         (method, rule.rule)
         for rule in app.url_map.iter_rules()

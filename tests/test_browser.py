@@ -13,12 +13,19 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, chromium_problem, live_server, screenshot
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    chromium_problem,
+    live_server,
+    screenshot,
+    serious_accessibility_problems,
+)
 from browser_support import worker as start_worker
 from helpers import PASSWORD, add_member, make_user
 from seeding import seed_session
 
-from models import Team, TeamMembership
+from models import SessionDecision, Team, TeamMembership
 
 pytestmark = pytest.mark.browser
 
@@ -255,3 +262,118 @@ def test_a_viewer_watches_a_session_run_live_but_cannot_start_one(new_page):
     expect_all_agents(watcher, "completed", timeout=LIVE_TIMEOUT_MS)
     expect(watcher.get_by_role("form", name="Add session decision")).to_have_count(0)
     expect(watcher.get_by_role("button", name="End session")).to_have_count(0)
+
+
+def assert_accessible(page) -> None:
+    """axe-core finds no serious or critical violation on the page as it is now."""
+    problems = serious_accessibility_problems(page)
+    assert problems == [], "\n".join(problems)
+
+
+def assert_no_sideways_scroll(page) -> None:
+    width = page.evaluate("document.documentElement.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_an_ended_early_session_says_so_and_a_deep_link_survives_login_and_reload(new_page):
+    from playwright.sync_api import expect
+
+    owner = make_user("mia")
+    team = Team.create(name="Compliance", owner=owner, is_shared=False)
+    session = seed_session(
+        team, owner, "Audit trail", roles=["architect", "backend_dev", "dba"], with_work=True, ended_by=owner
+    )
+    link = f"/dashboard/sessions/{session.id}?agent=dba&t=6"  # t=6: the backend developer has just finished
+    page = new_page(width=390, height=844)  # a phone
+    page.goto(link)
+    page.wait_for_url("**/login?next=*")
+    assert_accessible(page)
+    page.get_by_label("Username or email").fill("mia")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**{link}")  # back to the page asked for, query and all
+
+    for attempt in ("first load", "reload"):
+        expect(page.locator("[data-session-state]")).to_have_text("session ended early")
+        expect(page.locator("[data-ended-early]")).to_contain_text("Ended early by you")
+        expect(page.locator("[data-ended-early]")).to_contain_text("3 of 7 agents had finished")
+        expect(page.get_by_role("tab", name="DBA")).to_have_attribute("aria-selected", "true")
+        expect(page.locator('.doc[data-deliverable="dba"]')).to_contain_text("CREATE TABLE")
+        expect(page.locator('.state-viewer[data-role="dba"]')).to_be_visible()
+        expect(page.locator("[data-replay-known-decisions]")).to_have_attribute("data-replay-known-decisions", "4")
+        expect(page.locator('.gantt__label[data-replay-status="completed"]')).to_have_count(2)
+        if attempt == "first load":
+            page.reload()
+    # Agents that never ran say why; the end of the replay says "ended early" too.
+    expect(page.locator('.agent-card[data-role="security"]')).to_contain_text("Not run: the session ended first")
+    expect(page.get_by_role("form", name="Add session decision")).to_contain_text("Nothing is left to steer")
+    scrubber = page.get_by_label("Replay position")
+    scrubber.fill(scrubber.get_attribute("max"))
+    expect(page.locator("[data-replay-state]")).to_have_attribute("data-replay-state", "ended early")
+    assert "t=8" in page.url  # the chosen moment is in the address
+    assert_no_sideways_scroll(page)
+    assert_accessible(page)
+    screenshot(page, "session-ended-early-phone")
+
+    page.goto(f"/dashboard/teams/{team.id}")
+    expect(page.locator('.session-row [data-state="ended early"]')).to_have_count(1)
+    expect(page.locator(".session-row")).to_contain_text("by mia")
+    assert_no_sideways_scroll(page)
+    assert_accessible(page)
+    page.goto("/dashboard")
+    expect(page.locator(".recent-row")).to_contain_text("ended early")
+    assert_no_sideways_scroll(page)
+    assert_accessible(page)
+
+
+def test_a_late_decision_stays_off_the_timeline_and_the_design_pack_downloads(new_page):
+    from playwright.sync_api import expect
+
+    owner = make_user("ravi")
+    team = Team.create(name="Messaging", owner=owner, is_shared=True)
+    TeamMembership.create(team=team, user=owner, role="owner")
+    session = seed_session(team, owner, "Team chat", with_work=True)
+    page = new_page(width=1440, height=900)
+    log_in(page, "ravi")
+    page.goto(f"/dashboard/sessions/{session.id}")
+    expect_all_agents(page, "completed")
+    expect(page.locator("[data-session-state]")).to_have_text("session completed")
+
+    # The seeded run took 8 s; a decision added now comes after it and is listed after the run.
+    add_session_decision(page, "Retain chat history for 90 days")
+    expect(page.locator(".replay__late")).to_contain_text("Retain chat history for 90 days")
+    assert SessionDecision.select().where(SessionDecision.session == session.id).count() == 2
+    widths = [float(w) for w in page.locator(".gantt__bar").evaluate_all("bars => bars.map(b => b.dataset.width)")]
+    assert len(widths) == 7 and min(widths) > 0.1, widths  # bars keep their width: 1.5 s of an 8 s run
+    expect(page.locator(".gantt__tick")).not_to_have_count(0)
+
+    # Deliverables are documents, with the raw JSON one toggle away.
+    page.get_by_role("tab", name="Backend developer").click()
+    backend = page.locator('.doc[data-deliverable="backend_dev"]')
+    expect(backend.get_by_role("columnheader", name="Who may call it")).to_be_visible()
+    backend.get_by_role("button", name="Show raw JSON").click()
+    expect(backend).to_contain_text('"endpoints"')
+    assert "?agent=backend_dev" in page.url
+    # "Based on" names the upstream agent and its decision, as a link to it.
+    based = page.locator('.decision__based a[href^="#decision-"]').first
+    expect(based).to_contain_text("Architect:")
+    based.click()
+    assert "#decision-" in page.url
+    assert_accessible(page)
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download design pack").click()
+    assert download.value.suggested_filename == "team-chat-design-pack.md"
+    text = Path(download.value.path()).read_text()
+    for heading in ("### Architect", "### Backend developer", "### DBA", "### Frontend developer"):
+        assert heading in text
+    for heading in ("### UI/UX designer", "### Security engineer", "### IT admin", "Retain chat history"):
+        assert heading in text
+
+    # The team page at desktop width keeps the invite form inside the Members card.
+    page.goto(f"/dashboard/teams/{team.id}")
+    expect(page.locator(".member-list__item")).to_have_count(1)
+    card = page.locator("section[aria-labelledby=members-title]").bounding_box()
+    form = page.locator("#invite-member").bounding_box()
+    assert form["x"] >= card["x"] and form["x"] + form["width"] <= card["x"] + card["width"]
+    assert_accessible(page)

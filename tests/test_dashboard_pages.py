@@ -34,16 +34,23 @@ def session_config(html: str) -> dict:
     return json.loads(found.group(1))
 
 
-@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/teams/1", "/dashboard/sessions/1"])
-async def test_logged_out_visitors_are_redirected_to_login(client, path):
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/dashboard", "/login"),
+        ("/dashboard/teams/1", "/login?next=%2Fdashboard%2Fteams%2F1"),
+        ("/dashboard/sessions/1?agent=dba&t=4", "/login?next=%2Fdashboard%2Fsessions%2F1%3Fagent%3Ddba%26t%3D4"),
+    ],
+)
+async def test_logged_out_visitors_are_redirected_to_login_and_back(client, path, target):
     response = await client.get(path)
-    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert response.status_code == 302 and response.headers["Location"] == target
 
 
 async def test_the_dashboard_lists_teams_from_the_api_with_a_selector_and_a_create_form(login_as, user):
     status, html = await html_of(await login_as(user), "/dashboard")
     assert status == 200
-    assert 'x-data="teamsDashboard()"' in html and 'src="/static/js/dashboard.js"' in html
+    assert 'x-data="teamsDashboard()"' in html and 'src="/static/js/dashboard.js?v=' in html
     assert "filter = 'personal'" in html and "filter = 'shared'" in html
     assert "Create a team" in html and 'name="name"' in html
 
@@ -80,7 +87,7 @@ async def test_the_session_page_mounts_the_islands_with_the_callers_rights(login
     assert status == 200 and "Checkout" in html
     for island in ("execution-monitor", "agent-state-viewer", "session-replay", "decision-tree", "revoked-notice"):
         assert f'data-island="{island}"' in html
-    assert 'src="/static/build/session.js"' in html
+    assert 'src="/static/build/session.js?v=' in html
     config = session_config(html)
     assert config["sessionId"] == session.id and config["canWrite"] is True and config["role"] == "owner"
     assert config["pipeline"][0] == ["architect"] and sum(len(stage) for stage in config["pipeline"]) == 7
@@ -140,3 +147,22 @@ def test_the_island_bundle_is_built_from_our_sources_with_react_and_no_cdn():
         digest.update(f"{name}\n".encode())
         digest.update((sources / name).read_bytes())
     assert manifest["sources_sha256"] == digest.hexdigest(), "the committed bundle is stale: run `npm run build`"
+
+
+async def test_the_dashboard_lists_recent_sessions_of_the_users_teams_only(login_as, user, other_user, personal_team):
+    shared = Team.create(name="Shared squad", owner=other_user, is_shared=True)
+    add_member(shared, other_user, "owner")
+    add_member(shared, user, "viewer")
+    secret = Team.create(name="Not yours", owner=other_user, is_shared=False)
+    seed_session(personal_team, user, "Mine")
+    seed_session(shared, other_user, "Theirs, shared", ended_by=other_user)
+    seed_session(secret, other_user, "Private plans")
+
+    status, html = await html_of(await login_as(user), "/dashboard")
+    assert status == 200
+    rows = re.findall(r'<tr class="recent-row">(.*?)</tr>', html, re.S)
+    assert len(rows) == 2
+    assert "Theirs, shared" in rows[0] and "Shared squad" in rows[0] and 'data-state="ended early"' in rows[0]
+    assert other_user.username in rows[0]
+    assert "Mine" in rows[1] and 'data-state="completed"' in rows[1]
+    assert "Private plans" not in html and "Not yours" not in html

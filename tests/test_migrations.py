@@ -7,9 +7,12 @@ from conftest import TEST_DB_NAME, recreate_database
 
 from models import ALL_MODELS
 from models.db import make_database
-from models.migrate import router
+from models.migrate import MIGRATIONS_DIR, router
 
-MIGRATIONS = ["001_initial", "002_brains", "007_search"]
+# Every hand-written migration, in the order the router applies them.
+ALL_MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.py"))
+
+MIGRATIONS = ALL_MIGRATIONS
 
 CATALOG = {
     "columns": """
@@ -81,7 +84,13 @@ def test_migrating_an_empty_database_gives_exactly_the_models_schema(scratch_dat
         "uq_session_events_session_seq",
     } <= index_names
     checks = {row[1] for row in got["constraints"] if row[2] == "c"}
-    assert {"ck_sessions_status", "ck_agent_tasks_status", "ck_agent_tasks_role", "ck_memberships_role"} <= checks
+    assert {
+        "ck_sessions_status",
+        "ck_sessions_end_reason",
+        "ck_agent_tasks_status",
+        "ck_agent_tasks_role",
+        "ck_memberships_role",
+    } <= checks
 
 
 def test_migrating_twice_changes_nothing(scratch_databases):

@@ -70,8 +70,8 @@ document.addEventListener("alpine:init", () => {
           window.location.assign(`/dashboard/teams/${result.body.team.id}`);
           return;
         }
-        this.form.message = result.error.message;
-        this.form.fields = result.error.fields || {};
+        this.form.fields = window.sageErrors.fields(result.error);
+        this.form.message = window.sageErrors.summary(result.error, this.form.fields);
       } catch (_) {
         this.form.message = offline;
       } finally {
@@ -112,8 +112,8 @@ document.addEventListener("alpine:init", () => {
           window.location.assign(`/dashboard/sessions/${result.body.session_id}`);
           return;
         }
-        this.message = result.error.message;
-        this.fields = result.error.fields || {};
+        this.fields = window.sageErrors.fields(result.error);
+        this.message = window.sageErrors.summary(result.error, this.fields);
       } catch (_) {
         this.message = offline;
       } finally {
@@ -223,6 +223,17 @@ document.addEventListener("alpine:init", () => {
     },
     when(iso) {
       return iso ? new Date(iso).toLocaleString() : "–";
+    },
+    // A session the user ended is "ended early", never a green "completed" (see end_reason).
+    stateOf(s) {
+      if (s.status === "active") return "running";
+      if (s.end_reason === "user") return "ended early";
+      return s.status;
+    },
+    endedBy(s) {
+      const member = this.members.list.find((m) => m.user_id === s.ended_by);
+      const who = s.ended_by == null ? "a former member" : member ? member.username : "a former member";
+      return `by ${who}, ${this.when(s.ended_at)}`;
     },
   }));
 });

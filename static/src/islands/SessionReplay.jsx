@@ -1,11 +1,45 @@
-// A timeline (Gantt) of the tasks with a scrubber and play/pause/speed. It rebuilds what the
-// team knew at any moment by folding the stored events (GET /sessions/{id}/replay, then the
-// live ones) up to that moment; nothing runs again.
+// A timeline (Gantt) of the tasks with a time axis, a scrubber and play/pause/speed. It rebuilds
+// what the team knew at any moment by folding the stored events (GET /sessions/{id}/replay, then
+// the live ones) up to that moment; nothing runs again.
+//
+// The window spans the run: from the session's start to the last task's end (or the session's
+// end). Decisions added after that are listed after the run and do not stretch the bars. The
+// default speed fits any run into about 12 seconds of playback, so a 200 ms run and a
+// 10 minute one are both watchable. The moment is in the address (`?t=<seq>`).
 import { useEffect, useMemo, useRef, useState } from "react";
 import { parseTime, roleLabel, seconds } from "./api.js";
+import { setQueryParam } from "./live.js";
 import { useStore } from "./store.js";
 
-const SPEEDS = [1, 2, 4, 8, 16];
+const SPEEDS = [0.01, 0.1, 0.25, 0.5, 1, 2, 4, 16, 64];
+const PLAYBACK_MS = 12_000;
+
+export function autoSpeed(totalMs) {
+  return Math.min(1000, Math.max(0.001, totalMs / PLAYBACK_MS));
+}
+
+function speedLabel(speed) {
+  return speed >= 1 ? `${Math.round(speed * 10) / 10}×` : `${Number(speed.toPrecision(2))}×`;
+}
+
+// About `count` round ticks over [0, total] ms: steps of 1, 2 or 5 times a power of ten.
+export function ticks(total, count = 6) {
+  const raw = total / count;
+  const power = 10 ** Math.floor(Math.log10(Math.max(raw, 1e-3)));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) || raw;
+  const out = [];
+  for (let t = 0; t <= total + 1e-9; t += step) out.push(t);
+  return out;
+}
+
+// Events of the run and those after it: the run ends with the last task event or the session's
+// end, whichever is later; only decisions can come after it.
+export function splitRun(events, active) {
+  if (active || !events.length) return { run: events, late: [], end: events.length ? events[events.length - 1]._t : 0 };
+  let end = events[0]._t;
+  for (const e of events) if (e.type !== "decision_created") end = Math.max(end, e._t);
+  return { run: events.filter((e) => e._t <= end), late: events.filter((e) => e._t > end), end };
+}
 
 // The state of the session after every event with time <= t.
 export function foldEvents(events, t) {
@@ -19,7 +53,9 @@ export function foldEvents(events, t) {
     count += 1;
     last = event;
     if (event.type === "session_started") status = "active";
-    if (event.type === "session_completed") status = "completed";
+    if (event.type === "session_completed") {
+      status = event.session && event.session.end_reason === "user" ? "ended early" : "completed";
+    }
     if (event.type === "session_error") status = "error";
     if (event.task) tasks[event.task.agent_role] = event.task;
     if (event.type === "agent_task_completed") {
@@ -63,20 +99,33 @@ export default function SessionReplay({ live }) {
   const loaded = useStore(live.store, (s) => s.loaded);
   const { pipeline } = useStore(live.store, (s) => s.config);
   const roles = pipeline.flat();
+  const active = !session || session.status === "active";
 
-  const events = useMemo(
+  const all = useMemo(
     () => [...rawEvents].sort((a, b) => a.seq - b.seq).map((e) => ({ ...e, _t: parseTime(e.at) })),
     [rawEvents],
   );
+  const { run: events, late, end } = useMemo(() => splitRun(all, active), [all, active]);
   const start = events.length ? events[0]._t : 0;
-  const end = events.length ? Math.max(events[events.length - 1]._t, parseTime(session?.ended_at) || 0) : 0;
   const total = Math.max(end - start, 1);
 
   const [position, setPosition] = useState(null); // ms from start; null: follow the end
   const [playing, setPlaying] = useState(false);
-  const [speed, setSpeed] = useState(4);
+  const [speedChoice, setSpeedChoice] = useState("auto");
+  const speed = speedChoice === "auto" ? autoSpeed(total) : Number(speedChoice);
   const frame = useRef(null);
+  const linked = useRef(false);
+  const chosen = useRef(false); // the user picked a moment: it goes into the address
   const at = position == null ? total : Math.min(position, total);
+
+  // `?t=<seq>`: open at the moment of that event, once the events are loaded.
+  useEffect(() => {
+    if (linked.current || !loaded || !all.length) return;
+    linked.current = true;
+    const seq = Number(new URLSearchParams(window.location.search).get("t"));
+    const event = seq ? all.find((e) => e.seq === seq) : null;
+    if (event) setPosition(Math.min(event._t - start, total));
+  }, [loaded, all, start, total]);
 
   useEffect(() => {
     if (!playing) return undefined;
@@ -100,6 +149,12 @@ export default function SessionReplay({ live }) {
 
   const known = useMemo(() => foldEvents(events, start + at), [events, start, at]);
 
+  // The moment in the address once the user picks one (not on every frame of playback).
+  useEffect(() => {
+    if (playing || position == null || !chosen.current) return;
+    setQueryParam("t", known.last ? known.last.seq : null);
+  }, [playing, position, known.last]);
+
   // Bars come from the event times, so they show what was recorded, not what a task row says now.
   const bars = useMemo(() => {
     const out = {};
@@ -118,6 +173,7 @@ export default function SessionReplay({ live }) {
   if (!events.length) return <p className="muted">No events recorded yet.</p>;
 
   const stepTo = (direction) => {
+    chosen.current = true;
     const times = events.map((e) => e._t - start);
     const target =
       direction > 0 ? times.find((time) => time > at + 0.5) : [...times].reverse().find((time) => time < at - 0.5);
@@ -133,6 +189,7 @@ export default function SessionReplay({ live }) {
           type="button"
           className="button button--small"
           onClick={() => {
+            chosen.current = true;
             if (!playing && at >= total) setPosition(0);
             setPlaying(!playing);
           }}
@@ -148,10 +205,11 @@ export default function SessionReplay({ live }) {
         </button>
         <label className="inline-label">
           Speed
-          <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))}>
+          <select value={speedChoice} onChange={(e) => setSpeedChoice(e.target.value)}>
+            <option value="auto">auto ({speedLabel(autoSpeed(total))})</option>
             {SPEEDS.map((s) => (
               <option key={s} value={s}>
-                {s}×
+                {speedLabel(s)}
               </option>
             ))}
           </select>
@@ -170,6 +228,7 @@ export default function SessionReplay({ live }) {
           value={Math.round(at)}
           aria-valuetext={`${seconds(at / 1000)}: ${describe(known.last)}`}
           onChange={(e) => {
+            chosen.current = true;
             setPlaying(false);
             setPosition(Number(e.target.value));
           }}
@@ -177,6 +236,16 @@ export default function SessionReplay({ live }) {
       </label>
 
       <div className="gantt" role="list" aria-label="Tasks over time">
+        <div className="gantt__row gantt__row--axis" aria-hidden="true">
+          <span />
+          <div className="gantt__axis" data-ticks={ticks(total).length}>
+            {ticks(total).map((t) => (
+              <span key={t} className="gantt__tick" style={{ left: pct(t) }}>
+                {t === 0 ? "0" : seconds(t / 1000)}
+              </span>
+            ))}
+          </div>
+        </div>
         {roles.map((role) => {
           const bar = bars[role];
           const task = known.tasks[role];
@@ -197,7 +266,11 @@ export default function SessionReplay({ live }) {
               </button>
               <div className="gantt__track">
                 {from != null ? (
-                  <span className={`gantt__bar gantt__bar--${status}`} style={{ left: pct(from), width: `max(3px, ${pct(to - from)})` }} />
+                  <span
+                    className={`gantt__bar gantt__bar--${status}`}
+                    data-width={((to - from) / total).toFixed(3)}
+                    style={{ left: pct(from), width: `max(3px, ${pct(to - from)})` }}
+                  />
                 ) : null}
                 <span className="gantt__cursor" style={{ left: pct(at) }} aria-hidden="true" />
               </div>
@@ -208,14 +281,14 @@ export default function SessionReplay({ live }) {
 
       <div className="replay__known" aria-live="polite">
         <h3>At this moment</h3>
-        <p data-replay-session-status={known.status}>
+        <p data-replay-session-status={known.status === "ended early" ? "completed" : known.status} data-replay-state={known.status}>
           Session: <strong>{known.status}</strong>. {describe(known.last)}
         </p>
         <p className="muted" data-replay-known-decisions={known.decisions.length}>
           The team knew {known.decisions.length} decision{known.decisions.length === 1 ? "" : "s"}:
         </p>
-        <ul className="replay__decisions">
-          {known.decisions.slice(-8).map((d) => (
+        <ul className="replay__decisions" tabIndex={0} aria-label="Decisions known at this moment">
+          {known.decisions.map((d) => (
             <li key={`${d.scope || "task"}:${d.id}`}>
               {d.agent_role ? <span className="badge">{roleLabel(d.agent_role)}</span> : <span className="badge">session</span>}{" "}
               {d.decision_text}
@@ -223,6 +296,21 @@ export default function SessionReplay({ live }) {
           ))}
         </ul>
       </div>
+
+      {late.length ? (
+        <div className="replay__late" data-late-decisions={late.length}>
+          <h3>After the run</h3>
+          <p className="muted">Recorded after the last agent finished, so they are not on the timeline:</p>
+          <ul className="replay__decisions">
+            {late.map((e) => (
+              <li key={e.seq}>
+                <span className="badge">+{seconds((e._t - end) / 1000)}</span>{" "}
+                {e.decision ? e.decision.decision_text : describe(e)}
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : null}
     </div>
   );
 }

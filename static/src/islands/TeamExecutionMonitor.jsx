@@ -1,6 +1,6 @@
 // One card per agent, grouped by pipeline stage, updated live from the WebSocket.
 import { useEffect, useState } from "react";
-import { parseTime, roleLabel, seconds } from "./api.js";
+import { clock, parseTime, personName, roleLabel, seconds, sessionState, usageText } from "./api.js";
 import AgentProgress from "./AgentProgress.jsx";
 import { useStore } from "./store.js";
 
@@ -28,9 +28,9 @@ export function displayStatus(task) {
   return task.status;
 }
 
-function AgentCard({ live, task, retry, now, selected, onSelect }) {
+function AgentCard({ live, task, retry, now, selected, onSelect, sessionOver }) {
   const status = displayStatus(task);
-  let detail = "Waiting for its stage";
+  let detail = sessionOver ? "Not run: the session ended first" : "Waiting for its stage";
   if (status === "running") {
     const started = parseTime(task.started_at);
     detail = `Running for ${seconds(Math.max(0, (now - started) / 1000))}`;
@@ -59,9 +59,41 @@ function AgentCard({ live, task, retry, now, selected, onSelect }) {
         {task.status === "completed" && task.output_data && task.output_data.summary ? (
           <span className="agent-card__summary">{task.output_data.summary}</span>
         ) : null}
+        {usageText(task.usage) ? <span className="agent-card__detail agent-card__usage">{usageText(task.usage)}</span> : null}
       </button>
     </li>
   );
+}
+
+// The honest one-line story of the session: running, waiting for a worker, ended early (by
+// whom, when, how far it got), stopped by an error, or completed.
+function SessionStory({ session, done, total, waiting, config }) {
+  if (!session) return null;
+  const state = sessionState(session);
+  if (waiting) {
+    return (
+      <p className="notice monitor__state" role="status" data-waiting-for-worker="true">
+        Waiting for a worker: no agent has started {seconds(waiting)} after the session was queued. Is a worker
+        running (<code>python -m actors worker</code>)?
+      </p>
+    );
+  }
+  if (state === "ended early") {
+    return (
+      <p className="notice monitor__state" data-ended-early="true">
+        Ended early by {personName(config, session.ended_by)} at {clock(session.ended_at)}: {done} of {total} agents had
+        finished.
+      </p>
+    );
+  }
+  if (state === "completed") {
+    return (
+      <p className="notice notice--ok monitor__state">
+        Completed at {clock(session.ended_at)} in {seconds(session.duration_seconds)}: {done} of {total} agents finished.
+      </p>
+    );
+  }
+  return null;
 }
 
 export default function TeamExecutionMonitor({ live, canWrite }) {
@@ -72,17 +104,27 @@ export default function TeamExecutionMonitor({ live, canWrite }) {
   const lastSeq = useStore(live.store, (s) => s.lastSeq);
   const loadError = useStore(live.store, (s) => s.loadError);
   const selected = useStore(live.store, (s) => s.selectedTaskId);
-  const { pipeline } = useStore(live.store, (s) => s.config);
+  const config = useStore(live.store, (s) => s.config);
+  const { pipeline } = config;
   const [ending, setEnding] = useState(false);
   const [endError, setEndError] = useState("");
   const list = Object.values(tasks);
-  const now = useNow(list.some((t) => t.status === "running"));
+  const active = !!session && session.status === "active";
+  const nothingStarted = list.length > 0 && list.every((t) => t.status === "pending" && !t.retry_count);
+  const now = useNow(list.some((t) => t.status === "running") || (active && nothingStarted));
 
   const byRole = {};
   for (const task of list) byRole[task.agent_role] = task;
   const done = list.filter((t) => t.status === "completed").length;
+  const total = (config.roles && config.roles.length) || list.length || 7;
+  const queuedFor = active && nothingStarted ? (now - parseTime(session.started_at)) / 1000 : 0;
+  const waiting = queuedFor >= (config.waitingForWorkerSeconds ?? 5) ? queuedFor : 0;
+  const state = sessionState(session);
 
   async function end() {
+    const left = total - done;
+    const question = `End this session now? ${left} of ${total} agents have not finished; agents that have not started will not run.`;
+    if (!window.confirm(question)) return;
     setEnding(true);
     setEndError("");
     try {
@@ -100,6 +142,7 @@ export default function TeamExecutionMonitor({ live, canWrite }) {
     if (viewer && viewer.scrollIntoView) viewer.scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
+  const usage = session ? usageText(session.usage) : "";
   return (
     <div className="monitor">
       <div className="monitor__bar">
@@ -107,20 +150,26 @@ export default function TeamExecutionMonitor({ live, canWrite }) {
           <span className="connection__dot" aria-hidden="true" /> {CONNECTION_TEXT[connection] || connection}
         </span>
         {session ? (
-          <span className={`status status--${session.status}`} data-session-status={session.status}>
-            session {session.status}
+          <span
+            className={`status status--${state.replace(" ", "-")}`}
+            data-session-status={session.status}
+            data-session-state={state}
+          >
+            session {waiting ? "waiting for a worker" : state}
           </span>
         ) : null}
-        <span className="muted" aria-live="polite">
-          {done} of {list.length || 7} agents done
+        <span className="muted" aria-live="polite" data-agents-done={done}>
+          {done} of {total} agents done
         </span>
+        {usage ? <span className="muted" data-session-usage>{usage}</span> : null}
         <span className="muted monitor__seq">event #{lastSeq}</span>
-        {canWrite && session && session.status === "active" ? (
+        {canWrite && active ? (
           <button type="button" className="button button--quiet button--small" onClick={end} disabled={ending}>
             End session
           </button>
         ) : null}
       </div>
+      <SessionStory session={session} done={done} total={total} waiting={waiting} config={config} />
       {loadError ? <p className="alert" role="alert">{loadError}</p> : null}
       {endError ? <p className="alert" role="alert">{endError}</p> : null}
       {session && session.status === "error" && session.error_message ? (
@@ -141,6 +190,7 @@ export default function TeamExecutionMonitor({ live, canWrite }) {
                     now={now}
                     selected={selected === byRole[role].id}
                     onSelect={select}
+                    sessionOver={!!session && !active}
                   />
                 ) : (
                   <li key={role} className="agent-card agent-card--pending">

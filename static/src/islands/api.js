@@ -50,3 +50,34 @@ export function seconds(value) {
 export function parseTime(iso) {
   return iso ? Date.parse(iso) : null;
 }
+
+// What a session's state means to a person: a session the user ended is "ended early", never
+// a green "completed" (`end_reason` of spec/API.md).
+export function sessionState(session) {
+  if (!session) return "loading";
+  if (session.status === "active") return "running";
+  if (session.end_reason === "user") return "ended early";
+  return session.status;
+}
+
+export function personName(config, userId) {
+  if (userId == null) return "a former member";
+  if (userId === config.userId) return "you";
+  return (config.people && config.people[String(userId)]) || "a former member";
+}
+
+export function clock(iso) {
+  if (!iso) return "–";
+  return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+}
+
+// Model usage of a task or session (null on the knowledge base): "1,234 tokens · $0.0123".
+export function usageText(usage) {
+  if (!usage || (!usage.calls && !usage.prompt_tokens && !usage.completion_tokens)) return "";
+  const tokens = (usage.prompt_tokens || 0) + (usage.completion_tokens || 0);
+  const parts = [];
+  if (usage.model) parts.push(usage.model);
+  if (tokens) parts.push(`${tokens.toLocaleString()} tokens`);
+  if (usage.cost_usd != null) parts.push(`$${Number(usage.cost_usd).toFixed(4)}`);
+  return parts.join(" · ");
+}

@@ -2,11 +2,25 @@
 // the WebSocket (`/ws/{id}?after=<last seq>`). Every (re)connect also reconciles against
 // GET /sessions/{id}, merging monotonically (store.mergeTask), so a dropped socket, a 4008
 // "too slow" close or a Redis restart never leaves a stale card on screen.
+//
+// A server that stops can leave the socket looking open for seconds, so while the socket is
+// live the page also asks the server a tiny question every second (HEAD /favicon.ico, no
+// database behind it); a failed or slow answer shows "connection lost" at once and reconnects.
 import { api, ApiFailure } from "./api.js";
 import { createStore, mergeSession, mergeTask } from "./store.js";
 
 export const CLOSE_REVOKED = 4403;
 export const CLOSE_TOO_SLOW = 4008;
+const PROBE_EVERY_MS = 1000;
+const PROBE_TIMEOUT_MS = 1000;
+
+// The selected agent lives in the address (`?agent=dba`), so a link or a reload shows it again.
+export function setQueryParam(name, value) {
+  const url = new URL(window.location.href);
+  if (value == null || value === "") url.searchParams.delete(name);
+  else url.searchParams.set(name, value);
+  if (url.href !== window.location.href) window.history.replaceState(window.history.state, "", url);
+}
 
 function byId(list) {
   const out = {};
@@ -35,7 +49,36 @@ export function createLive(config) {
   let socket = null;
   let attempts = 0;
   let timer = null;
+  let probe = null;
   let left = false;
+
+  function stopProbe() {
+    window.clearInterval(probe);
+    probe = null;
+  }
+
+  function startProbe() {
+    stopProbe();
+    let inFlight = false;
+    probe = window.setInterval(async () => {
+      if (inFlight || !socket) return;
+      inFlight = true;
+      const controller = new AbortController();
+      const timeout = window.setTimeout(() => controller.abort(), PROBE_TIMEOUT_MS);
+      try {
+        await fetch("/favicon.ico", { method: "HEAD", cache: "no-store", redirect: "manual", signal: controller.signal });
+      } catch (_) {
+        // Unreachable or too slow: say so now; the socket's close starts the reconnect loop.
+        if (socket) {
+          store.set({ connection: "reconnecting" });
+          socket.close();
+        }
+      } finally {
+        window.clearTimeout(timeout);
+        inFlight = false;
+      }
+    }, PROBE_EVERY_MS);
+  }
 
   function mergeTasks(state, tasks) {
     const merged = { ...state.tasks };
@@ -99,6 +142,7 @@ export function createLive(config) {
     if (left) return;
     left = true;
     clearTimeout(timer);
+    stopProbe();
     store.set({ revoked: true, connection: "revoked" });
     if (socket) socket.close();
     window.setTimeout(() => window.location.assign("/dashboard?notice=revoked"), 2500);
@@ -106,7 +150,8 @@ export function createLive(config) {
 
   function refused(error) {
     if (error instanceof ApiFailure && error.status === 401) {
-      window.location.assign("/login");
+      const here = window.location.pathname + window.location.search + window.location.hash;
+      window.location.assign(`/login?next=${encodeURIComponent(here)}`);
       return true;
     }
     if (error instanceof ApiFailure && error.status === 404) {
@@ -136,6 +181,7 @@ export function createLive(config) {
     socket.onopen = () => {
       attempts = 0;
       store.set({ connection: "live" });
+      startProbe();
       reconcile();
     };
     socket.onmessage = (message) => {
@@ -157,6 +203,7 @@ export function createLive(config) {
     };
     socket.onclose = (close) => {
       socket = null;
+      stopProbe();
       if (left) return;
       if (close.code === CLOSE_REVOKED) {
         leave();
@@ -185,6 +232,9 @@ export function createLive(config) {
       for (const task of body.tasks) if (task.snapshot) snapshots[task.id] = task.snapshot;
       const tasks = body.tasks.map(({ snapshot, ...task }) => task);
       const lastSeq = body.events.reduce((max, e) => Math.max(max, e.seq), 0);
+      // A deep link (`?agent=dba`) selects that agent once its task is known.
+      const wanted = new URLSearchParams(window.location.search).get("agent");
+      const linked = wanted ? tasks.find((t) => t.agent_role === wanted) : null;
       store.set((state) => ({
         session: mergeSession(state.session, body.session),
         tasks: { ...byId(tasks), ...state.tasks },
@@ -192,6 +242,7 @@ export function createLive(config) {
         events: body.events,
         lastSeq: Math.max(lastSeq, state.lastSeq),
         loaded: true,
+        selectedTaskId: state.selectedTaskId ?? (linked ? linked.id : null),
       }));
     } catch (error) {
       if (refused(error)) return;
@@ -206,7 +257,9 @@ export function createLive(config) {
     apply,
     progress,
     select(taskId) {
+      const task = taskId == null ? null : store.get().tasks[taskId];
       store.set({ selectedTaskId: taskId });
+      setQueryParam("agent", task ? task.agent_role : null);
     },
     bumpDecisions() {
       store.set((state) => ({ decisionsVersion: state.decisionsVersion + 1 }));

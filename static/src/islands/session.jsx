@@ -3,6 +3,7 @@
 import { createRoot } from "react-dom/client";
 import AgentStateViewer from "./AgentStateViewer.jsx";
 import DecisionTree from "./DecisionTree.jsx";
+import Deliverables from "./Deliverables.jsx";
 import { createLive } from "./live.js";
 import ModelUsage from "./ModelUsage.jsx";
 import SessionReplay from "./SessionReplay.jsx";
@@ -22,6 +23,7 @@ function RevokedNotice({ live }) {
 const ISLANDS = {
   "revoked-notice": RevokedNotice,
   "execution-monitor": TeamExecutionMonitor,
+  deliverables: Deliverables,
   "agent-state-viewer": AgentStateViewer,
   "session-replay": SessionReplay,
   "decision-tree": DecisionTree,

@@ -74,3 +74,48 @@ export function short(value) {
   const text = typeof value === "string" ? value : JSON.stringify(value);
   return text && text.length > 80 ? `${text.slice(0, 77)}…` : text;
 }
+
+// A list item's identity: its key, id or name, so that lists compare item by item whatever
+// their order. Lists of plain values compare as sets.
+function identity(item, index) {
+  if (isObject(item) && !Array.isArray(item)) {
+    for (const field of ["key", "id", "name", "entity", "path", "role"]) {
+      if (item[field] != null && typeof item[field] !== "object") return `${field}=${item[field]}`;
+    }
+  }
+  if (!isObject(item)) return `=${JSON.stringify(item)}`;
+  return String(index);
+}
+
+export function keyedFlatten(value, prefix = "", out = {}) {
+  if (Array.isArray(value)) {
+    if (value.length === 0) out[prefix] = [];
+    value.forEach((item, index) => {
+      const path = `${prefix}[${identity(item, index)}]`;
+      if (isObject(item)) keyedFlatten(item, path, out);
+      else out[path] = item;
+    });
+  } else if (isObject(value)) {
+    const entries = Object.entries(value);
+    if (entries.length === 0) out[prefix] = {};
+    for (const [key, child] of entries) keyedFlatten(child, prefix ? `${prefix}.${key}` : key, out);
+  } else {
+    out[prefix] = value;
+  }
+  return out;
+}
+
+// Like `diff`, but list items are matched by identity (key, id, name...) instead of position.
+export function keyedDiff(before, after) {
+  const a = keyedFlatten(before);
+  const b = keyedFlatten(after);
+  const changes = [];
+  for (const path of Object.keys(b)) {
+    if (!(path in a)) changes.push({ path, kind: "added", after: b[path] });
+    else if (JSON.stringify(a[path]) !== JSON.stringify(b[path])) {
+      changes.push({ path, kind: "changed", before: a[path], after: b[path] });
+    }
+  }
+  for (const path of Object.keys(a)) if (!(path in b)) changes.push({ path, kind: "removed", before: a[path] });
+  return changes;
+}
