@@ -156,3 +156,17 @@ def slow(value, seconds, key):
 def counted_sum(numbers, key):
     store.incr(key)
     return sum(numbers)
+
+
+@app.task(bind=True)
+def progress(self, key):
+    self.update_state(state="PROGRESS", meta={"current": 1, "total": 2})
+    deadline = time.monotonic() + 10
+    while not store.get(key) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "done"
+
+
+@app.task(serializer="json")
+def tagged(value):
+    return {"tag": value}

@@ -86,6 +86,13 @@ def test_first_steps_a_failure_is_raised_by_get_or_returned_with_propagate_false
     assert "ExpectedError: boom" in result.traceback
 
 
+def test_first_steps_configuration_from_an_object():
+    app = celery.Celery("configured", set_as_current=False)
+    app.config_from_object({"result_expires": 3600, "task_default_queue": "work", "result_backend": proj.REDIS_URL})
+    app.conf.update(task_track_started=True)
+    assert app.conf.result_expires == 3600 and app.backend.expires == 3600 and app.conf.task_track_started
+
+
 def test_first_steps_a_task_is_still_a_plain_function():
     assert add(2, 3) == 5 and add.name == "compat_tasks.add"
 
@@ -210,6 +217,22 @@ def test_tasks_time_limit_is_in_seconds(worker):
         proj.sleepy.delay(5).get(timeout=10)
 
 
+def test_tasks_update_state_shows_progress(worker, redis_client, wait):
+    result = proj.progress.delay("compat:progress-done")
+    wait(lambda: result.state == "PROGRESS")
+    assert result.info == {"current": 1, "total": 2}
+    redis_client.set("compat:progress-done", "1")
+    assert result.get(timeout=10) == "done"
+
+
+def test_tasks_json_is_the_serializer(worker):
+    assert proj.tagged.apply_async(("x",), serializer="json").get(timeout=10) == {"tag": "x"}
+    with pytest.raises(NotImplementedError, match="JSON"):
+        proj.tagged.apply_async(("x",), serializer="pickle")
+    with pytest.raises(NotImplementedError, match="JSON"):
+        proj.app.task(serializer="pickle")(lambda: None)
+
+
 def test_tasks_results_expire_after_result_expires(worker, redis_client):
     result = add.delay(1, 1)
     result.get(timeout=10)
@@ -250,6 +273,11 @@ def test_calling_expires_revokes_a_task_not_started_in_time(worker):
     with pytest.raises(celery.TaskRevokedError):
         result.get(timeout=10)
     assert result.state == "REVOKED"
+
+
+def test_calling_ignore_result_gets_none(worker):
+    assert add.apply_async((1, 2), ignore_result=True).get(timeout=10) is None
+    assert add.apply_async((1, 2), ignore_result=False).get(timeout=10) == 3
 
 
 def test_calling_task_id_is_the_result_id(worker):
@@ -352,6 +380,45 @@ def test_canvas_map_starmap_and_chunks(worker):
     assert ~xsum.map([list(range(10)), list(range(100))]) == [45, 4950]  # JSON: lists, not ranges
     assert ~add.starmap(zip(range(10), range(10), strict=True)) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
     assert add.chunks(zip(range(6), range(6), strict=True), 2)().get(timeout=10) == [[0, 2], [4, 6], [8, 10]]
+
+
+def test_canvas_link_results_are_the_children(worker):
+    result = add.apply_async((2, 2), link=mul.s(16))
+    assert result.get(timeout=10) == 4
+    assert [child.get(timeout=10) for child in result.children] == [64]
+    assert [value for _, value in result.collect()] == [4, 64]
+
+
+def test_canvas_on_error_links_an_errback(worker, redis_client, wait):
+    result = proj.fail.s("on_error").on_error(proj.on_error.s()).delay()
+    [error] = wait(lambda: notes(redis_client, "compat:errors"))
+    assert error["id"] == result.id and "on_error" in error["exc"]
+
+
+def test_canvas_group_errback_is_called_for_each_failing_member(worker, redis_client, wait):
+    g = group(proj.fail.s("a"), proj.fail.s("b"), add.s(1, 1))
+    g.link_error(proj.on_error.s())
+    g()
+    errors = wait(lambda: (found := notes(redis_client, "compat:errors")) and len(found) == 2 and found)
+    assert sorted(e["exc"] for e in errors) == ["ExpectedError('a')", "ExpectedError('b')"]
+
+
+def test_canvas_group_link_runs_after_each_member(worker):
+    g = group(add.s(2, 2), add.s(4, 4))
+    g.link(mul.s(10))
+    result = g()
+    assert result.get(timeout=10) == [4, 8]
+    assert [r.children[0].get(timeout=10) for r in result.results] == [40, 80]
+
+
+def test_canvas_a_group_of_one_in_a_chain_is_unrolled(worker):
+    assert chain(group(add.s(1, 1)), add.s(2))().get(timeout=10) == 4
+    assert chain(add.s(2, 2), group(add.s(1)), add.s(1))().get(timeout=10) == 6
+
+
+def test_canvas_chain_into_a_group_of_immutable_signatures(worker):
+    result = (add.s(4, 4) | group(add.si(i, i) for i in range(4)))()
+    assert result.get(timeout=10) == [0, 2, 4, 6] and result.parent.get(timeout=10) == 8
 
 
 # --- The barrier under redelivery -----------------------------------------------------------

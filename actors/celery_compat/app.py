@@ -30,13 +30,16 @@ TASK_OPTIONS = {
     "name", "bind", "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for",
     "retry_backoff", "retry_backoff_max", "retry_jitter", "retry_kwargs", "time_limit",
     "soft_time_limit", "ignore_result", "track_started", "queue", "typing", "gate", "acks_late",
+    "serializer",
 }  # fmt: skip
 
 #: Options Celery accepts that have no faithful Dramatiq equivalent, with the reason given when refused.
 UNSUPPORTED = {
     "priority": "Redis queues are FIFO in Dramatiq; send urgent work to its own queue= instead",
     "rate_limit": "Dramatiq's rate limiters are explicit (dramatiq.rate_limits); use one in the task body",
-    "serializer": "messages are always JSON",
+    "pydantic": "arguments are JSON values; validate them in the task body",
+    "argsrepr": "Dramatiq logs a failed message whole, so arguments cannot be masked",
+    "kwargsrepr": "Dramatiq logs a failed message whole, so arguments cannot be masked",
     "compression": "messages are not compressed",
     "exchange": "there are no AMQP exchanges on the Redis broker; use queue=",
     "routing_key": "there are no AMQP routing keys on the Redis broker; use queue=",
@@ -141,7 +144,11 @@ class Celery:
                 _current = self
 
     def config_from_object(self, obj: Any) -> None:
-        """Read lower-case settings from a module, an object or a dict (`broker_url`, `result_backend` too)."""
+        """Read lower-case settings from a module (or its name), an object or a dict."""
+        if isinstance(obj, str):
+            import importlib
+
+            obj = importlib.import_module(obj)
         items = obj.items() if isinstance(obj, dict) else ((k, getattr(obj, k)) for k in dir(obj))
         for key, value in items:
             if key.startswith("_") or not key.islower():
@@ -341,6 +348,7 @@ class Task:
                 raise NotImplementedError(f"task option {key}=: {UNSUPPORTED[key]}")
             if key not in TASK_OPTIONS:
                 raise TypeError(f"unknown task option {key}=")
+        check_serializer(options.get("serializer"))
         self.app = app
         self.fn = fn
         self.name = options.get("name") or f"{fn.__module__}.{fn.__qualname__}"
@@ -444,10 +452,10 @@ class Task:
 
         return Signature(self.name, args, kwargs, immutable=True, app=self.app)
 
-    def signature(self, args: Iterable[Any] = (), kwargs: dict | None = None, **options: Any):
+    def signature(self, args: Iterable[Any] = (), kwargs: dict | None = None, immutable: bool = False, **options: Any):
         from actors.celery_compat.canvas import Signature
 
-        return Signature(self.name, tuple(args or ()), kwargs or {}, options=options, app=self.app)
+        return Signature(self.name, tuple(args or ()), kwargs or {}, options=options, immutable=immutable, app=self.app)
 
     subtask = signature
 
@@ -474,6 +482,12 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
+
+
+def check_serializer(serializer: str | None) -> None:
+    """Messages and results are JSON: `serializer="json"` is accepted, any other refused."""
+    if serializer not in (None, "json"):
+        raise NotImplementedError(f"serializer={serializer!r}: messages and results are always JSON")
 
 
 def limit_ms(time_limit: float | None, soft_time_limit: float | None) -> float:

@@ -15,13 +15,13 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from actors.celery_compat.app import UNSUPPORTED, Celery, current_app, get_task, new_id
+from actors.celery_compat.app import UNSUPPORTED, Celery, check_serializer, current_app, get_task, new_id
 from actors.celery_compat.result import AsyncResult, GroupResult
 
 #: Calling options honoured by `apply_async` / `.set()`; the ones in app.UNSUPPORTED raise.
 CALL_OPTIONS = {
     "countdown", "eta", "expires", "queue", "task_id", "link", "link_error", "time_limit",
-    "soft_time_limit", "max_retries", "ignore_result",
+    "soft_time_limit", "max_retries", "ignore_result", "serializer", "retry",
 }  # fmt: skip
 
 NOTHING = object()  # "no previous result": the first step of a canvas
@@ -42,6 +42,9 @@ def _check_options(options: dict[str, Any]) -> None:
             raise NotImplementedError(f"calling option {key}=: {UNSUPPORTED[key]}")
         if key not in CALL_OPTIONS:
             raise TypeError(f"unknown calling option {key}=")
+    check_serializer(options.get("serializer"))
+    if options.get("retry"):
+        raise NotImplementedError("retry=True: publishing is not retried; a failed send raises (retry=False)")
 
 
 def _normalize(options: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +121,11 @@ class Signature:
         self.options.setdefault("link_error", []).append(maybe_signature(errback).to_dict())
         return errback
 
+    def on_error(self, errback: Signature) -> Signature:
+        """`link_error`, returning this signature (for `add.s(2, 2).on_error(log.s()).delay()`)."""
+        self.link_error(errback)
+        return self
+
     def __or__(self, other: Any) -> Any:
         if isinstance(other, chain):
             return chain(self, *other.tasks)
@@ -162,6 +170,8 @@ class Signature:
         sig = self.clone(args or (), kwargs, **options)
         result = sig.freeze()
         apply(sig, NOTHING, [], None)
+        ignored = sig.options.get("ignore_result")
+        result.ignored = ignored if ignored is not None else getattr(_task_or_none(sig.task), "ignore_result", False)
         return result
 
     def delay(self, *args: Any, **kwargs: Any):
@@ -206,10 +216,29 @@ class _Composite(Signature):
         new.options.update(_normalize(options))
         return new
 
+    def link(self, callback: Signature) -> Signature:
+        """Celery's rule: a chain's callback follows its last task, a group's each member."""
+        for target in self._link_targets():
+            target.link(callback)
+        return callback
+
+    def link_error(self, errback: Signature) -> Signature:
+        """An errback is passed down to every task (so a group calls it once per failed member)."""
+        for target in self.tasks:
+            target.link_error(errback)
+        return errback
+
+    def _link_targets(self) -> list[Signature]:
+        return list(self.tasks)
+
     def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict | None = None, **options: Any):
         from actors.celery_compat.composition import apply
 
         sig = self.clone()
+        for key, method in (("link", sig.link), ("link_error", sig.link_error)):
+            value = options.pop(key, None)
+            for item in value if isinstance(value, list | tuple) else [value] if value is not None else []:
+                method(item)
         sig._distribute(tuple(args or ()), kwargs or {}, options)
         result = sig.freeze()
         apply(sig, NOTHING, [], result.id)
@@ -253,11 +282,16 @@ class chain(_Composite):
         flat: list[Any] = []
         for t in tasks:
             t = maybe_signature(t)
+            if isinstance(t, group) and len(t.tasks) == 1:
+                t = t.tasks[0]  # Celery 5 unrolls a group of one in a chain into its task
             flat.extend(t.tasks if isinstance(t, chain) else [t])
         super().__init__(flat, options)
 
     def _first_tasks(self) -> list[Signature]:
         return [self.tasks[0]] if self.tasks else []
+
+    def _link_targets(self) -> list[Signature]:
+        return self.tasks[-1:]
 
     def freeze(self, _id: str | None = None) -> AsyncResult:
         """Freeze every step; the chain's handle is its last step's, with `.parent` links back."""
@@ -334,6 +368,14 @@ class chord(_Composite):
     def _first_tasks(self) -> list[Signature]:
         return [self.header]
 
+    def _link_targets(self) -> list[Signature]:
+        return [self.body] if self.body is not None else []
+
+    def link_error(self, errback: Signature) -> Signature:
+        if self.body is not None:
+            self.body.link_error(errback)
+        return errback
+
     def freeze(self, _id: str | None = None) -> AsyncResult:
         if self.body is None:
             raise ValueError("a chord needs a body: chord(header)(body) or chord(header, body)")
@@ -351,6 +393,13 @@ class chord(_Composite):
 
     def __deepcopy__(self, memo: dict) -> chord:
         return signature(copy.deepcopy(self.to_dict(), memo))
+
+
+def _task_or_none(name: str):
+    try:
+        return get_task(name)
+    except KeyError:
+        return None
 
 
 def signature(varies: Any, args: Iterable[Any] = (), kwargs: dict | None = None, **options: Any) -> Signature:

@@ -120,8 +120,12 @@ def _send(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> No
         delay_s = max(0.0, float(o["countdown"]))
     elif o.get("eta") is not None:
         delay_s = seconds_until(o["eta"])
+    links = [signature(link) for link in o.get("link", [])]
+    for link in links:
+        link.freeze()  # ids now, so the result can name its children
     cc: dict[str, Any] = {
-        "after": list(after) + [{"apply": link, "after": []} for link in o.get("link", [])],
+        "after": list(after) + [{"apply": link.to_dict(), "after": []} for link in links],
+        "links": [link.to_dict() for link in links],
         "errbacks": list(o.get("link_error", [])),
         "chain_id": chain_id,
     }
@@ -301,7 +305,8 @@ class Composition(Middleware):
                     return
                 ignore = cc.get("ignore_result", task.ignore_result)
                 if backend is not None and not ignore:
-                    backend.store(message.message_id, SUCCESS, result)
+                    children = [i for link in cc.get("links", []) for i in _all_ids(link)]
+                    backend.store(message.message_id, SUCCESS, result, children=children)
                 after = cc.get("after") or []
                 _run_actions(task, message.message_id, after, result, cc.get("chain_id"), [result])
             elif isinstance(exception, dramatiq.Retry):

@@ -83,7 +83,9 @@ class ResultBackend:
     def key(task_id: str) -> str:
         return f"celery-task-meta-{task_id}"
 
-    def store(self, task_id: str, state: str, result: Any = None, traceback: str | None = None) -> None:
+    def store(
+        self, task_id: str, state: str, result: Any = None, traceback: str | None = None, children: list | None = None
+    ) -> None:
         if state in EXCEPTION_STATES and isinstance(result, BaseException):
             result = encode_exception(result)
         meta = {
@@ -92,6 +94,7 @@ class ResultBackend:
             "result": result,
             "traceback": traceback,
             "date_done": dt.datetime.now(dt.UTC).isoformat() if state in READY_STATES else None,
+            "children": children or [],
         }
         self.client.set(self.key(task_id), json.dumps(meta, default=str), ex=max(1, int(self.expires)))
 
@@ -147,8 +150,21 @@ class AsyncResult:
         self.app = app or current_app()
         self.backend = backend or self.app.backend
         self.parent = parent
+        #: Sent with `ignore_result`: nothing will be stored, so `.get()` answers None at once.
+        self.ignored = False
 
     task_id = property(lambda self: self.id)
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        """The results of what this task started when it succeeded (its `link=` callbacks)."""
+        return [AsyncResult(i, self.backend, self, self.app) for i in self._meta().get("children") or []]
+
+    def collect(self, intermediate: bool = False):
+        """Yield `(result, value)` for this task, then for its children, depth first."""
+        yield self, self.get()
+        for child in self.children:
+            yield from child.collect(intermediate)
 
     def _meta(self) -> dict[str, Any]:
         return self.backend.meta(self.id)
@@ -189,6 +205,8 @@ class AsyncResult:
         disable_sync_subtasks: bool = True,
     ) -> Any:
         """Wait for the result; raise the task's exception (when `propagate`) or TimeoutError."""
+        if self.ignored:
+            return None
         if disable_sync_subtasks and _in_task():
             raise RuntimeError("Never call result.get() within a task: it can deadlock the worker")
         deadline = None if timeout is None else time.monotonic() + timeout
