@@ -526,7 +526,8 @@ def test_async_result_state_comes_from_the_result_backend(personal_team, user, s
     assert pipeline.start_session(session.id).id == result.id  # starting twice gives the same chain
     wait(lambda: result.ready())
     assert result.state == celery.SUCCESS and result.successful()
-    assert celery.AsyncResult(result.id, app=pipeline.app).state == celery.SUCCESS
+    # The group's own id is stored by the barrier just after its last member's result.
+    wait(lambda: celery.AsyncResult(result.id, app=pipeline.app).state == celery.SUCCESS)
     task = pipeline.AgentTask.get(pipeline.AgentTask.session == session.id, pipeline.AgentTask.agent_role == "dba")
     assert celery.AsyncResult(task.celery_task_id, app=pipeline.app).state == celery.SUCCESS
     unknown = celery.AsyncResult("unknown", app=pipeline.app)

@@ -274,8 +274,23 @@ def _call_errbacks(task: Task, message: Any, exc: BaseException, tb: str) -> Non
             apply(sig.clone(), message.message_id, [], None)
 
 
+def _not_discarded(record: logging.LogRecord) -> bool:
+    """Drop Dramatiq's warning that a value returned without its Results middleware is discarded:
+    a task of this interface has its value stored by `Composition` (the check is by exact type)."""
+    message = record.getMessage()
+    if "haven't added the Results middleware" in message:
+        name = message.removeprefix("Actor '").partition("'")[0]
+        return name not in _tasks
+    return True
+
+
 class Composition(Middleware):
     """Stores results and states, and advances chains, groups and chords after each message."""
+
+    def __init__(self) -> None:
+        worker_logger = logging.getLogger("dramatiq.worker.WorkerThread")
+        if _not_discarded not in worker_logger.filters:
+            worker_logger.addFilter(_not_discarded)
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         task = _tasks.get(message.actor_name)
@@ -319,10 +334,10 @@ class Composition(Middleware):
                     _propagate_failure(backend, message.message_id, cc.get("after") or [], exception)
                 _call_errbacks(task, message, exception, tb)
         except Exception:
-            # The message itself is done; what follows it could not be sent. Logged loudly: the
-            # pipeline's watchdog (resend_stage) recovers a session's stage from here.
+            # The task itself is done and must not be reported (or retried) as failed: raising
+            # here would make Dramatiq run the after-hooks again with this error. What follows
+            # it was not sent; for a session, `resend_stage` (the watchdog) sends it later.
             logger.exception("could not advance the canvas after %s[%s]", message.actor_name, message.message_id)
-            raise
 
 
 def broker_from_url(url: str, transport_options: dict[str, Any] | None = None) -> dramatiq.Broker:
