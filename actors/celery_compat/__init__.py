@@ -23,6 +23,8 @@ Start a worker for it with `python -m actors.celery_compat worker -A proj`. READ
 
 from __future__ import annotations
 
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+
 from actors.celery_compat.app import (
     BoundTask,
     Celery,
@@ -55,6 +57,9 @@ from actors.celery_compat.result import (
     TimeoutError,
 )
 
+#: Celery's name for what a time limit raises in the task (see `app.limit_ms`).
+SoftTimeLimitExceeded = TimeLimitExceeded
+
 __all__ = [
     "FAILURE",
     "PENDING",
@@ -76,8 +81,10 @@ __all__ = [
     "Request",
     "Retry",
     "Signature",
+    "SoftTimeLimitExceeded",
     "Task",
     "TaskRevokedError",
+    "TimeLimitExceeded",
     "TimeoutError",
     "chain",
     "chord",
