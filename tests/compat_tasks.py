@@ -170,3 +170,10 @@ def progress(self, key):
 @app.task(serializer="json")
 def tagged(value):
     return {"tag": value}
+
+
+if os.environ.get("SAGE_CELERY_APP"):  # declared in the worker only, so the test must send it by name
+
+    @app.task(name="worker.only")
+    def worker_only(x):
+        return f"worker got {x}"

@@ -128,6 +128,12 @@ def test_next_steps_a_result_handle_by_id(worker):
     assert celery.AsyncResult(result.id, app=proj.app).result == 3
 
 
+def test_next_steps_send_task_by_name_to_a_task_only_the_worker_has(worker):
+    with pytest.raises(KeyError):
+        celery.get_task("worker.only")
+    assert proj.app.send_task("worker.only", (7,)).get(timeout=10) == "worker got 7"
+
+
 def test_next_steps_partial_signature_takes_the_rest_at_call_time(worker):
     s2 = add.s(2)
     assert s2.delay(8).get(timeout=10) == 10

@@ -203,8 +203,10 @@ class Celery:
         return signature(name, args, kwargs, **options)
 
     def send_task(self, name: str, args: Iterable[Any] = (), kwargs: dict | None = None, **options: Any):
-        """Send a task by name (it must be registered in this process, as its module is imported)."""
-        return self.signature(name, args, kwargs).apply_async(**options)
+        """Send a task by name, even one only the workers have imported."""
+        from actors.celery_compat.canvas import Signature
+
+        return Signature(name, args, kwargs, app=self).apply_async(**options)
 
     def AsyncResult(self, id: str) -> AsyncResult:
         return AsyncResult(id, app=self)

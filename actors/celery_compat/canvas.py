@@ -144,7 +144,9 @@ class Signature:
         }
 
     def __deepcopy__(self, memo: dict) -> Signature:
-        return signature(copy.deepcopy(self.to_dict(), memo))
+        new = signature(copy.deepcopy(self.to_dict(), memo))
+        new.app = self.app
+        return new
 
     # --- freezing and sending ---
 

@@ -109,10 +109,14 @@ def apply(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> No
 
 
 def _send(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> None:
-    task = get_task(sig.task)
     args = tuple(sig.args) if sig.immutable or prev is NOTHING else (prev, *sig.args)
     kwargs = dict(sig.kwargs)
-    task.check_arguments(args, kwargs)
+    try:
+        task: Task | None = get_task(sig.task)
+    except KeyError:
+        task = None  # only the workers know it (`send_task`): the app's broker and routes
+    else:
+        task.check_arguments(args, kwargs)
     o = sig.options
     now = time.time()
     delay_s = None
@@ -143,13 +147,14 @@ def _send(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> No
     options: dict[str, Any] = {"cc": cc}
     if o.get("time_limit") is not None or o.get("soft_time_limit") is not None:
         options["time_limit"] = limit_ms(o.get("time_limit"), o.get("soft_time_limit"))
-    queue = o.get("queue") or task.queue
-    broker = task.actor.broker
+    app = sig._app()
+    queue = o.get("queue") or (task.queue if task else app.route(sig.task) or app.conf.task_default_queue)
+    broker = task.actor.broker if task else app.broker
     if queue not in broker.get_declared_queues():
         broker.declare_queue(queue)
     message = dramatiq.Message(
         queue_name=queue,
-        actor_name=task.name,
+        actor_name=sig.task,
         args=args,
         kwargs=kwargs,
         options=options,
