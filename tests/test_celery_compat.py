@@ -384,6 +384,22 @@ def test_canvas_chord_with_a_failing_member_fails_with_its_error(worker):
         result.get(timeout=10)
 
 
+def test_canvas_a_chord_without_a_result_backend_is_refused_before_anything_is_sent():
+    app = celery.Celery("no_results", broker="memory://", set_as_current=False)
+
+    @app.task(name="no_results.add")
+    def plus(x, y):
+        return x + y
+
+    with pytest.raises(NotImplementedError, match="result backend"):
+        chord([plus.s(1, 1)], plus.s(1))()
+    with pytest.raises(NotImplementedError, match="result backend"):
+        chain(plus.s(1, 1), group(plus.s(1), plus.s(2)), plus.s(1)).apply_async()
+    assert app.broker.queues["default"].qsize() == 0
+    group(plus.s(1, 1), plus.s(2, 2)).apply_async()  # a plain group needs no results
+    assert app.broker.queues["default"].qsize() == 2
+
+
 def test_canvas_group_result_api(worker):
     result = group(add.s(i, i) for i in range(4)).apply_async()
     assert isinstance(result, celery.GroupResult) and len(result.results) == 4

@@ -234,7 +234,7 @@ class _Composite(Signature):
         return list(self.tasks)
 
     def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict | None = None, **options: Any):
-        from actors.celery_compat.composition import apply
+        from actors.celery_compat.composition import _needs_backend, apply
 
         sig = self.clone()
         for key, method in (("link", sig.link), ("link_error", sig.link_error)):
@@ -242,9 +242,23 @@ class _Composite(Signature):
             for item in value if isinstance(value, list | tuple) else [value] if value is not None else []:
                 method(item)
         sig._distribute(tuple(args or ()), kwargs or {}, options)
+        if sig._needs_results():
+            _needs_backend(sig)  # now, before anything is sent, not on a worker halfway through
         result = sig.freeze()
         apply(sig, NOTHING, [], result.id)
         return result
+
+    def _needs_results(self) -> bool:
+        """A chord, or a group that something waits for (inside a chain or another group), needs
+        the result backend for its barrier; a plain group or chain of tasks does not."""
+        if isinstance(self, chord):
+            return True
+        nested = [t for t in self.tasks if isinstance(t, _Composite)]
+        if isinstance(self, chain) and any(isinstance(t, group | chord) for t in self.tasks[:-1]):
+            return True
+        return any(isinstance(t, group | chord) and not isinstance(self, chain) for t in nested) or any(
+            t._needs_results() for t in nested
+        )
 
     def delay(self, *args: Any, **kwargs: Any):
         return self.apply_async(args, kwargs)
