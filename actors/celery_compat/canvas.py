@@ -351,14 +351,13 @@ class group(_Composite):
         return GroupResult(self.options["task_id"], children, backend=self._app().backend)
 
     def __or__(self, other: Any) -> Any:
-        if isinstance(other, Signature) and not isinstance(other, group):
-            return (
-                chord(self, other)
-                if not isinstance(other, chain)
-                else chain(chord(self, other.tasks[0]), *other.tasks[1:])
-            )
+        """`group | task` is a chord; `group | chain` a chord into the chain's first task."""
+        if isinstance(other, chain):
+            return chain(chord(self, other.tasks[0]), *other.tasks[1:])
         if isinstance(other, group):
             return chain(self, other)
+        if isinstance(other, Signature):
+            return chord(self, other)
         return NotImplemented
 
 
