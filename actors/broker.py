@@ -91,6 +91,7 @@ class WakeUp(Middleware):
 def redis_broker(settings: Settings) -> RedisBroker:
     """A Redis broker whose dead-worker detection takes seconds, not minutes, and whose idle
     workers are woken by enqueues instead of waiting out their poll interval."""
+    from actors.celery_compat import Composition
     from actors.sweeper import SweeperMiddleware
 
     broker = WakeableRedisBroker(
@@ -106,6 +107,9 @@ def redis_broker(settings: Settings) -> RedisBroker:
     broker.add_middleware(SweeperMiddleware(settings))
     if settings.worker_metrics_port:
         broker.add_middleware(prometheus_middleware(settings))
+    # Last, so that its after-hooks run first (Dramatiq runs them in reverse): while the
+    # message's database connection is still open, for the pipeline's stage gate.
+    broker.add_middleware(Composition())
     return broker
 
 
@@ -130,9 +134,12 @@ def prometheus_middleware(settings: Settings) -> Middleware:
 
 def stub_broker(settings: Settings, middleware: list | None = None) -> StubBroker:
     """An in-memory broker for tests, with the same middleware (but no background sweeper)."""
+    from actors.celery_compat import Composition
+
     broker = StubBroker(middleware=middleware)
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(DatabaseMiddleware(settings))
+    broker.add_middleware(Composition())
     return broker
 
 

@@ -4,8 +4,9 @@ Public entry points for the web app and the scripts (call them inside a database
 but outside any transaction: they commit their own and publish events after commit):
 
 - `create_session(team_id, user_id, feature_name, description=None, rerun_of=None)`
-- `start_session(session_id) -> AsyncResult`
+- `start_session(session_id) -> AsyncResult`: the design's chain of `.s()` signatures and groups
 - `end_session(session_id)`, raising `SessionNotFound` (404) or `SessionAlreadyEnded` (409)
+- `resend_stage(session_id) -> int`: send the current stage's unfinished tasks again (watchdog)
 
 At-least-once delivery is made harmless here (ARCHITECTURE.md decision 3):
 
@@ -15,10 +16,15 @@ At-least-once delivery is made harmless here (ARCHITECTURE.md decision 3):
 - every claim, completion and failure first locks the session row, so the checks "is the session
   active", "has its current stage reached mine" and "is every task of my stage completed" see
   every committed change of the other members;
-- completion, the stage check and the compare-and-set `current_stage = i -> i + 1` commit in one
-  transaction; the next stage's messages are enqueued inside it, before commit, so a crash can
-  duplicate them (turned away by the claims) but never lose them, and a message that arrives
-  before the commit waits on the session lock and then sees the new stage.
+- the chain moves in middleware (`actors.celery_compat.composition`), not in these bodies: a
+  stage's group is a barrier that counts its members by id, and the stage's gate
+  (`_stage_gate`) is the compare-and-set `current_stage = i -> i + 1`, taken with the session
+  locked and only when every task of stage i is completed in the database; the next stage's
+  messages are enqueued inside that transaction, before commit, so a crash can duplicate them
+  (turned away by the claims) but never lose them, and a message that arrives before the
+  commit waits on the session lock and then sees the new stage;
+- a task that finds its row already completed (a redelivery after its worker died between
+  commit and acknowledgement) returns the same result again, so its barrier still fills.
 """
 
 from __future__ import annotations
@@ -139,23 +145,36 @@ def _tasks_by_role(session_id: int) -> dict[str, AgentTask]:
     return {t.agent_role: t for t in AgentTask.select().where(AgentTask.session == session_id)}
 
 
-def stage_group(session_id: int, stage: int, tasks: dict[str, AgentTask] | None = None) -> celery.group:
-    """The Celery-style group of one stage's tasks of a session (`tasks` by role, if already read)."""
+def _signature(session_id: int, task: AgentTask) -> celery.Signature:
+    """One role's `.s()`: the task gets the previous stage's results first, as in any Celery chain."""
     settings = get_settings()
-    tasks = tasks or _tasks_by_role(session_id)
-    signatures = []
-    for role in PIPELINE[stage]:
-        task = tasks[role]
-        signature = ROLE_TASKS[role].si(session_id, task.task_description, {"stage": stage, "task_id": task.id})
-        signature.set(
-            time_limit=int(settings.task_time_limit_seconds * 1000), max_retries=len(settings.retry_delays_seconds)
-        )
-        signatures.append(signature)
-    return celery.group(*signatures)
+    return (
+        ROLE_TASKS[task.agent_role]
+        .s(session_id, task.task_description)
+        .set(time_limit=settings.task_time_limit_seconds, max_retries=len(settings.retry_delays_seconds))
+    )
+
+
+def _stages(session_id: int, tasks: dict[str, AgentTask]) -> list[celery.Signature]:
+    """The design's pipeline (phase3-design.md, "Session Execution Chain"), one step per stage."""
+
+    def s(role: str) -> celery.Signature:
+        return _signature(session_id, tasks[role])
+
+    return [
+        # Stage 0: the architect (team lead), always first
+        s("architect"),
+        # Stage 1: backend and database, in parallel
+        celery.group(s("backend_dev"), s("dba")),
+        # Stage 2: frontend and UI/UX, in parallel
+        celery.group(s("frontend_dev"), s("ui_ux")),
+        # Stage 3: security and deployment, in parallel
+        celery.group(s("security"), s("it_admin")),
+    ]
 
 
 def start_session(session_id: int) -> celery.AsyncResult:
-    """Queue the session's remaining stages as a chain of groups; store and return the chain id.
+    """Apply the session's chain from its current stage; store and return the chain's handle.
 
     Idempotent: a session that already has a chain gets its handle back instead of a second chain.
     """
@@ -164,14 +183,50 @@ def start_session(session_id: int) -> celery.AsyncResult:
     if session is None:
         raise SessionNotFound(session_id)
     if session.celery_chain_id:
-        return celery.AsyncResult(session.celery_chain_id)
+        return celery.AsyncResult(session.celery_chain_id, app=app)
     if session.status != "active":
         raise SessionAlreadyEnded(session_id)
-    tasks = _tasks_by_role(session_id)
-    steps = [stage_group(session_id, stage, tasks) for stage in range(session.current_stage, len(PIPELINE))]
-    result = celery.chain(*steps).apply_async()
-    ExecutionSession.update(celery_chain_id=result.id).where(ExecutionSession.id == session_id).execute()
+    chain = celery.chain(*_stages(session.id, _tasks_by_role(session.id))[session.current_stage :])
+    result = chain.apply_async()
+    session.celery_chain_id = result.id
+    session.save(only=[ExecutionSession.celery_chain_id])
     return result
+
+
+def resend_stage(session_id: int) -> int:
+    """Send the current stage's unfinished tasks again, followed by the rest of the chain.
+
+    For a watchdog that finds a session's messages lost from the broker. Returns how many
+    messages were sent (0 for a session that is not active). A task left `running` is resent
+    under its own message id, which its claim accepts as a redelivery; a pending one gets a new
+    id. Safe if the originals were not lost after all: the claims let each task run once, and
+    the stage advance (a compare-and-set) happens once. If every task of the stage is already
+    completed (the advance itself was lost), the advance is made now and the next stage sent.
+    """
+    _outside_transaction("resend_stage")
+    session = ExecutionSession.get_or_none(ExecutionSession.id == session_id)
+    if session is None:
+        raise SessionNotFound(session_id)
+    if session.status != "active":
+        return 0
+    stage = session.current_stage
+    tasks = _tasks_by_role(session_id)
+    unfinished = [tasks[r] for r in PIPELINE[stage] if tasks[r].status != "completed"]
+    if not unfinished:
+        _stage_gate([{"session_id": session_id, "stage": stage}], lambda: False)
+        moved = ExecutionSession.get_by_id(session_id)
+        return len(PIPELINE[moved.current_stage]) if moved.current_stage != stage else 0
+    first = []
+    for task in unfinished:
+        signature = _signature(session_id, task)
+        if task.status == "running" and task.celery_task_id:
+            signature.set(task_id=task.celery_task_id)
+        first.append(signature)
+    later = _stages(session_id, tasks)[stage + 1 :]
+    result = celery.chain(first[0] if len(first) == 1 else celery.group(*first), *later).apply_async()
+    ExecutionSession.update(celery_chain_id=result.id).where(ExecutionSession.id == session_id).execute()
+    logger.warning("session %s: resent %d task(s) of stage %d", session_id, len(first), stage)
+    return len(first)
 
 
 def end_session(session_id: int, ended_by: int | None = None) -> ExecutionSession:
@@ -327,20 +382,37 @@ def _test_hooks(role: str) -> None:
                 time.sleep(0.05)
 
 
+def _result(task: AgentTask) -> dict[str, Any]:
+    """What a role's task returns (and the chain passes on): small, and the same on every delivery."""
+    return {
+        "session_id": task.session_id,
+        "stage": task.stage,
+        "task_id": task.id,
+        "agent_role": task.agent_role,
+        "status": task.status,
+    }
+
+
 def execute_role(self: celery.BoundTask, role: str, session_id: int, task_description: str, context_data: dict) -> dict:
-    """The body shared by the seven actors: claim, think, record; retry or fail on error."""
+    """The body shared by the seven actors: claim, think, record; retry or fail on error.
+
+    Returns `_result(task)`; a message that must not run (session ended, stage not reached,
+    task claimed by another live message) raises `Ignore`, so nothing after it starts.
+    """
     request = self.request
     task_row = AgentTask.get_or_none((AgentTask.session == session_id) & (AgentTask.agent_role == role))
     if task_row is None:
         logger.warning("no %s task in session %s; dropping message", role, session_id)
-        return {"skipped": "no such task"}
+        raise celery.Ignore()
     logs.bind(session_id=session_id, task_id=task_row.id, agent_role=role)  # reset after the message
+    if task_row.status == "completed":
+        return _result(task_row)  # done by an earlier delivery: same answer, so the barrier fills
     # A duplicate message may find the task waiting for its retry: keep counting from the row.
     attempt = max(request.retries, task_row.retry_count) if task_row.status == "pending" else request.retries
     outcome, value = _claim(task_row.id, request.id, attempt, context_data)
     if outcome == "skip":
         logger.info("%s of session %s not run: %s", role, session_id, value)
-        return {"skipped": value}
+        raise celery.Ignore()
     session, task, context = value
     started = time.monotonic()
     agent = None
@@ -404,7 +476,7 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
             logger.info(
                 "%s of session %s finished by another delivery; dropping this result", task.agent_role, session.id
             )
-            return {"skipped": "finished elsewhere"}
+            return _result(AgentTask.get_by_id(task.id))
         calls = _calls(agent)
         completed.usage = _add_usage(session, task.id, completed.usage, calls)
         upstream_ids = {
@@ -477,40 +549,63 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
                 {"task": _task_payload(task.id, completed), "snapshot": snapshot_dict(snapshot)},
             )
         )
-        if session.status == "active":
-            messages += _advance(self, session, task.stage)
+        if session.status == "active" and task.stage == len(PIPELINE) - 1:
+            messages += _finish_if_done(session)
     _publish(messages)
     logger.info("completed in %.3f s with %d decisions", elapsed, len(output["decisions"]))
-    return output
+    return _result(completed)
 
 
-def _advance(self, session: ExecutionSession, stage: int) -> list[dict[str, Any]]:
-    """Inside the completing transaction, with the session locked: finish the stage if it is done."""
+def _finish_if_done(session: ExecutionSession) -> list[dict[str, Any]]:
+    """Inside the completing transaction of a last-stage task: finish the session when all are done."""
     unfinished = (
         AgentTask.select()
-        .where((AgentTask.session == session.id) & (AgentTask.stage == stage) & (AgentTask.status != "completed"))
+        .where(
+            (AgentTask.session == session.id)
+            & (AgentTask.stage == len(PIPELINE) - 1)
+            & (AgentTask.status != "completed")
+        )
         .count()
     )
-    if unfinished:
-        return []
-    if stage == len(PIPELINE) - 1:
-        return [_finish_session(session, "completed")]
-    moved = (
-        ExecutionSession.update(current_stage=stage + 1)
-        .where(
-            (ExecutionSession.id == session.id)
-            & (ExecutionSession.current_stage == stage)
-            & (ExecutionSession.status == "active")
+    return [] if unfinished else [_finish_session(session, "completed")]
+
+
+def _stage_gate(results: list[Any], send: Any) -> None:
+    """The gate of every stage's barrier: advance `current_stage = i -> i + 1`, then send stage i + 1.
+
+    Called by the canvas middleware once a stage's group has all its members (or after a stage of
+    one task), with their results. The compare-and-set runs with the session locked and only when
+    every task of stage i is completed in the database and the session is active, so it succeeds
+    once whatever the deliveries; the next stage is sent inside the same transaction (see the
+    module docstring). A stage that was run without a chain behind it (a message sent by hand)
+    starts the remaining stages as a new chain.
+    """
+    heads = [r for r in results if isinstance(r, dict) and "session_id" in r and "stage" in r]
+    if not heads:
+        return
+    session_id, stage = heads[0]["session_id"], heads[0]["stage"]
+    with db.atomic():
+        session = _locked_session(session_id)
+        if session is None or session.status != "active" or session.current_stage != stage:
+            return
+        unfinished = (
+            AgentTask.select()
+            .where((AgentTask.session == session_id) & (AgentTask.stage == stage) & (AgentTask.status != "completed"))
+            .count()
         )
-        .execute()
-    )
-    if moved:
-        # Enqueued before commit on purpose: see the module docstring.
-        if self.request.has_next_step:
-            self.request.start_next_step()
-        else:
-            stage_group(session.id, stage + 1).apply_async()
-    return []
+        if unfinished or stage == len(PIPELINE) - 1:
+            return  # the last stage's final completion finishes the session itself
+        moved = (
+            ExecutionSession.update(current_stage=stage + 1)
+            .where(
+                (ExecutionSession.id == session_id)
+                & (ExecutionSession.current_stage == stage)
+                & (ExecutionSession.status == "active")
+            )
+            .execute()
+        )
+        if moved and not send():
+            celery.chain(*_stages(session_id, _tasks_by_role(session_id))[stage + 1 :]).apply_async()
 
 
 def _fail(self, task: AgentTask, attempt: int, exc: BaseException, calls: list[dict] | None = None) -> None:
@@ -568,19 +663,29 @@ def _fail(self, task: AgentTask, attempt: int, exc: BaseException, calls: list[d
 # --- the actors -----------------------------------------------------------------------------
 
 
+#: The Celery app of the pipeline: Dramatiq's global broker (set up in `actors/__init__.py`),
+#: results in the Redis of REDIS_URL.
+app = celery.Celery("sage_mode", backend=get_settings().redis_url)
+
+
 def _declare(role: str, name: str) -> celery.Task:
     settings = get_settings()
 
-    def body(self, session_id: int, task_description: str, context_data: dict | None = None) -> dict:
-        return execute_role(self, role, session_id, task_description, context_data or {})
+    def body(self, *args: Any, context_data: dict | None = None) -> dict:
+        # As in any Celery chain, a stage after the first gets the previous stage's results
+        # first: (results, session_id, task_description[, context_data]).
+        if args and not isinstance(args[0], int):
+            args = args[1:]
+        session_id, task_description, *rest = args
+        return execute_role(self, role, session_id, task_description, context_data or (rest[0] if rest else {}))
 
     body.__doc__ = f"Run the {role} agent on one session's task."
-    return celery.task(
+    return app.task(
         bind=True,
         name=name,
         max_retries=len(settings.retry_delays_seconds),
-        time_limit=int(settings.task_time_limit_seconds * 1000),
-        min_backoff=int(min(settings.retry_delays_seconds or (5.0,)) * 1000),
+        time_limit=settings.task_time_limit_seconds,
+        gate=_stage_gate,
     )(body)
 
 
@@ -603,30 +708,12 @@ ROLE_TASKS: dict[str, celery.Task] = {
 }
 
 
-@celery.register_state_resolver
-def session_state(result_id: str) -> str | None:
-    """Celery states from the database: a chain id maps to its session, a message id to its task."""
-    session = ExecutionSession.get_or_none(ExecutionSession.celery_chain_id == result_id)
-    if session is not None:
-        if session.status == "completed":
-            return celery.SUCCESS
-        if session.status == "error":
-            return celery.FAILURE
-        started = AgentTask.select().where((AgentTask.session == session.id) & (AgentTask.status != "pending")).exists()
-        return celery.STARTED if started else celery.PENDING
-    task = AgentTask.get_or_none(AgentTask.celery_task_id == result_id)
-    if task is None:
-        return None
-    if task.status == "pending":
-        return celery.RETRY if task.retry_count else celery.PENDING
-    return {"running": celery.STARTED, "completed": celery.SUCCESS, "error": celery.FAILURE}[task.status]
-
-
 __all__ = [
     "ROLE_TASKS",
     "SessionAlreadyEnded",
     "SessionNotFound",
     "create_session",
     "end_session",
+    "resend_stage",
     "start_session",
 ]

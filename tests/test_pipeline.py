@@ -320,3 +320,27 @@ def test_every_stored_event_is_published_on_the_session_channel(personal_team, u
     stored = events_of(session.id)
     assert sorted(m["seq"] for m in published) == [e.seq for e in stored]
     assert {m["type"] for m in published} == {e.type for e in stored}
+
+
+def test_a_stage_member_delivered_twice_starts_the_next_stage_once(
+    personal_team, user, stub_broker, stub_worker, wait, monkeypatch
+):
+    sent: list[str] = []
+    real_enqueue = stub_broker.enqueue
+
+    def enqueue(message, *, delay=None):
+        sent.append(message.actor_name)
+        out = real_enqueue(message, delay=delay)
+        if message.actor_name == "execute_dba_task" and sent.count("execute_dba_task") == 1:
+            real_enqueue(message, delay=delay)  # the same message, with its place in the chain, twice
+        return out
+
+    monkeypatch.setattr(stub_broker, "enqueue", enqueue)
+    session = run_session(personal_team, user, wait)
+    assert session.status == "completed"
+    assert sent.count("execute_frontend_task") == sent.count("execute_ui_ux_task") == 1
+    assert sent.count("execute_security_task") == 1
+    events = events_of(session.id)
+    assert_contiguous(events)
+    assert [e.type for e in events].count("agent_task_completed") == 7
+    assert AgentSnapshot.select().count() == 7
