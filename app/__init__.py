@@ -54,12 +54,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     from app.auth import blueprint as auth
     from app.decisions import blueprint as decisions
     from app.health import blueprint as health
+    from app.invitations import blueprint as invitations
     from app.pages import blueprint as pages
     from app.sessions import blueprint as sessions
     from app.teams import blueprint as teams
     from app.ws import blueprint as live
 
-    for blueprint in (health, auth, teams, sessions, decisions, live, pages):
+    for blueprint in (health, auth, teams, invitations, sessions, decisions, live, pages):
         app.register_blueprint(blueprint)
 
     @app.before_serving

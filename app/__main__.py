@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     config.bind = [f"{args.host or settings.host}:{args.port or settings.port}"]
     config.accesslog = "-"
     config.graceful_timeout = 5
+    # hypercorn assembles a whole WebSocket message before the app sees it: bound that (1009 above).
+    config.websocket_max_message_size = settings.ws_max_message_bytes
     shutdown = asyncio.Event()
 
     async def run() -> None:

@@ -28,6 +28,9 @@ seconds), before any password is checked. So that an attacker cannot lock a user
   allowance on the account (`rl:login:rate:acct:{account}:{address}`), so the real user on their
   usual machine keeps access while someone else hammers the account.
 
+Invitations reserve one per inviter (`rl:invite:user:{user_id}`, `Settings.invite_max_attempts`
+per `Settings.invite_window_seconds`), so nobody can probe names in bulk.
+
 Signups reserve one attempt per address (`rl:signup:addr:{address}`,
 `Settings.signup_max_attempts` per login window). The address is the peer address
 (`request.remote_addr`); behind a reverse proxy, configure the server to pass the real one.
@@ -64,6 +67,10 @@ def address_rate_key(address: str) -> str:
 
 def signup_key(address: str) -> str:
     return f"rl:signup:addr:{address}"
+
+
+def invite_key(user_id: int) -> str:
+    return f"rl:invite:user:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ return 0
 """
 
 
-def _too_many(retry_after: int, what: str) -> ApiError:
+def too_many(retry_after: int, what: str) -> ApiError:
     seconds = max(int(retry_after), 1)
     return ApiError(429, f"too many {what}; try again in {seconds} seconds", headers={"Retry-After": str(seconds)})
 
@@ -137,7 +144,7 @@ async def reserve_login(redis: Any, settings: Settings, account: str, address: s
     ]
     retry = await reserve(redis, counters)
     if retry:
-        raise _too_many(retry, "login attempts")
+        raise too_many(retry, "login attempts")
 
 
 async def release_address(redis: Any, address: str) -> None:
@@ -170,7 +177,7 @@ async def count_signup_attempt(redis: Any, settings: Settings, address: str) -> 
         redis, [Counter(signup_key(address), settings.signup_max_attempts, settings.login_window_seconds)]
     )
     if retry:
-        raise _too_many(retry, "signup attempts")
+        raise too_many(retry, "signup attempts")
 
 
 async def forget_user(redis: Any, user_id: int) -> None:

@@ -58,14 +58,15 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def live_server(log_dir: Path) -> Iterator[str]:
-    """`python -m app` on a free port; yields its base URL once /health answers 200."""
+def live_server(log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`python -m app` on a free port (with `env` added to its environment); yields its base URL
+    once /health answers 200."""
     port = free_port()
     log = open(log_dir / "web.log", "wb")  # closed below, after the process
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
-        env=_env({"WS_POLL_SECONDS": "1"}),
+        env=_env({"WS_POLL_SECONDS": "1", **(env or {})}),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
