@@ -42,8 +42,8 @@ async def test_json_nested_10000_deep_is_a_validation_error(client, opening):
 
 
 async def test_brackets_inside_strings_do_not_count_as_nesting(client, user):
-    response = await client.post("/auth/login", json={"username": "[" * 500, "password": "{" * 100})
-    assert response.status_code == 401
+    response = await client.post("/auth/login", json={"username": "[" * 200, "password": "{" * 60})
+    assert response.status_code == 401, await response.get_data()
 
 
 def nul_cases(owner: dict) -> list[tuple[str, str, dict]]:
