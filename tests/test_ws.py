@@ -163,8 +163,9 @@ async def test_a_few_small_messages_are_read_and_ignored(app, login_as, cast, se
 
 
 async def test_a_user_may_hold_only_so_many_sockets(settings, login_as, cast):
-    from app import create_app
     from helpers import logged_in_client
+
+    from app import create_app
 
     app = create_app(settings, ws_max_sockets_per_user=2)
     async with app.test_app():
