@@ -9,7 +9,6 @@ import signal
 import sys
 
 from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from models.preflight import settings_or_exit
 
@@ -22,13 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_or_exit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from app import create_app
+    from app.serving import hypercorn_config
 
-    config = Config()
-    config.bind = [f"{args.host or settings.host}:{args.port or settings.port}"]
-    config.accesslog = "-"
-    config.graceful_timeout = 5
-    # hypercorn assembles a whole WebSocket message before the app sees it: bound that (1009 above).
-    config.websocket_max_message_size = settings.ws_max_message_bytes
+    config = hypercorn_config(settings, f"{args.host or settings.host}:{args.port or settings.port}")
     shutdown = asyncio.Event()
 
     async def run() -> None:
