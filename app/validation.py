@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
@@ -28,6 +29,32 @@ def text(max_length: int) -> object:
 # finding 9): PostgreSQL refuses NUL in text, and a parser or validator recursing through
 # 10,000 nested arrays runs out of stack; both must be a 400, never a 500.
 MAX_JSON_DEPTH = 32
+_SPECIAL = re.compile(r'["\\\[\]{}]')
+
+
+def _check_nesting(text_body: str) -> None:
+    """Raise 400 when brackets outside strings nest deeper than MAX_JSON_DEPTH (one linear pass
+    over the quotes, backslashes and brackets only)."""
+    depth, in_string, escaped_at = 0, False, -1
+    for match in _SPECIAL.finditer(text_body):
+        char, at = match.group(), match.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ApiError(
+                    400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", fields={"body": "nested too deep"}
+                )
+        elif char in "]}":
+            depth -= 1
 
 
 def refuse_nul(value: str, where: str) -> None:
@@ -67,27 +94,7 @@ def parse_json_body(raw: bytes) -> Any:
         text_body = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "request body must be UTF-8 encoded JSON", fields={"body": "not UTF-8"}) from None
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text_body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise ApiError(
-                    400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", fields={"body": "nested too deep"}
-                )
-        elif char in "]}":
-            depth -= 1
+    _check_nesting(text_body)
     try:
         value = json.loads(text_body)
     except (ValueError, RecursionError):

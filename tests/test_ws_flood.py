@@ -44,7 +44,7 @@ def test_oversize_messages_end_the_connection_after_one_message(tmp_path, user):
             assert any(isinstance(event, AcceptConnection) for event in client.events())
             frame = client.send(BytesMessage(data=b"x" * (1 << 20)))
             sent, cut_off = 0, False
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30  # a bound on the test, not a timing assertion
             sock.settimeout(1)
             while time.monotonic() < deadline:  # never reads: the close frame is ignored
                 try:
