@@ -178,3 +178,19 @@ async def test_a_user_may_hold_only_so_many_sockets(settings, login_as, cast):
         await asyncio.sleep(0.05)
         async with member.websocket(f"/ws/{sid}") as again:
             assert (await receive(again))["seq"] == 1
+
+
+async def test_deleting_the_account_closes_its_sockets_with_4403(app, login_as, cast):
+    from helpers import PASSWORD
+
+    sid = cast["session"].id
+    member = await login_as(cast["people"]["member"])
+    events = (await (await member.get(f"/sessions/{sid}/events")).get_json())["events"]
+    async with member.websocket(f"/ws/{sid}") as ws:
+        for _ in events:
+            await receive(ws)
+        assert (await member.delete("/auth/me", json={"password": PASSWORD})).status_code == 204
+        assert (await receive(ws))["type"] == "access_revoked"
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(ws)
+        assert closed.value.args[0] == 4403
