@@ -208,7 +208,7 @@ CLOSE_TOO_BIG = 1009
 
 
 async def guard_inbound(
-    receive: Callable[[], Awaitable[str | bytes]],
+    receive: Callable[[], Awaitable[str | bytes | None]],
     max_bytes: int,
     max_messages: int,
     window_seconds: float,
@@ -224,7 +224,8 @@ async def guard_inbound(
     started, count = loop.time(), 0
     while True:
         message = await receive()
-        size = len(message.encode("utf-8")) if isinstance(message, str) else len(message)
+        # Quart hands an empty binary message over as None.
+        size = len(message.encode("utf-8")) if isinstance(message, str) else len(message or b"")
         if size > max_bytes:
             return CLOSE_TOO_BIG
         now = loop.time()
