@@ -10,10 +10,11 @@ from quart import Quart
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
-from app import csrf, static_assets
+from app import csrf, security, static_assets
 from app.errors import register_error_handlers
 from app.live import Hub
 from app.login_sessions import COOKIE_NAME
+from app.passwords import HashPool
 from app.schemas import document_responses
 from models.db import close_database, db, init_database
 from models.settings import Settings
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # The whole body must arrive within this many seconds (a slowloris body gets 408).
+        BODY_TIMEOUT=settings.body_timeout_seconds,
         SESSION_COOKIE_SECURE=settings.cookie_secure,
         JSON_SORT_KEYS=False,
         # The cookie carries only a signed random auth id; app.login_sessions maps it to a user.
@@ -54,12 +57,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
     register_error_handlers(app)
     csrf.register(app)
     static_assets.register(app)
+    security.register(app)
 
     from app.apidocs import blueprint as apidocs
     from app.auth import blueprint as auth
     from app.brains import blueprint as brains
     from app.decisions import blueprint as decisions
     from app.health import blueprint as health
+    from app.invitations import blueprint as invitations
     from app.metrics import blueprint as metrics
     from app.pages import blueprint as pages
     from app.search import blueprint as search
@@ -75,6 +80,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         apidocs,
         auth,
         teams,
+        invitations,
         sessions,
         brains,
         steer,
@@ -99,6 +105,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
             settings.redis_url, decode_responses=True, health_check_interval=30, max_connections=64, timeout=10
         )
         app.extensions["sage_redis"] = aioredis.Redis(connection_pool=pool)
+        app.extensions["sage_hash_pool"] = HashPool(settings.bcrypt_threads)
         hub = Hub(settings.redis_url, queue_size=settings.ws_queue_size)
         app.extensions["sage_hub"] = hub
         await hub.start()
@@ -108,6 +115,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         hub = app.extensions.pop("sage_hub", None)
         if hub is not None:
             await hub.stop()
+        hash_pool = app.extensions.pop("sage_hash_pool", None)
+        if hash_pool is not None:
+            hash_pool.close()
         client = app.extensions.pop("sage_redis", None)
         if client is not None:
             await client.aclose()

@@ -1,4 +1,4 @@
-"""The `auth` blueprint: signup, login, logout, me (spec/API.md "Auth")."""
+"""The `auth` blueprint: signup, login, logout, me, delete the account (spec/API.md "Auth")."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from app.login_sessions import current_user_id, login_required
 from app.passwords import MAX_PASSWORD_BYTES, check_password, hash_password
 from app.revocations import publish_revocation
 from models.serialize import user_dict
-from models.users import DuplicateUser, create_user, find_user_by_login, get_user
+from models.users import DuplicateUser, create_user, delete_user, find_user_by_login, get_user
 
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -72,6 +72,9 @@ async def signup(data: SignupBody):
         user = await run_db(create_user, data.username, str(data.email), password_hash)
     except DuplicateUser as exc:
         raise ApiError(409, f"that {exc.field} is already taken", fields={exc.field: "already taken"}) from None
+    # The machine that made the account is trusted as a login's is (finding 13): someone else's
+    # guesses must not lock the new user out of it.
+    await ratelimit.remember_address(_redis(), settings, user.id, _address())
     await login_sessions.start_login(user.id)
     return {"user": user_dict(user)}, 201
 
@@ -85,9 +88,10 @@ async def login(data: LoginBody):
     user = await run_db(find_user_by_login, data.username)
     # Keyed by id when the account exists, so "name" and "email" share one counter.
     account = str(user.id) if user else data.username.strip().lower()
-    await ratelimit.check_login_allowed(redis, settings, account, address, user.id if user else None)
-    if not await check_password(data.password, user.password_hash if user else None):
-        await ratelimit.record_login_failure(redis, settings, account, address)
+    # Reserve the attempt before hashing: parallel guesses cannot all pass a check made before
+    # any of them was counted (finding 1). A failure keeps its reservation.
+    await ratelimit.reserve_login(redis, settings, account, address, user.id if user else None)
+    if not await check_password(data.password, user.password_hash if user else None, settings.bcrypt_rounds):
         raise ApiError(401, "wrong username or password")
     await ratelimit.record_login_success(redis, settings, account, address, user.id)
     await login_sessions.start_login(user.id)
@@ -113,3 +117,36 @@ async def me():
         await login_sessions.end_login()
         raise ApiError(401, "log in first")
     return {"user": user_dict(user)}
+
+
+class DeleteAccountBody(BaseModel):
+    password: str = Field(min_length=1, max_length=128)
+
+
+@blueprint.delete("/me")
+@login_required
+@validate_request(DeleteAccountBody)
+async def delete_me(data: DeleteAccountBody):
+    """Delete the account after checking its password: 204.
+
+    What it owns goes with it, as the README's "Deleting data" says; every login session of the
+    user ends and their open sockets are told (`revocations`, team null) and closed.
+    """
+    settings = current_app.extensions["sage_settings"]
+    redis, address = _redis(), _address()
+    user_id = await current_user_id()
+    user = await run_db(get_user, user_id)
+    if user is None:
+        await login_sessions.end_login()
+        raise ApiError(401, "log in first")
+    # A stolen cookie must not buy unlimited password guesses: the login limits hold here too.
+    await ratelimit.reserve_login(redis, settings, str(user.id), address, user.id)
+    if not await check_password(data.password, user.password_hash, settings.bcrypt_rounds):
+        raise ApiError(403, "wrong password", fields={"password": "wrong password"})
+    await ratelimit.release_address(redis, address)
+    await run_db(delete_user, user.id)
+    await login_sessions.delete_all_sessions(redis, user.id)
+    await ratelimit.forget_user(redis, user.id)
+    login_sessions.forget_cookie()
+    await publish_revocation(redis, user.id, None, "deleted")
+    return Response(status=204)

@@ -7,7 +7,8 @@ A state-changing request (POST, PUT, PATCH, DELETE) is refused when
 - it has a body that is not JSON (`Content-Type` other than `application/json`): 415, because
   a cross-site HTML form can only send form or text bodies, and a cross-site `fetch` with a JSON
   body needs a CORS preflight this app never grants;
-- its JSON body does not parse: 400 `validation_error` with `fields.body`.
+- its JSON body is not UTF-8, does not parse, nests deeper than 32 levels or holds a NUL
+  character: 400 `validation_error` with `fields` naming where.
 
 Requests without `Origin` or `Sec-Fetch-Site` (scripts, old browsers) pass the origin check;
 the SameSite=Lax cookie and the JSON-only rule still hold for them. The body is parsed here,
@@ -22,6 +23,7 @@ from quart import Quart, current_app, request
 from werkzeug.exceptions import BadRequest
 
 from app.errors import ApiError
+from app.validation import check_query, parse_json_body
 from models.settings import Settings
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -53,11 +55,16 @@ async def protect() -> None:
         request.headers.get("Origin"), request.host, settings
     ):
         raise ApiError(403, "cross-site requests are not allowed")
-    # Read (and cache) the body whatever the headers claim; this enforces MAX_CONTENT_LENGTH (413).
-    if not await request.get_data(cache=True):
+    # Read (and cache) the body whatever the headers claim; this enforces MAX_CONTENT_LENGTH (413)
+    # and BODY_TIMEOUT (408).
+    raw = await request.get_data(cache=True)
+    if not raw:
         return
     if not request.is_json:
         raise ApiError(415, "request body must be JSON (Content-Type: application/json)", fields={"body": "not JSON"})
+    # Not UTF-8, nested too deep or holding a NUL: 400 here, before Quart's own parser or a
+    # validator meets it (app.validation).
+    parse_json_body(raw)
     try:
         await request.get_json()
     except BadRequest:
@@ -67,3 +74,4 @@ async def protect() -> None:
 def register(app: Quart) -> None:
     """Install the hook on `app`."""
     app.before_request(protect)
+    app.before_request(check_query)

@@ -17,6 +17,7 @@ CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "validation_error",
@@ -155,6 +156,7 @@ def register_error_handlers(app: Quart) -> None:
             403: "forbidden",
             404: "not found",
             405: "method not allowed",
+            408: "the request body took too long to arrive",
             413: "request body is too large",
             415: "request body must be JSON",
         }

@@ -80,6 +80,7 @@ class Hub:
         self.redis_url = redis_url
         self.queue_size = queue_size
         self.by_session: dict[int, set[Subscription]] = defaultdict(set)
+        self.by_user: dict[int, int] = defaultdict(int)
         self.connected = asyncio.Event()
         self.reconnects = 0
         self._task: asyncio.Task | None = None
@@ -94,16 +95,24 @@ class Hub:
         """Register a socket; events published from now on reach its queue."""
         sub = Subscription(session_id, user_id, team_id, asyncio.Queue(self.queue_size + 1))
         self.by_session[session_id].add(sub)
+        self.by_user[user_id] += 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Forget a socket (idempotent)."""
         subs = self.by_session.get(sub.session_id)
-        if subs is None:
+        if subs is None or sub not in subs:
             return
         subs.discard(sub)
         if not subs:
             del self.by_session[sub.session_id]
+        self.by_user[sub.user_id] -= 1
+        if self.by_user[sub.user_id] <= 0:
+            del self.by_user[sub.user_id]
+
+    def sockets_of(self, user_id: int) -> int:
+        """How many sockets `user_id` has open in this process."""
+        return self.by_user.get(user_id, 0)
 
     @property
     def subscription_count(self) -> int:
@@ -205,6 +214,37 @@ class Hub:
 
 CLOSE_REVOKED = 4403
 CLOSE_TOO_SLOW = 4008
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+
+async def guard_inbound(
+    receive: Callable[[], Awaitable[str | bytes | None]],
+    max_bytes: int,
+    max_messages: int,
+    window_seconds: float,
+) -> int:
+    """Read what the client sends, so that nothing piles up unread, and judge it.
+
+    The protocol needs nothing from the client, so each message is dropped once read. Returns
+    the close code for an abusive client: 1009 for a message over `max_bytes`, 1008 for more
+    than `max_messages` in `window_seconds` (issue 14, finding 2). A server in front may refuse
+    an oversize frame earlier (hypercorn's `websocket_max_message_size`, set by `python -m app`).
+    """
+    loop = asyncio.get_running_loop()
+    started, count = loop.time(), 0
+    while True:
+        message = await receive()
+        # Quart hands an empty binary message over as None.
+        size = len(message.encode("utf-8")) if isinstance(message, str) else len(message or b"")
+        if size > max_bytes:
+            return CLOSE_TOO_BIG
+        now = loop.time()
+        if now - started > window_seconds:
+            started, count = now, 0
+        count += 1
+        if count > max_messages:
+            return CLOSE_POLICY
 
 
 async def stream_events(

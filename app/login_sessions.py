@@ -6,7 +6,8 @@ Keys (ARCHITECTURE.md decision 8; Redis may lose them, which only logs people ou
   the idle timeout (`Settings.session_idle_seconds`), refreshed on every use but never past the
   absolute lifetime (`Settings.session_absolute_seconds`) counted from `created_at`.
 - `auth:user:{user_id}`: set of that user's live auth ids, so all of them can be revoked at once.
-  Members may outlive their session key (expired by TTL); they are pruned when next seen.
+  Members may outlive their session key (expired by TTL); they are pruned when next seen. A user
+  has at most `Settings.max_logins_per_user` sessions: a new login beyond it drops the oldest.
 
 The cookie holds only the signed auth id (`secrets.token_urlsafe(32)`), never the user id.
 """
@@ -21,8 +22,10 @@ from typing import Any
 from quart import current_app, g
 from quart_auth import AuthUser, current_user, login_user, logout_user
 
+from app.db_thread import run_db
 from app.errors import ApiError
 from models.settings import Settings
+from models.users import user_exists
 
 COOKIE_NAME = "sage_auth"
 
@@ -52,8 +55,42 @@ async def create_session(redis: Any, settings: Settings, user_id: int) -> str:
     pipe.expire(session_key(auth_id), min(settings.session_idle_seconds, settings.session_absolute_seconds))
     pipe.sadd(user_key(user_id), auth_id)
     pipe.expire(user_key(user_id), settings.session_absolute_seconds)
-    await pipe.execute()
+    pipe.scard(user_key(user_id))
+    count = (await pipe.execute())[-1]
+    if count > settings.max_logins_per_user:
+        await _drop_oldest(redis, settings, user_id, keep=auth_id)
     return auth_id
+
+
+async def _drop_oldest(redis: Any, settings: Settings, user_id: int, keep: str) -> None:
+    """Keep at most `Settings.max_logins_per_user` live sessions: forget expired members of the
+    user's set, then delete the oldest sessions beyond the cap (never `keep`, the new one).
+    Their sockets are told through `revocations` by the caller's logout-style signal."""
+    auth_ids = sorted(await redis.smembers(user_key(user_id)))
+    pipe = redis.pipeline(transaction=False)
+    for other in auth_ids:
+        pipe.hget(session_key(other), "created_at")
+    created = await pipe.execute()
+    live: list[tuple[int, str]] = []
+    gone: list[str] = []
+    for other, at in zip(auth_ids, created, strict=True):
+        if at is None:
+            gone.append(other)
+        elif other != keep:
+            live.append((int(at), other))
+    live.sort()
+    excess = len(live) + 1 - settings.max_logins_per_user
+    dropped = [other for _, other in live[: max(excess, 0)]]
+    pipe = redis.pipeline(transaction=True)
+    for other in dropped:
+        pipe.delete(session_key(other))
+    if gone or dropped:
+        pipe.srem(user_key(user_id), *gone, *dropped)
+    await pipe.execute()
+    if dropped:
+        from app.revocations import publish_revocation
+
+        await publish_revocation(redis, user_id, None, "logout")
 
 
 async def resolve_session(redis: Any, settings: Settings, auth_id: str | None, *, refresh: bool = True) -> int | None:
@@ -114,9 +151,16 @@ async def user_id_from_auth_id(auth_id: str | None, *, refresh: bool = True) -> 
     """The user id of the live session `auth_id` in the current app, or None.
 
     The WebSocket handshake calls `await user_id_from_auth_id(auth_id_from_cookie())` before
-    `accept()`; pass `refresh=False` to re-check a session without extending it.
+    `accept()`; pass `refresh=False` to re-check a session without extending it. Every call also
+    checks that the user still exists (issue 14, finding 11): a deleted account's cookie is refused
+    and its sessions are dropped.
     """
-    return await resolve_session(_redis(), _settings(), auth_id, refresh=refresh)
+    user_id = await resolve_session(_redis(), _settings(), auth_id, refresh=refresh)
+    if user_id is not None and not await run_db(user_exists, user_id):
+        # The account is gone (deleted by another path than DELETE /auth/me): so is every login of it.
+        await delete_all_sessions(_redis(), user_id)
+        return None
+    return user_id
 
 
 async def optional_user_id() -> int | None:
@@ -162,6 +206,12 @@ async def start_login(user_id: int) -> str:
     login_user(AuthUser(auth_id), remember=True)
     g.sage_user_id = user_id
     return auth_id
+
+
+def forget_cookie() -> None:
+    """Clear the login cookie of this response (its server-side session is already gone)."""
+    logout_user()
+    g.sage_user_id = None
 
 
 async def end_login() -> int | None:

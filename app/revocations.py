@@ -8,7 +8,9 @@ Published after the database change (or the Redis session deletion) is done, as 
   `team_id` null means "all teams": a socket of user 5 re-checks its own auth id with
   `app.login_sessions.user_id_from_auth_id(auth_id, refresh=False)` and closes with
   `access_revoked` if that session is gone (so logging out on one device does not close the
-  sockets of another).
+  sockets of another). The same goes out, with reason `deleted`, when the account is deleted
+  (`DELETE /auth/me`: every session of it is gone, so every socket closes), and with reason
+  `logout` when a new login drops the user's oldest session (`Settings.max_logins_per_user`).
 
 Every request re-checks the session and the team access anyway, so a lost message only leaves
 an already-open socket streaming until it reconnects; the channel is an accelerator for sockets,

@@ -51,6 +51,8 @@ def hypercorn_config(settings: Settings, host: str | None, port: int | None) -> 
     config.accesslog = access
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
+    # The whole WebSocket message is assembled before the app sees it: bound it (1009 beyond).
+    config.websocket_max_message_size = settings.ws_max_message_bytes
     return config
 
 
@@ -62,7 +64,9 @@ def setup_logging(settings: Settings) -> None:
 def serve(settings: Settings, config: Config, sockets: Sockets | None = None) -> None:
     """Run one web process until SIGTERM or SIGINT (on `sockets` when a supervisor bound them)."""
     from app import create_app
+    from app.serving import end_on_too_big
 
+    end_on_too_big()  # in every web process: an oversize WebSocket message ends its connection
     shutdown = asyncio.Event()
 
     async def run() -> None:

@@ -1,4 +1,6 @@
-"""The `teams` blueprint: list, create, show, share, invite, change a role, remove (spec/API.md "Teams").
+"""The `teams` blueprint: list, create, show, share, change a role, remove (spec/API.md "Teams").
+
+Inviting lives in `app.invitations`.
 
 Every route asks `app.access` first, in the same unit of work as what it then does.
 """
@@ -7,7 +9,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from peewee import fn
 from pydantic import BaseModel, Field, model_validator
 from quart import Blueprint, Response, current_app
 from quart_schema import validate_request
@@ -17,11 +18,8 @@ from app.db_thread import run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
 from app.revocations import publish_revocation
-from models.schema import User
 from models.serialize import member_dict, team_dict
 from models.teams import (
-    AlreadyMember,
-    add_member,
     change_role,
     create_team,
     remove_member,
@@ -42,20 +40,6 @@ class TeamBody(BaseModel):
         self.name = self.name.strip()
         if not self.name:
             raise ValueError("name must not be blank")
-        return self
-
-
-class InviteBody(BaseModel):
-    username: str | None = Field(default=None, max_length=64)
-    user_id: int | None = None
-    email: str | None = Field(default=None, max_length=255)
-    role: Literal["member", "viewer"] = "member"
-
-    @model_validator(mode="after")
-    def _exactly_one_identifier(self) -> InviteBody:
-        given = [v for v in (self.username, self.user_id, self.email) if v is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of username, user_id or email")
         return self
 
 
@@ -100,35 +84,6 @@ async def share(team_id: int):
     """200 `{"team": Team}` with `is_shared=true` (sharing a shared team changes nothing)."""
     team, role = await run_db(_share, await current_user_id(), team_id)
     return {"team": team_dict(team, role)}
-
-
-def _invite(user_id: int, team_id: int, data: InviteBody):
-    team, _ = require_team(user_id, team_id, "manage")
-    if not team.is_shared:
-        raise ApiError(409, "this is a personal team: share the team first")
-    if data.user_id is not None:
-        who, invitee = f"id {data.user_id}", User.get_or_none(User.id == data.user_id)
-    elif data.username is not None:
-        who = f"username {data.username!r}"
-        invitee = User.get_or_none(fn.LOWER(User.username) == data.username.strip().lower())
-    else:
-        who = f"email {data.email!r}"
-        invitee = User.get_or_none(fn.LOWER(User.email) == (data.email or "").strip().lower())
-    if invitee is None:
-        raise ApiError(404, f"no user with {who}")
-    try:
-        return add_member(team, invitee, data.role)
-    except AlreadyMember:
-        raise ApiError(409, f"{invitee.username} is already a member of this team") from None
-
-
-@blueprint.post("/<int:team_id>/invite")
-@login_required
-@validate_request(InviteBody)
-async def invite(team_id: int, data: InviteBody):
-    """201 `{"member": Member}`: add an existing user to a shared team as member (default) or viewer."""
-    member = await run_db(_invite, await current_user_id(), team_id, data)
-    return {"member": member_dict(member)}, 201
 
 
 class RoleBody(BaseModel):

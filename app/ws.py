@@ -2,11 +2,16 @@
 
 Everything is checked before `accept()`: the `Origin` (same host or ALLOWED_ORIGINS), the login
 cookie, and read access to the session's team; a refusal is an HTTP answer in the error
-envelope. Then the socket subscribes to the process's hub, re-checks access (so a removal that
-raced the handshake is not missed), and streams. See `app.live.stream_events`.
+envelope; so is a user's socket beyond `Settings.ws_max_sockets_per_user` in this process (429).
+Then the socket subscribes to the process's hub, re-checks access (so a removal that raced the
+handshake is not missed), and streams (`app.live.stream_events`) while it reads and drops what
+the client sends, closing with 1009 or 1008 when that is too big or too much
+(`app.live.guard_inbound`).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from quart import Blueprint, current_app, websocket
 
@@ -14,11 +19,18 @@ from app.access import require_session, team_role
 from app.csrf import origin_allowed
 from app.db_thread import run_db
 from app.errors import ApiError, error_response
-from app.live import CLOSE_REVOKED, stream_events
+from app.live import CLOSE_POLICY, CLOSE_REVOKED, CLOSE_TOO_BIG, CLOSE_TOO_SLOW, guard_inbound, stream_events
 from app.login_sessions import auth_id_from_cookie, user_id_from_auth_id
 from models.events import events_after
 
 blueprint = Blueprint("live", __name__)
+
+CLOSE_REASONS = {
+    CLOSE_REVOKED: "access revoked",
+    CLOSE_TOO_SLOW: "too slow: reconnect with ?after=",
+    CLOSE_TOO_BIG: "message too big: this socket takes no input",
+    CLOSE_POLICY: "too many messages: this socket takes no input",
+}
 
 
 def _after() -> int:
@@ -49,6 +61,8 @@ async def session_socket(session_id: int):
         return error_response(error.status, error.message, error.code, error.fields)
 
     hub = current_app.extensions["sage_hub"]
+    if hub.sockets_of(user_id) >= settings.ws_max_sockets_per_user:
+        return error_response(429, "too many open live views: close some tabs", "rate_limited")
     sub = hub.subscribe(session_id, user_id, session.team_id)
     try:
         if await run_db(team_role, user_id, session.team_id) is None:
@@ -64,11 +78,25 @@ async def session_socket(session_id: int):
         async def still_allowed() -> bool:
             return await user_id_from_auth_id(auth_id, refresh=False) == user_id
 
-        code = await stream_events(
-            sub, after, send, load, poll_seconds=settings.ws_poll_seconds, still_allowed=still_allowed
+        stream = asyncio.ensure_future(
+            stream_events(sub, after, send, load, poll_seconds=settings.ws_poll_seconds, still_allowed=still_allowed)
         )
-        reason = "access revoked" if code == CLOSE_REVOKED else "too slow: reconnect with ?after="
-        await websocket.close(code, reason)
+        guard = asyncio.ensure_future(
+            guard_inbound(
+                websocket.receive,
+                settings.ws_max_message_bytes,
+                settings.ws_max_messages,
+                settings.ws_message_window_seconds,
+            )
+        )
+        try:
+            done, _ = await asyncio.wait({stream, guard}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stream, guard):
+                task.cancel()
+            await asyncio.gather(stream, guard, return_exceptions=True)
+        code = (stream if stream in done else guard).result()
+        await websocket.close(code, CLOSE_REASONS[code])
     finally:
         hub.unsubscribe(sub)
     return None

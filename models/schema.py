@@ -1,4 +1,4 @@
-"""The schema: eight tables of the design plus the `session_events` log.
+"""The schema: eight tables of the design plus the `session_events` log and `invitations`.
 
 ON DELETE policy (so deleting a team or a user never leaves orphans):
 
@@ -9,6 +9,7 @@ ON DELETE policy (so deleting a team or a user never leaves orphans):
   `execution_sessions.user_id` and `session_decisions.user_id` / `task_decisions.user_id`
   become NULL ("a former member"), because that history belongs to the team.
 - A rerun points at its original with `rerun_of`; deleting the original sets it to NULL.
+- An invitation belongs to its team, its inviter and its invitee: deleting any of them deletes it.
 
 Statuses, roles, confidence levels, categories and event types are enforced by CHECK
 constraints, so a bad value is refused by the database, not only by Python.
@@ -53,6 +54,8 @@ EVENT_TYPES = (
     "session_error",
 )
 DECISION_SOURCES = ("agent", "user")
+INVITABLE_ROLES = ("member", "viewer")
+INVITATION_STATUSES = ("pending", "accepted", "declined", "cancelled")
 NOW = SQL("DEFAULT CURRENT_TIMESTAMP")
 ZERO = SQL("DEFAULT 0")
 
@@ -266,6 +269,33 @@ class SessionEvent(BaseModel):
         table_name = "session_events"
 
 
+class Invitation(BaseModel):
+    """An invitation to a shared team that its invitee accepts or declines (membership begins at
+    acceptance). `invitee_text` is what the owner typed; `invitee` the account it named, if any
+    (NULL when none did: the owner is never told which)."""
+
+    id = peewee.BigAutoField()
+    team = peewee.ForeignKeyField(Team, backref="invitations", on_delete="CASCADE", index=False)
+    invited_by = peewee.ForeignKeyField(User, on_delete="CASCADE", index=False)
+    invitee = peewee.ForeignKeyField(User, backref="invitations", on_delete="CASCADE", null=True, index=False)
+    invitee_text = peewee.CharField(max_length=255)
+    role = peewee.CharField(
+        max_length=50,
+        default="member",
+        constraints=[SQL("DEFAULT 'member'"), Check(one_of("role", INVITABLE_ROLES), "ck_invitations_role")],
+    )
+    status = peewee.CharField(
+        max_length=50,
+        default="pending",
+        constraints=[SQL("DEFAULT 'pending'"), Check(one_of("status", INVITATION_STATUSES), "ck_invitations_status")],
+    )
+    created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
+    responded_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "invitations"
+
+
 def _index(model: type[BaseModel], name: str, *columns: object, unique: bool = False) -> None:
     model.add_index(peewee.ModelIndex(model, columns, unique=unique, name=name))
 
@@ -298,6 +328,9 @@ _index(TaskDecision, "idx_task_decisions_task", TaskDecision.agent_task)
 _index(TaskDecision, "idx_task_decisions_user", TaskDecision.user)
 _index(AgentSnapshot, "idx_snapshots_task", AgentSnapshot.agent_task)
 _index(SessionEvent, "uq_session_events_session_seq", SessionEvent.session, SessionEvent.seq, unique=True)
+_index(Invitation, "idx_invitations_team_status", Invitation.team, Invitation.status)
+_index(Invitation, "idx_invitations_invitee_status", Invitation.invitee, Invitation.status)
+_index(Invitation, "idx_invitations_invited_by", Invitation.invited_by)
 
 
 # Search (migration 007, `models/search.py`): a document per searchable thing, kept by triggers,
@@ -365,4 +398,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     SessionEvent,
     SearchDocument,
     SearchWord,
+    Invitation,
 )

@@ -10,6 +10,7 @@ from models.schema import (
     AgentSnapshot,
     AgentTask,
     ExecutionSession,
+    Invitation,
     SessionDecision,
     SessionEvent,
     TaskDecision,
@@ -42,6 +43,27 @@ def team_dict(team: Team, role: str | None) -> dict[str, Any]:
         "owner_id": team.owner_id,
         "role": role,
         "created_at": iso(team.created_at),
+    }
+
+
+def invitation_dict(invitation: Invitation) -> dict[str, Any]:
+    """`Invitation`: `invitee` is what the owner typed, never another account's data."""
+    return {
+        "id": invitation.id,
+        "team_id": invitation.team_id,
+        "invitee": invitation.invitee_text,
+        "role": invitation.role,
+        "status": invitation.status,
+        "created_at": iso(invitation.created_at),
+    }
+
+
+def received_invitation_dict(invitation: Invitation) -> dict[str, Any]:
+    """An `Invitation` as its invitee sees it (`GET /invitations`): with the team and the inviter."""
+    return {
+        **invitation_dict(invitation),
+        "team": {"id": invitation.team.id, "name": invitation.team.name},
+        "invited_by": invitation.inviter.username,
     }
 
 

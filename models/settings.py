@@ -122,8 +122,17 @@ class Settings:
     login_max_failures: int = 5
     login_window_seconds: int = 300
     signup_max_attempts: int = 10
+    login_rate_per_account: int = 10
+    login_rate_per_address: int = 30
+    login_rate_window_seconds: int = 60
+    invite_max_attempts: int = 20
+    invite_window_seconds: int = 600
     bcrypt_rounds: int = 12
+    bcrypt_threads: int = 2
+    max_logins_per_user: int = 20
+    body_timeout_seconds: int = 30
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
     worker_processes: int = 2
@@ -139,6 +148,10 @@ class Settings:
     log_format: str = "text"
     web_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     worker_metrics_port: int | None = None
+    ws_max_sockets_per_user: int = 50
+    ws_max_message_bytes: int = 4096
+    ws_max_messages: int = 20
+    ws_message_window_seconds: float = 10.0
 
     @property
     def production(self) -> bool:
@@ -162,6 +175,7 @@ class Settings:
             "allowed_origins": tuple(
                 o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
             ),
+            "allowed_hosts": tuple(h.strip().lower() for h in env.get("ALLOWED_HOSTS", "").split(",") if h.strip()),
             "host": env.get("HOST", "127.0.0.1"),
             "metrics_token": env.get("METRICS_TOKEN", "").strip(),
             "log_format": _choice("LOG_FORMAT", env.get("LOG_FORMAT", "text"), ("text", "json")),
@@ -174,6 +188,17 @@ class Settings:
             "LOGIN_MAX_FAILURES": ("login_max_failures", 1),
             "LOGIN_WINDOW_SECONDS": ("login_window_seconds", 1),
             "SIGNUP_MAX_ATTEMPTS": ("signup_max_attempts", 1),
+            "LOGIN_RATE_PER_ACCOUNT": ("login_rate_per_account", 1),
+            "LOGIN_RATE_PER_ADDRESS": ("login_rate_per_address", 1),
+            "LOGIN_RATE_WINDOW_SECONDS": ("login_rate_window_seconds", 1),
+            "INVITE_MAX_ATTEMPTS": ("invite_max_attempts", 1),
+            "INVITE_WINDOW_SECONDS": ("invite_window_seconds", 1),
+            "BCRYPT_THREADS": ("bcrypt_threads", 1),
+            "MAX_LOGINS_PER_USER": ("max_logins_per_user", 1),
+            "BODY_TIMEOUT_SECONDS": ("body_timeout_seconds", 1),
+            "WS_MAX_SOCKETS_PER_USER": ("ws_max_sockets_per_user", 1),
+            "WS_MAX_MESSAGE_BYTES": ("ws_max_message_bytes", 1),
+            "WS_MAX_MESSAGES": ("ws_max_messages", 1),
             # bcrypt's own minimum; the test suite uses 4 for speed, everything else 12.
             "BCRYPT_ROUNDS": ("bcrypt_rounds", 4),
             "PORT": ("port", 1),
@@ -193,6 +218,11 @@ class Settings:
             values["task_time_limit_seconds"] = _float("TASK_TIME_LIMIT_SECONDS", env["TASK_TIME_LIMIT_SECONDS"])
         if env.get("WS_POLL_SECONDS"):
             values["ws_poll_seconds"] = _float("WS_POLL_SECONDS", env["WS_POLL_SECONDS"])
+        if env.get("WS_MESSAGE_WINDOW_SECONDS"):
+            values["ws_message_window_seconds"] = _float("WS_MESSAGE_WINDOW_SECONDS", env["WS_MESSAGE_WINDOW_SECONDS"])
+        if production and not values["allowed_hosts"]:
+            # Refuse by default what nobody listed: only the machine itself until ALLOWED_HOSTS names the site.
+            values["allowed_hosts"] = ("localhost", "127.0.0.1")
         if env.get("RETRY_DELAYS_SECONDS"):
             values["retry_delays_seconds"] = _delays("RETRY_DELAYS_SECONDS", env["RETRY_DELAYS_SECONDS"])
         return cls(**values)

@@ -45,3 +45,14 @@ def find_user_by_login(login: str) -> User | None:
 def get_user(user_id: int) -> User | None:
     """The user with this id, or None."""
     return User.get_or_none(User.id == user_id)
+
+
+def delete_user(user_id: int) -> bool:
+    """Delete the user; the database's ON DELETE rules take what they own (models/schema.py).
+    True if there was such a user."""
+    return User.delete().where(User.id == user_id).execute() > 0
+
+
+def user_exists(user_id: int) -> bool:
+    """Whether a user with this id exists (one indexed query)."""
+    return User.select(User.id).where(User.id == user_id).exists()

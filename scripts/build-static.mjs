@@ -1,5 +1,5 @@
 // Build the front-end we serve ourselves (never from a CDN):
-// - copy Alpine into static/vendor/;
+// - copy Alpine's CSP build (no eval or Function(): the pages run under a strict CSP) into static/vendor/;
 // - bundle the React islands (static/src/islands/*.jsx, with React from npm) into static/build/.
 // Both outputs are committed, so Docker and Node-less machines serve them as they are.
 import { createHash } from "node:crypto";
@@ -10,7 +10,7 @@ import { build } from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const vendored = [
-  ["node_modules/alpinejs/dist/cdn.min.js", "static/vendor/alpine.min.js"],
+  ["node_modules/@alpinejs/csp/dist/cdn.min.js", "static/vendor/alpine.min.js"],
   // The /docs page renders /openapi.json with Swagger UI, served from here rather than a CDN.
   ["node_modules/swagger-ui-dist/swagger-ui-bundle.js", "static/vendor/swagger-ui/swagger-ui-bundle.js"],
   ["node_modules/swagger-ui-dist/swagger-ui.css", "static/vendor/swagger-ui/swagger-ui.css"],

@@ -282,3 +282,108 @@ async def test_password_hashing_runs_off_the_event_loop(client, monkeypatch):
     monkeypatch.setattr(passwords, "hash_password_sync", spy)
     assert (await client.post("/auth/signup", json=SIGNUP)).status_code == 201
     assert threads and threads[0] is not threading.main_thread()
+
+
+# Issue 14: hashing on its own pool, the dummy hash's cost, deleted users, account deletion.
+
+
+async def test_password_checks_run_on_the_hash_pool_not_the_database_threads(client, user, monkeypatch):
+    import threading
+
+    import app.passwords as passwords
+
+    threads = []
+    original = passwords.check_password_sync
+
+    def spy(*args):
+        threads.append(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(passwords, "check_password_sync", spy)
+    await login(client, "test")
+    assert len(threads) == 1 and threads[0].startswith(passwords.THREAD_PREFIX)
+
+
+async def test_an_unknown_user_is_checked_against_a_hash_of_the_configured_cost(settings, monkeypatch):
+    """Otherwise the answer comes faster for names that have no account (finding 4)."""
+    costs = []
+    original = bcrypt.checkpw
+
+    def spy(password, hashed):
+        costs.append(int(hashed.split(b"$")[2]))
+        return original(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    app = create_app(settings, bcrypt_rounds=6)
+    async with app.test_app():
+        response = await app.test_client().post("/auth/login", json={"username": "ghost", "password": "whatever"})
+    assert response.status_code == 401
+    assert costs == [6]
+
+
+async def test_a_deleted_users_cookie_is_refused_everywhere(client, user, redis_client):
+    await login(client, "test")
+    User.delete().where(User.id == user.id).execute()
+    for method, path in (("GET", "/teams"), ("POST", "/teams"), ("GET", "/auth/me")):
+        response = await client.open(path, method=method, json={"name": "x"} if method == "POST" else None)
+        assert response.status_code == 401, path
+        assert (await error_of(response))["code"] == "unauthenticated"
+    assert session_keys(redis_client) == []
+
+
+async def test_deleting_the_account_needs_its_password(client, user):
+    await login(client, "test")
+    response = await client.delete("/auth/me", json={"password": "not the password"})
+    assert response.status_code == 403
+    assert (await error_of(response))["fields"] == {"password": "wrong password"}
+    assert User.get_or_none(User.id == user.id) is not None
+    assert (await client.delete("/auth/me", json={})).status_code == 400
+    assert (await client.get("/auth/me")).status_code == 200
+
+
+async def test_deleting_the_account_cascades_and_ends_every_login_and_socket(
+    app, client, user, redis_client, revocations
+):
+    from helpers import add_member
+
+    from models import ExecutionSession, Team, TeamMembership
+
+    own = Team.create(name="Mine", owner=user, is_shared=True)
+    ExecutionSession.create(team=own, user=user, feature_name="Gone with the team")
+    boss = make_user("boss")
+    theirs = Team.create(name="Theirs", owner=boss, is_shared=True)
+    add_member(theirs, user, "member")
+    kept = ExecutionSession.create(team=theirs, user=user, feature_name="Stays with the team")
+    await login(client, "test")
+    other_device = app.test_client()
+    await login(other_device, "test")
+    revocations.messages(wait=0.2)  # the logins' own announcements, if any
+
+    response = await client.delete("/auth/me", json={"password": PASSWORD})
+    assert response.status_code == 204
+    assert User.get_or_none(User.id == user.id) is None
+    assert Team.get_or_none(Team.id == own.id) is None
+    assert not TeamMembership.select().where(TeamMembership.user == user.id).exists()
+    kept = ExecutionSession.get_by_id(kept.id)
+    assert kept.user_id is None and kept.team_id == theirs.id
+    assert session_keys(redis_client) == [] and not redis_client.exists(f"auth:user:{user.id}")
+    assert (await other_device.get("/auth/me")).status_code == 401
+    assert (await client.get("/teams")).status_code == 401
+    assert revocations.messages() == [{"user_id": user.id, "team_id": None, "reason": "deleted"}]
+
+
+async def test_a_user_keeps_at_most_the_configured_logins_and_the_oldest_is_dropped(settings, user, redis_client):
+    app = create_app(settings, max_logins_per_user=3)
+    async with app.test_app():
+        devices = [app.test_client() for _ in range(4)]
+        seen: set[str] = set()
+        for age, device in zip((30, 20, 10, 0), devices, strict=True):
+            await login(device, "test")
+            [new] = set(auth_ids(redis_client)) - seen
+            seen.add(new)
+            # Logins a few seconds apart, without waiting for them (created_at is in whole seconds).
+            redis_client.hset(f"auth:session:{new}", "created_at", int(time.time()) - age)
+        assert (await devices[0].get("/auth/me")).status_code == 401
+        for device in devices[1:]:
+            assert (await device.get("/auth/me")).status_code == 200
+        assert len(redis_client.smembers(f"auth:user:{user.id}")) == 3

@@ -63,16 +63,30 @@ def base_url(browser, database, redis_client, logs):
 def new_page(browser, base_url):
     """`new_page(width=1280)`: a page in a fresh context (its own cookies) on the live server."""
     contexts = []
+    # Every page runs under the Content-Security-Policy (no inline script, no eval): a violation,
+    # an expression Alpine's CSP build cannot run, or an uncaught script error fails the test.
+    problems: list[str] = []
 
     def factory(width: int = 1280, height: int = 900):
         context = browser.new_context(base_url=base_url, viewport={"width": width, "height": height})
         context.set_default_timeout(15_000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(f"console: {message.text}")
+                if "Content Security Policy" in message.text or "Alpine Expression Error" in message.text
+                else None
+            ),
+        )
+        return page
 
     yield factory
     for context in contexts:
         context.close()
+    assert problems == []
 
 
 def log_in(page, username: str, password: str = PASSWORD) -> None:
@@ -377,3 +391,36 @@ def test_a_late_decision_stays_off_the_timeline_and_the_design_pack_downloads(ne
     form = page.locator("#invite-member").bounding_box()
     assert form["x"] >= card["x"] and form["x"] + form["width"] <= card["x"] + card["width"]
     assert_accessible(page)
+
+
+def test_an_invitation_waits_for_the_invitee_who_accepts_it_from_the_dashboard(new_page):
+    from playwright.sync_api import expect
+
+    owner, invitee = make_user("mei"), make_user("omar")
+    team = Team.create(name="Billing", owner=owner, is_shared=True)
+    TeamMembership.create(team=team, user=owner, role="owner")
+
+    boss = new_page()
+    log_in(boss, "mei")
+    response = boss.goto(f"/dashboard/teams/{team.id}")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    pending = boss.locator("#pending-invitations .invitation")
+    for who in ("omar", "nobody@example.com"):
+        boss.get_by_label("Username or email").fill(who)
+        boss.get_by_role("button", name="Invite", exact=True).click()
+        expect(boss.get_by_role("status").filter(has_text=f"Invitation for {who}")).to_be_visible()
+    expect(pending).to_have_count(2)
+    boss.get_by_role("button", name="Cancel the invitation for nobody@example.com").click()
+    expect(pending).to_have_count(1)
+    expect(boss.locator(".member-list__item:not(.invitation)")).to_have_count(1)  # omar is invited, not a member
+    assert not TeamMembership.select().where(TeamMembership.user == invitee.id).exists()
+
+    guest = new_page()
+    log_in(guest, "omar")
+    expect(guest.locator("#my-invitations")).to_contain_text("mei invites you to Billing as member")
+    guest.get_by_role("button", name="Accept the invitation to Billing").click()
+    guest.wait_for_url(f"**/dashboard/teams/{team.id}")
+    expect(guest.locator(".member-list__item")).to_have_count(2)
+    assert TeamMembership.get(team=team, user=invitee).role == "member"
+    boss.reload()
+    expect(pending).to_have_count(0)

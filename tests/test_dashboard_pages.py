@@ -18,6 +18,7 @@ from models.settings import ROOT
 
 START_FORM = 'id="start-session"'
 INVITE_FORM = 'id="invite-member"'
+PENDING_INVITATIONS = 'id="pending-invitations"'
 SHARE_BUTTON = 'id="share-team"'
 REMOVE_BUTTON = '@click="remove(member)"'
 ROLE_SELECT = '@change="setRole(member, $event.target.value)"'
@@ -53,12 +54,15 @@ async def test_the_dashboard_lists_teams_from_the_api_with_a_selector_and_a_crea
     assert 'x-data="teamsDashboard()"' in html and 'src="/static/js/dashboard.js?v=' in html
     assert "filter = 'personal'" in html and "filter = 'shared'" in html
     assert "Create a team" in html and 'name="name"' in html
+    # Invitations waiting for the user, to accept or decline (they load from GET /invitations).
+    assert 'x-data="myInvitations()"' in html and "accept(invitation)" in html and "decline(invitation)" in html
 
 
 async def test_the_owner_of_a_personal_team_can_start_sessions_and_share_it(login_as, user, personal_team):
     status, html = await html_of(await login_as(user), f"/dashboard/teams/{personal_team.id}")
     assert status == 200
     assert START_FORM in html and SHARE_BUTTON in html and INVITE_FORM in html and ROLE_SELECT in html
+    assert PENDING_INVITATIONS in html
     assert f"teamPage({personal_team.id}, {user.id}, true)" in html
     assert 'data-role="owner"' in html
 
@@ -69,7 +73,7 @@ async def test_a_member_can_start_sessions_but_not_manage_members(login_as, shar
     assert status == 200 and 'data-role="member"' in html
     assert START_FORM in html
     assert INVITE_FORM not in html and SHARE_BUTTON not in html and REMOVE_BUTTON not in html
-    assert ROLE_SELECT not in html
+    assert ROLE_SELECT not in html and PENDING_INVITATIONS not in html
 
 
 async def test_a_viewer_is_offered_no_start_button_and_no_member_management(login_as, shared_team, other_user):
@@ -78,6 +82,7 @@ async def test_a_viewer_is_offered_no_start_button_and_no_member_management(logi
     assert status == 200 and 'data-role="viewer"' in html
     assert START_FORM not in html and "Start session" not in html
     assert INVITE_FORM not in html and REMOVE_BUTTON not in html and ROLE_SELECT not in html
+    assert PENDING_INVITATIONS not in html
     assert "You are a viewer" in html
 
 

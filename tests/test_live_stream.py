@@ -160,3 +160,24 @@ async def test_a_socket_that_falls_behind_is_closed_so_it_can_resume(hub, sessio
     await asyncio.sleep(0.3)
     stalled.set()
     assert await asyncio.wait_for(task, 2) == CLOSE_TOO_SLOW
+
+
+async def test_the_inbound_guard_closes_floods_and_oversize_messages_and_tolerates_empty_ones():
+    from app.live import CLOSE_POLICY, CLOSE_TOO_BIG, guard_inbound
+
+    def feed(messages):
+        queue = list(messages)
+
+        async def receive():
+            if not queue:
+                await asyncio.sleep(3600)
+            return queue.pop(0)
+
+        return receive
+
+    small = ["{}", b"", None, "ping"]
+    assert await asyncio.wait_for(guard_inbound(feed([*small, "x" * 11]), 10, 100, 60), 1) == CLOSE_TOO_BIG
+    assert await asyncio.wait_for(guard_inbound(feed(["é" * 6]), 10, 100, 60), 1) == CLOSE_TOO_BIG  # bytes, not chars
+    assert await asyncio.wait_for(guard_inbound(feed(small * 3), 10, 11, 60), 1) == CLOSE_POLICY
+    with pytest.raises(TimeoutError):  # within the limits the socket stays open
+        await asyncio.wait_for(guard_inbound(feed(small * 2), 10, 11, 60), 0.2)

@@ -9,10 +9,8 @@ from models import ALL_MODELS
 from models.db import make_database
 from models.migrate import MIGRATIONS_DIR, router
 
-# Every hand-written migration, in the order the router applies them.
-ALL_MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.py"))
-
-MIGRATIONS = ALL_MIGRATIONS
+# Every hand-written migration, in order (each engineer's branch adds its own number).
+MIGRATIONS = sorted(p.stem for p in MIGRATIONS_DIR.glob("[0-9][0-9][0-9]_*.py"))
 
 CATALOG = {
     "columns": """

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from helpers import PASSWORD, error_of, login
+from helpers import PASSWORD, error_of, login, make_user
 
 
 async def fail(client, username: str = "test", address: str | None = None):
@@ -110,3 +112,90 @@ async def test_signup_limits_are_per_address(client, settings):
         scope_base={"client": ("198.51.100.77", 1)},
     )
     assert response.status_code == 201
+
+
+# Issue 14: the limits hold under parallel bursts, and even successful logins are limited.
+
+
+@pytest.fixture
+def password_checks(monkeypatch):
+    """Counts every bcrypt check the login makes (they run on the hash pool's threads)."""
+    import threading
+
+    import app.passwords as passwords
+
+    calls = []
+    lock = threading.Lock()
+    original = passwords.check_password_sync
+
+    def spy(*args):
+        with lock:
+            calls.append(args[0])
+        return original(*args)
+
+    monkeypatch.setattr(passwords, "check_password_sync", spy)
+    return calls
+
+
+async def test_a_burst_of_100_parallel_guesses_gets_no_more_password_checks_than_the_limit(
+    client, user, settings, password_checks
+):
+    responses = await asyncio.gather(*(fail(client, address="203.0.113.50") for _ in range(100)))
+    statuses = sorted(r.status_code for r in responses)
+    assert len(password_checks) <= settings.login_max_failures
+    assert statuses.count(401) == len(password_checks)
+    assert statuses.count(429) == 100 - len(password_checks)
+    # The right password from that address is refused too: the guesses used up the window.
+    assert (await attempt(client, "test", PASSWORD, "203.0.113.50")).status_code == 429
+
+
+async def test_parallel_signups_from_one_address_get_no_more_than_the_limit(client, settings):
+    bodies = [{"username": f"racer{i}", "email": f"racer{i}@example.com", "password": "long enough"} for i in range(30)]
+    responses = await asyncio.gather(*(client.post("/auth/signup", json=body) for body in bodies))
+    assert sorted({r.status_code for r in responses}) == [201, 429]
+    assert sum(r.status_code == 201 for r in responses) == settings.signup_max_attempts
+
+
+@pytest.mark.parametrize("known", [False, True])
+async def test_even_successful_logins_of_one_account_are_rate_limited(client, user, settings, known):
+    if known:  # an address known to the account has its own allowance, limited alike
+        assert (await attempt(client, "test", PASSWORD, "192.0.2.44")).status_code == 200
+
+    def address(i: int) -> str:
+        return "192.0.2.44" if known else f"198.51.100.{i}"
+
+    statuses = [(await attempt(client, "test", PASSWORD, address(i))).status_code for i in range(30)]
+    assert statuses[: settings.login_rate_per_account] == [200] * settings.login_rate_per_account
+    assert set(statuses[settings.login_rate_per_account :]) == {429}
+
+
+async def test_logins_from_one_address_are_rate_limited_across_accounts(client, settings):
+    for i in range(settings.login_rate_per_address):
+        make_user(f"person{i}")
+    statuses = [
+        (await attempt(client, f"person{i}", PASSWORD, "192.0.2.45")).status_code
+        for i in range(settings.login_rate_per_address)
+    ]
+    assert statuses == [200] * settings.login_rate_per_address
+    make_user("one_more")
+    assert (await attempt(client, "one_more", PASSWORD, "192.0.2.45")).status_code == 429
+    assert (await attempt(client, "one_more", PASSWORD, "192.0.2.46")).status_code == 200
+
+
+async def test_someone_elses_guesses_do_not_use_up_a_known_address_allowance(client, user, settings):
+    home = "192.0.2.10"
+    assert (await attempt(client, "test", PASSWORD, home)).status_code == 200
+    for i in range(settings.login_rate_per_account + 2):
+        await fail(client, address=f"203.0.113.{100 + i}")  # many addresses, one account
+    assert (await attempt(client, "test", PASSWORD, home)).status_code == 200
+
+
+async def test_signing_up_trusts_the_address_like_a_login_does(client, settings):
+    home = "192.0.2.77"
+    body = {"username": "newbie", "email": "newbie@example.com", "password": PASSWORD}
+    response = await client.post("/auth/signup", json=body, scope_base={"client": (home, 1)})
+    assert response.status_code == 201
+    for _ in range(settings.login_max_failures):
+        await fail(client, "newbie", address="203.0.113.66")
+    assert (await fail(client, "newbie", address="203.0.113.66")).status_code == 429
+    assert (await attempt(client, "newbie", PASSWORD, home)).status_code == 200

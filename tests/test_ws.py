@@ -119,3 +119,78 @@ async def test_sockets_leave_nothing_behind_when_they_close(app, login_as, cast)
             assert hub.subscription_count == 1
     await asyncio.sleep(0.05)
     assert hub.subscription_count == 0
+
+
+# Issue 14, finding 2: the socket reads what clients send and bounds it.
+
+
+async def close_code_after(ws) -> int:
+    """Read until the server closes the socket; its close code."""
+    with pytest.raises(WebsocketDisconnectError) as closed:
+        for _ in range(100):
+            await receive(ws)
+    return closed.value.args[0]
+
+
+async def test_a_message_over_the_size_limit_closes_the_socket_with_1009(app, login_as, cast, settings):
+    member = await login_as(cast["people"]["member"])
+    async with member.websocket(f"/ws/{cast['session'].id}") as ws:
+        await ws.send("x" * (settings.ws_max_message_bytes + 1))
+        assert await close_code_after(ws) == 1009
+
+
+async def test_a_flood_of_small_messages_closes_the_socket_with_1008(app, login_as, cast, settings):
+    member = await login_as(cast["people"]["member"])
+    async with member.websocket(f"/ws/{cast['session'].id}") as ws:
+        for _ in range(settings.ws_max_messages):
+            await ws.send("{}")
+        await asyncio.sleep(0.1)
+        await ws.send(b"{}")  # one more than the window allows
+        assert await close_code_after(ws) == 1008
+
+
+async def test_a_few_small_messages_are_read_and_ignored(app, login_as, cast, settings):
+    owner = await login_as(cast["people"]["owner"])
+    sid = cast["session"].id
+    events = (await (await owner.get(f"/sessions/{sid}/events")).get_json())["events"]
+    async with owner.websocket(f"/ws/{sid}") as ws:
+        for _ in events:
+            await receive(ws)
+        for _ in range(3):
+            await ws.send('{"type": "ping"}')
+        await owner.post(f"/sessions/{sid}/decisions", json={"decision_text": "still streaming"})
+        assert (await receive(ws))["type"] == "decision_created"
+
+
+async def test_a_user_may_hold_only_so_many_sockets(settings, login_as, cast):
+    from helpers import logged_in_client
+
+    from app import create_app
+
+    app = create_app(settings, ws_max_sockets_per_user=2)
+    async with app.test_app():
+        member = await logged_in_client(app, cast["people"]["member"].username)
+        sid = cast["session"].id
+        async with member.websocket(f"/ws/{sid}") as first, member.websocket(f"/ws/{sid}") as second:
+            await receive(first)
+            await receive(second)
+            assert await refused(member, f"/ws/{sid}") == 429
+        await asyncio.sleep(0.05)
+        async with member.websocket(f"/ws/{sid}") as again:
+            assert (await receive(again))["seq"] == 1
+
+
+async def test_deleting_the_account_closes_its_sockets_with_4403(app, login_as, cast):
+    from helpers import PASSWORD
+
+    sid = cast["session"].id
+    member = await login_as(cast["people"]["member"])
+    events = (await (await member.get(f"/sessions/{sid}/events")).get_json())["events"]
+    async with member.websocket(f"/ws/{sid}") as ws:
+        for _ in events:
+            await receive(ws)
+        assert (await member.delete("/auth/me", json={"password": PASSWORD})).status_code == 204
+        assert (await receive(ws))["type"] == "access_revoked"
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await receive(ws)
+        assert closed.value.args[0] == 4403

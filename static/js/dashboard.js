@@ -126,9 +126,10 @@ document.addEventListener("alpine:init", () => {
     team: { is_shared: false },
     members: { list: [], error: "", busy: false },
     inviteForm: { who: "", role: "member", busy: false, message: "", done: "" },
+    invitations: { list: [], error: "" },
     history: { list: [], status: "", nextBefore: null, loading: true, error: "" },
     async load() {
-      await Promise.all([this.loadTeam(), this.loadSessions(true)]);
+      await Promise.all([this.loadTeam(), this.loadSessions(true), this.loadInvitations()]);
     },
     async loadTeam() {
       try {
@@ -189,9 +190,11 @@ document.addEventListener("alpine:init", () => {
         const body = { role: this.inviteForm.role, [who.includes("@") ? "email" : "username"]: who };
         const result = await api("POST", `/teams/${teamId}/invite`, body);
         if (result.ok) {
-          this.inviteForm.done = `${result.body.member.username} joined as ${result.body.member.role}.`;
+          // The answer is the same whether or not the name has an account: say only what was sent.
+          const sent = result.body.invitation;
+          this.inviteForm.done = `Invitation for ${sent.invitee} (${sent.role}) sent. They join when they accept it.`;
           this.inviteForm.who = "";
-          await this.loadTeam();
+          await this.loadInvitations();
         } else {
           this.inviteForm.message = result.error.message;
         }
@@ -199,6 +202,26 @@ document.addEventListener("alpine:init", () => {
         this.inviteForm.message = offline;
       } finally {
         this.inviteForm.busy = false;
+      }
+    },
+    async loadInvitations() {
+      if (!canManage) return;
+      try {
+        const result = await api("GET", `/teams/${teamId}/invitations`);
+        if (result.ok) this.invitations.list = result.body.invitations;
+        else this.invitations.error = result.error.message;
+      } catch (_) {
+        this.invitations.error = offline;
+      }
+    },
+    async cancelInvitation(invitation) {
+      this.invitations.error = "";
+      try {
+        const result = await api("DELETE", `/teams/${teamId}/invitations/${invitation.id}`);
+        if (!result.ok) this.invitations.error = result.error.message;
+        await this.loadInvitations();
+      } catch (_) {
+        this.invitations.error = offline;
       }
     },
     async setRole(member, role) {
@@ -234,6 +257,53 @@ document.addEventListener("alpine:init", () => {
       const member = this.members.list.find((m) => m.user_id === s.ended_by);
       const who = s.ended_by == null ? "a former member" : member ? member.username : "a former member";
       return `by ${who}, ${this.when(s.ended_at)}`;
+    },
+    stateClass(s) {
+      return this.stateOf(s).replace(" ", "-");
+    },
+    // Small helpers the template calls: Alpine's CSP build evaluates no template literals.
+    duration(session) {
+      return session.duration_seconds == null ? "–" : `${session.duration_seconds.toFixed(1)} s`;
+    },
+  }));
+
+  // The invitations waiting for the caller, on the dashboard: accept (membership begins) or decline.
+  window.Alpine.data("myInvitations", () => ({
+    list: [],
+    error: "",
+    done: "",
+    async load() {
+      try {
+        const result = await api("GET", "/invitations");
+        if (result.ok) this.list = result.body.invitations;
+        else this.error = result.error.message;
+      } catch (_) {
+        this.error = offline;
+      }
+    },
+    async answer(invitation, action) {
+      this.error = "";
+      this.done = "";
+      try {
+        const result = await api("POST", `/invitations/${invitation.id}/${action}`);
+        if (!result.ok) {
+          this.error = result.error.message;
+        } else if (action === "accept") {
+          window.location.assign(`/dashboard/teams/${result.body.team.id}`);
+          return;
+        } else {
+          this.done = `You declined the invitation to ${invitation.team.name}.`;
+        }
+        await this.load();
+      } catch (_) {
+        this.error = offline;
+      }
+    },
+    accept(invitation) {
+      return this.answer(invitation, "accept");
+    },
+    decline(invitation) {
+      return this.answer(invitation, "decline");
     },
   }));
 });
