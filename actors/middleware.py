@@ -13,7 +13,27 @@ from models.db import close_database, db, init_database
 from models.settings import Settings
 
 
-class DatabaseMiddleware(Middleware):
+class AfterEachMessage(Middleware):
+    """A middleware with one hook, `after_message`, run after every message, processed or skipped."""
+
+    def after_message(self) -> None:
+        raise NotImplementedError
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        self.after_message()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        self.after_message()
+
+
+class DatabaseMiddleware(AfterEachMessage):
     """Open a pooled connection before each message and hand it back after, whatever happened."""
 
     def __init__(self, settings: Settings) -> None:
@@ -32,17 +52,7 @@ class DatabaseMiddleware(Middleware):
         self._ensure_database()
         db.connect(reuse_if_open=True)
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: dramatiq.MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        self._release()
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+    def after_message(self) -> None:
         self._release()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -61,7 +71,7 @@ class DatabaseMiddleware(Middleware):
         db.close()
 
 
-class LogContextMiddleware(Middleware):
+class LogContextMiddleware(AfterEachMessage):
     """Every line a worker logs names its session, task and role (`models/logs.py`).
 
     The process's handlers get the context filter and the `LOG_FORMAT` at boot; each message
@@ -79,20 +89,7 @@ class LogContextMiddleware(Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         self._tokens.token = logs.bind()
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: dramatiq.MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        self._reset()
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
+    def after_message(self) -> None:
         token = getattr(self._tokens, "token", None)
         if token is not None:
             self._tokens.token = None

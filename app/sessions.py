@@ -50,22 +50,37 @@ class ExportQuery(BaseModel):
     format: Literal["markdown", "json"] = "markdown"
 
 
-def _create(user_id: int, body: StartSession) -> int:
-    from actors.pipeline import create_session, fail_session, start_session
-
-    require_team(user_id, body.team_id, "write")
+def usable_brain_or_400(name: str | None) -> str:
+    """The brain a session will think with (the default when `name` is None); 400 with `fields.brain`
+    when it is unknown or not configured."""
     try:
-        brain = usable_brain(body.brain)
+        return usable_brain(name)
     except BrainConfigError as exc:
         raise ApiError(400, str(exc), fields={"brain": str(exc)}) from None
-    session = create_session(body.team_id, user_id, body.feature_name, body.description, brain=brain)
+
+
+def start_or_fail(session_id: int, what: str = "session") -> None:
+    """Queue the session's pipeline; if the queue is unreachable, fail the session now and answer 503.
+
+    Never leaves a session `active` with nothing queued: it fails at once, visibly.
+    """
+    from actors.pipeline import fail_session, start_session
+
     try:
-        start_session(session.id)
+        start_session(session_id)
     except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:
-        # Never leave a session `active` with nothing queued: it fails now, visibly.
-        log.warning("could not queue session %s: %s", session.id, exc)
-        fail_session(session.id, "the task queue was unavailable; start the session again")
+        log.warning("could not queue %s %s: %s", what, session_id, exc)
+        fail_session(session_id, f"the task queue was unavailable; start the {what} again")
         raise ApiError(503, "the task queue is unavailable; try again in a moment") from None
+
+
+def _create(user_id: int, body: StartSession) -> int:
+    from actors.pipeline import create_session
+
+    require_team(user_id, body.team_id, "write")
+    brain = usable_brain_or_400(body.brain)
+    session = create_session(body.team_id, user_id, body.feature_name, body.description, brain=brain)
+    start_or_fail(session.id)
     return session.id
 
 

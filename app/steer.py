@@ -11,18 +11,16 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-import dramatiq
 from pydantic import BaseModel, Field
 from quart import Blueprint, jsonify
 from quart_schema import validate_request
-from redis.exceptions import RedisError
 
 from app.access import require_session
 from app.db_thread import run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
+from app.sessions import start_or_fail, usable_brain_or_400
 from app.validation import text
-from models.brains import BrainConfigError, usable_brain
 from models.compare import compare_sessions
 from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS
 
@@ -46,22 +44,11 @@ class Rerun(BaseModel):
     brain: str | None = Field(default=None, max_length=64)
 
 
-def check_brain(name: str | None) -> str | None:
-    """The brain to rerun with (None keeps the original's); 400 with `fields.brain` unless usable."""
-    if name is None:
-        return None
-    try:
-        return usable_brain(name)
-    except BrainConfigError as exc:
-        raise ApiError(400, str(exc), fields={"brain": str(exc)}) from None
-
-
 def _rerun(user_id: int, session_id: int, body: Rerun) -> dict:
-    from actors.pipeline import fail_session, start_session
     from actors.reruns import NotRerunnable, rerun_session, rerun_warnings
 
     require_session(user_id, session_id, "write")
-    brain = check_brain(body.brain)
+    brain = None if body.brain is None else usable_brain_or_400(body.brain)  # None keeps the original's
     decisions = None if body.decisions is None else [d.model_dump() for d in body.decisions]
     warnings = rerun_warnings(session_id, body.from_role, decisions)
     try:
@@ -70,12 +57,7 @@ def _rerun(user_id: int, session_id: int, body: Rerun) -> dict:
         )
     except NotRerunnable as exc:
         raise ApiError(409, f"cannot rerun from {body.from_role}: {exc}") from None
-    try:
-        start_session(rerun.id)
-    except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:
-        log.warning("could not queue rerun %s: %s", rerun.id, exc)
-        fail_session(rerun.id, "the task queue was unavailable; start the rerun again")
-        raise ApiError(503, "the task queue is unavailable; try again in a moment") from None
+    start_or_fail(rerun.id, "rerun")
     return {"session_id": rerun.id, "status": "active", "warnings": warnings}
 
 

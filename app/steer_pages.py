@@ -20,22 +20,14 @@ from app.db_thread import run_db
 from app.errors import ApiError
 from app.pages import _LoggedOut, _not_found, _to_login, _user
 from models.compare import compare_sessions
-from models.schema import AGENT_ROLES, CATEGORIES
+from models.schema import AGENT_ROLES, CATEGORIES, ROLE_TITLES
 from models.search import Filters, search
 from models.teams import visible_teams
 
 blueprint = Blueprint("steer_pages", __name__)
 blueprint.register_error_handler(_LoggedOut, _to_login)
 
-ROLE_NAMES = {
-    "architect": "Architect",
-    "backend_dev": "Backend developer",
-    "dba": "DBA",
-    "frontend_dev": "Frontend developer",
-    "ui_ux": "UI/UX designer",
-    "security": "Security engineer",
-    "it_admin": "IT admin",
-}
+ROLE_NAMES = ROLE_TITLES
 
 
 def segments(snippet: str, highlights: list[list[int]]) -> list[tuple[str, bool]]:

@@ -18,7 +18,7 @@ import unicodedata
 from typing import Any
 
 from models.queries import _latest_snapshots, _session_decisions, _task_decisions, _tasks, resolve_reference
-from models.schema import AGENT_ROLES, ExecutionSession, SessionEvent, User, utcnow
+from models.schema import AGENT_ROLES, ROLE_TITLES, ExecutionSession, SessionEvent, User, utcnow
 from models.serialize import (
     event_dict,
     iso,
@@ -28,16 +28,6 @@ from models.serialize import (
     task_decision_dict,
     task_dict,
 )
-
-ROLE_TITLES = {
-    "architect": "Architect",
-    "backend_dev": "Backend developer",
-    "dba": "DBA",
-    "frontend_dev": "Frontend developer",
-    "ui_ux": "UI/UX designer",
-    "security": "Security engineer",
-    "it_admin": "IT admin",
-}
 
 
 def filename(feature_name: str, extension: str) -> str:

@@ -25,6 +25,16 @@ from peewee import SQL, Check, fn
 from models.db import db
 
 AGENT_ROLES = ("architect", "backend_dev", "dba", "frontend_dev", "ui_ux", "security", "it_admin")
+#: What a person calls each role, for pages and documents.
+ROLE_TITLES = {
+    "architect": "Architect",
+    "backend_dev": "Backend developer",
+    "dba": "DBA",
+    "frontend_dev": "Frontend developer",
+    "ui_ux": "UI/UX designer",
+    "security": "Security engineer",
+    "it_admin": "IT admin",
+}
 PIPELINE = (("architect",), ("backend_dev", "dba"), ("frontend_dev", "ui_ux"), ("security", "it_admin"))
 STAGE_OF_ROLE = {role: index for index, stage in enumerate(PIPELINE) for role in stage}
 TEAM_ROLES = ("owner", "member", "viewer")
