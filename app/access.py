@@ -1,6 +1,6 @@
 """Access control: may this user do this to this team? Every route asks here, and only here.
 
-Rules (spec/API.md "Roles"):
+Rules (docs/api.md "Roles"):
 
 - The owner is `teams.owner_id`. A personal team (`is_shared=false`) is visible to its owner
   only, whatever membership rows exist; a shared team to its owner and its members, with the

@@ -1,4 +1,4 @@
-"""The `auth` blueprint: signup, login, logout, me, delete the account (spec/API.md "Auth")."""
+"""The `auth` blueprint: signup, login, logout, me, delete the account (docs/api.md "Auth")."""
 
 from __future__ import annotations
 

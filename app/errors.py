@@ -1,4 +1,4 @@
-"""The one error contract of `spec/API.md`: every failure becomes `{"error": {...}}`."""
+"""The one error contract of `docs/api.md`: every failure becomes `{"error": {...}}`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `invitations` blueprint: invitations that the invitee accepts (spec/API.md "Teams").
+"""The `invitations` blueprint: invitations that the invitee accepts (docs/api.md "Teams").
 
 - `POST /teams/{id}/invite` (owner): 202 `{"invitation"}`, the same answer whether or not the
   username or email names an account, and nothing about that account; limited per inviter

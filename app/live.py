@@ -33,7 +33,7 @@ from models.serialize import iso
 log = logging.getLogger(__name__)
 
 
-#: Messages sent as they come, outside the `seq` log (API.md, "Ephemeral messages").
+#: Messages sent as they come, outside the `seq` log (docs/api.md, "Ephemeral messages").
 EPHEMERAL_TYPES = frozenset({"agent_task_progress"})
 
 
@@ -306,5 +306,5 @@ async def stream_events(
 
 
 def utc_iso_now() -> str:
-    """Now, as API.md writes timestamps."""
+    """Now, as docs/api.md writes timestamps."""
     return iso(utcnow())

@@ -1,4 +1,4 @@
-"""The `pages` blueprint: the HTML pages of spec/API.md "Pages".
+"""The `pages` blueprint: the HTML pages of docs/api.md "Pages".
 
 Pages share the JSON API's cookie and the access functions of `app.access` but no view code:
 they render a skeleton (what the caller may do decides which controls exist at all), then

@@ -1,4 +1,4 @@
-"""The `teams` blueprint: list, create, show, share, change a role, remove (spec/API.md "Teams").
+"""The `teams` blueprint: list, create, show, share, change a role, remove (docs/api.md "Teams").
 
 Inviting lives in `app.invitations`.
 

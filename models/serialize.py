@@ -1,4 +1,4 @@
-"""The JSON shapes of `spec/API.md`, built from rows; shared by REST views and event payloads."""
+"""The JSON shapes of `docs/api.md`, built from rows; shared by REST views and event payloads."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Queries on teams and memberships. Plain sync code: run it through `run_db`.
 
-Visibility (spec/API.md "Roles"): a personal team is visible to its owner only; a shared team to
+Visibility (docs/api.md "Roles"): a personal team is visible to its owner only; a shared team to
 its owner and its members. Who may do what is decided in `app.access`; these functions assume
 the caller has already been allowed.
 """

@@ -1,4 +1,4 @@
-"""The dashboard pages (spec/API.md "Pages"): who sees which page, and which controls.
+"""The dashboard pages (docs/api.md "Pages"): who sees which page, and which controls.
 
 What a role may not do is not offered at all: the controls are left out of the HTML, not hidden.
 """

@@ -1,4 +1,4 @@
-"""The error envelope of spec/API.md for every failure class, and the cross-site guard."""
+"""The error envelope of docs/api.md for every failure class, and the cross-site guard."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Invitations the invitee accepts (issue 14, finding 5; spec/API.md "Teams")."""
+"""Invitations the invitee accepts (issue 14, finding 5; docs/api.md "Teams")."""
 
 from __future__ import annotations
 

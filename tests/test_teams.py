@@ -1,4 +1,4 @@
-"""Teams: the access grid of spec/API.md, then each route's behaviour."""
+"""Teams: the access grid of docs/api.md, then each route's behaviour."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 While a model brain streams, the worker publishes the text so far and the tokens so far on the
 session's Redis channel. These messages are not stored in `session_events` and carry no `seq`
-(API.md, "Ephemeral messages"): a client that reconnects gets the final output from the log.
+(docs/api.md, "Ephemeral messages"): a client that reconnects gets the final output from the log.
 They are coalesced to at most one per `interval` (0.25 s: about 4 a second) per task, plus the
 last one of each call, and `completion_tokens` never goes down: an estimate while streaming,
 the endpoint's own count when a call ends, added up over the calls of the attempt.

@@ -1,5 +1,5 @@
 // Alpine components of the login, signup and dashboard pages. They post JSON with fetch and show
-// the error envelope of spec/API.md ({"error": {"code", "message", "fields"}}) inline.
+// the error envelope of docs/api.md ({"error": {"code", "message", "fields"}}) inline.
 
 // The API's per-field reasons ("required", "must be at most 64 characters") as sentences to show
 // beside each field ("Username must be at most 64 characters."), and one line for the top alert

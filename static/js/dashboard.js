@@ -1,5 +1,5 @@
 // Alpine components of the dashboard and team pages. Data comes from the JSON API of
-// spec/API.md with fetch; errors are the envelope {"error": {"code", "message", "fields"}}.
+// docs/api.md with fetch; errors are the envelope {"error": {"code", "message", "fields"}}.
 document.addEventListener("alpine:init", () => {
   const api = async (method, url, body) => {
     const response = await fetch(url, {

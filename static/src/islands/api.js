@@ -1,4 +1,4 @@
-// fetch against the JSON API of spec/API.md; errors come back as {"error": {...}}.
+// fetch against the JSON API of docs/api.md; errors come back as {"error": {...}}.
 export class ApiFailure extends Error {
   constructor(status, error) {
     super(error.message || `HTTP ${status}`);
@@ -52,7 +52,7 @@ export function parseTime(iso) {
 }
 
 // What a session's state means to a person: a session the user ended is "ended early", never
-// a green "completed" (`end_reason` of spec/API.md).
+// a green "completed" (`end_reason` of docs/api.md).
 export function sessionState(session) {
   if (!session) return "loading";
   if (session.status === "active") return "running";
