@@ -4,7 +4,7 @@ Reviewed by hand. `GET /search` (`models/search.py`) reads only `search_document
 feature (session), session decision and agent decision, with its team, role, category, date,
 text and a stored `tsvector`, so a search never joins the busy tables nor recomputes a vector.
 Typos are corrected first against `search_words`, the distinct words of every document,
-through a `pg_trgm` trigram index: a table of words stays small however many decisions there
+through a `pg_trgm` trigram (GiST) index, nearest first: a table of words stays small however many decisions there
 are. Triggers keep both current: statement-level on INSERT (one statement per INSERT, whatever
 its number of rows), row-level on UPDATE only when a searched text really changes, so the
 pipeline's frequent updates of sessions (stage, status, `last_seq`) cost nothing here. Rows
@@ -62,7 +62,7 @@ def index_rows(kind: str, rows: str) -> str:
         )
         INSERT INTO search_words (word)
         SELECT DISTINCT w FROM added, unnest({WORDS.format(title="title", body="body")}) AS w
-        WHERE length(w) BETWEEN 2 AND 64
+        WHERE length(w) BETWEEN 2 AND 64 AND w !~ '^[0-9]+$'
         ON CONFLICT (word) DO NOTHING
     """
 
@@ -75,7 +75,8 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake: bool = False) ->
     """Extension, tables, indexes, triggers, then the documents of what is already stored."""
     migrator.sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     migrator.sql('CREATE TABLE "search_words" ("word" VARCHAR(64) NOT NULL PRIMARY KEY)')
-    migrator.sql('CREATE INDEX "idx_search_words_trgm" ON "search_words" USING gin ("word" gin_trgm_ops)')
+    # GiST, not GIN: it answers "the nearest words first" (`ORDER BY word <-> q`) from the index.
+    migrator.sql('CREATE INDEX "idx_search_words_trgm" ON "search_words" USING gist ("word" gist_trgm_ops)')
     migrator.sql(
         """
         CREATE TABLE "search_documents" (

@@ -393,7 +393,7 @@ SearchDocument.add_index(
     peewee.ModelIndex(SearchDocument, (SearchDocument.tsv,), name="idx_search_documents_tsv", using="gin")
 )
 SearchWord.add_index(
-    peewee.ModelIndex(SearchWord, (SQL("word gin_trgm_ops"),), name="idx_search_words_trgm", using="gin")
+    peewee.ModelIndex(SearchWord, (SQL("word gist_trgm_ops"),), name="idx_search_words_trgm", using="gist")
 )
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (

@@ -66,7 +66,7 @@ def tsquery_text(q: str) -> str | None:
         if not term:
             continue
         rows = db.execute_sql(
-            "SELECT word FROM search_words WHERE word %% %s ORDER BY similarity(word, %s) DESC, word LIMIT %s",
+            "SELECT word FROM search_words WHERE word %% %s ORDER BY word <-> %s, word LIMIT %s",
             (term, term, ALTERNATIVES),
         ).fetchall()
         alternatives = dict.fromkeys([term, *(_safe(w) for (w,) in rows)])
