@@ -35,7 +35,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from actors import celery_compat as celery
 from actors.agents import make_agent
 from actors.config import get_settings, redis_client
-from models.db import db
+from models.db import db, reconnecting
 from models.events import publish, record_event
 from models.schema import (
     AGENT_ROLES,
@@ -235,6 +235,7 @@ def _context(session: ExecutionSession, role: str) -> dict[str, Any]:
     }
 
 
+@reconnecting(idempotent=True)  # a repeated claim by the same message is a re-claim
 def _claim(task_id: int, message_id: str | None, attempt: int, context_data: dict) -> tuple[str, Any]:
     """Claim the task for this message. Returns ("run", (session, task, context)) or ("skip", reason)."""
     with db.atomic():
@@ -293,10 +294,15 @@ def _test_hooks(role: str) -> None:
                 time.sleep(0.05)
 
 
+@reconnecting
+def _task_of(session_id: int, role: str) -> AgentTask | None:
+    return AgentTask.get_or_none((AgentTask.session == session_id) & (AgentTask.agent_role == role))
+
+
 def execute_role(self: celery.BoundTask, role: str, session_id: int, task_description: str, context_data: dict) -> dict:
     """The body shared by the seven actors: claim, think, record; retry or fail on error."""
     request = self.request
-    task_row = AgentTask.get_or_none((AgentTask.session == session_id) & (AgentTask.agent_role == role))
+    task_row = _task_of(session_id, role)
     if task_row is None:
         logger.warning("no %s task in session %s; dropping message", role, session_id)
         return {"skipped": "no such task"}
@@ -319,6 +325,7 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
     return _complete(self, session, task, agent, output, attempt, time.monotonic() - started)
 
 
+@reconnecting(idempotent=True)  # completion is conditional on this message's claim
 def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: float) -> dict:
     request = self.request
     settings = get_settings()
@@ -449,6 +456,7 @@ def _advance(self, session: ExecutionSession, stage: int) -> list[dict[str, Any]
     return []
 
 
+@reconnecting(idempotent=True)  # the failure is conditional on this message's claim
 def _fail(self, task: AgentTask, attempt: int, exc: BaseException) -> None:
     """Record a failed attempt; raise Retry with the exact delay, or end the task and session in error."""
     delays = get_settings().retry_delays_seconds

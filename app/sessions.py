@@ -17,6 +17,7 @@ from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
 from app.validation import text
 from models import queries
+from models.db import reconnecting
 from models.events import events_after
 from models.serialize import session_dict
 
@@ -49,7 +50,8 @@ def _create(user_id: int, body: StartSession) -> int:
     require_team(user_id, body.team_id, "write")
     session = create_session(body.team_id, user_id, body.feature_name, body.description)
     try:
-        start_session(session.id)
+        # Committed above, so the route cannot run again; starting is idempotent, so it may.
+        reconnecting(start_session, idempotent=True)(session.id)
     except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:
         # Never leave a session `active` with nothing queued: it fails now, visibly.
         log.warning("could not queue session %s: %s", session.id, exc)
