@@ -124,6 +124,7 @@ class Draining(Middleware):
 def redis_broker(settings: Settings) -> RedisBroker:
     """A Redis broker whose dead-worker detection takes seconds, not minutes, and whose idle
     workers are woken by enqueues instead of waiting out their poll interval."""
+    from actors.recovery import InFlight
     from actors.sweeper import SweeperMiddleware
 
     broker = WakeableRedisBroker(
@@ -136,6 +137,7 @@ def redis_broker(settings: Settings) -> RedisBroker:
     broker.add_middleware(WakeUp())
     broker.add_middleware(Draining())
     broker.add_middleware(DatabaseMiddleware(settings))
+    broker.add_middleware(InFlight())
     broker.add_middleware(SweeperMiddleware(settings))
     return broker
 

@@ -6,6 +6,7 @@ but outside any transaction: they commit their own and publish events after comm
 - `create_session(team_id, user_id, feature_name, description=None, rerun_of=None)`
 - `start_session(session_id) -> AsyncResult`
 - `end_session(session_id)`, raising `SessionNotFound` (404) or `SessionAlreadyEnded` (409)
+- `resend_stage(session_id) -> int`: queue the current stage's unfinished tasks again (recovery)
 
 At-least-once delivery is made harmless here (ARCHITECTURE.md decision 3):
 
@@ -155,6 +156,31 @@ def start_session(session_id: int) -> celery.AsyncResult:
     result = celery.chain(*steps).apply_async()
     ExecutionSession.update(celery_chain_id=result.id).where(ExecutionSession.id == session_id).execute()
     return result
+
+
+def resend_stage(session_id: int) -> int:
+    """Queue again the current stage's tasks of an active session that have not completed;
+    return how many were sent (0 for a session that is not active).
+
+    For recovery when the broker lost messages (`actors.recovery`). Safe at any time: a copy of a
+    message whose task is already claimed, or completed, is turned away by the claim. Each copy
+    keeps the task's retry count, so a resend never hands out extra retries. The copies carry
+    no chain: the stage's last completion advances with `stage_group`.
+    """
+    _outside_transaction("resend_stage")
+    session = ExecutionSession.get_or_none(ExecutionSession.id == session_id)
+    if session is None or session.status != "active":
+        return 0
+    tasks = _tasks_by_role(session_id)
+    stage = session.current_stage
+    unfinished = [
+        signature.set(retries=tasks[role].retry_count)
+        for role, signature in zip(PIPELINE[stage], stage_group(session_id, stage, tasks).tasks, strict=True)
+        if tasks[role].status in ("pending", "running")
+    ]
+    if unfinished:
+        celery.group(*unfinished).apply_async()
+    return len(unfinished)
 
 
 def end_session(session_id: int) -> ExecutionSession:
@@ -562,5 +588,6 @@ __all__ = [
     "SessionNotFound",
     "create_session",
     "end_session",
+    "resend_stage",
     "start_session",
 ]
