@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -95,9 +96,16 @@ def _lost_commit_rolled_back(commits_before: int) -> bool:
         return True
     try:
         with db.connection_context():
-            return db.obj.transaction_status(xid) == "aborted"
+            # A terminated backend marks its transaction aborted as it exits, which can be a
+            # moment after its client saw the connection drop: ask again while "in progress".
+            for _ in range(20):
+                status = db.obj.transaction_status(xid)
+                if status != "in progress":
+                    return status == "aborted"
+                time.sleep(0.05)
     except peewee.DatabaseError:
-        return False
+        pass
+    return False
 
 
 def make_database(url: str, max_connections: int = 20) -> peewee.Database:
