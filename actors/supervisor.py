@@ -16,6 +16,7 @@ OOM-killed process stopped every session. This supervisor runs the children itse
   already two). A child still running after the grace period (plus a margin) is SIGKILLed; its
   messages are redelivered like a crashed child's.
 - SIGHUP restarts the children gracefully, one after the other (for a code reload).
+- A child whose supervisor is gone (SIGKILLed) stops itself gracefully within a second.
 """
 
 from __future__ import annotations
@@ -188,6 +189,16 @@ def serve_one(threads: int, grace_seconds: float) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def orphaned() -> None:
+        # A supervisor that was SIGKILLed cannot stop its children: they stop themselves.
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                log.warning("the supervisor (pid %d) is gone; stopping", parent)
+                stop.set()
+
+    threading.Thread(target=orphaned, name="sage-orphan-watch", daemon=True).start()
 
     import dramatiq
 

@@ -69,3 +69,21 @@ def test_sigterm_lets_running_tasks_finish_before_the_worker_exits(
     wait(lambda: all(ExecutionSession.get_by_id(s).status != "active" for s in sessions), timeout=60)
     assert_each_task_ran_once(sessions)
     assert len(markers(start_worker.markers, "architect")) == 4  # none ran twice
+
+
+def test_the_children_of_a_sigkilled_supervisor_stop_themselves(start_worker, wait):
+    supervisor = start_worker(processes=2, threads=1)
+    start_worker.ready(2)
+    children = wait(lambda: len(start_worker.children(supervisor)) == 2 and start_worker.children(supervisor))
+    supervisor.kill()  # SIGKILL to the supervisor alone: nobody forwards a stop
+    supervisor.wait()
+    wait(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in children), timeout=20)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its (dead) parent to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
