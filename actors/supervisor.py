@@ -1,8 +1,9 @@
 """`python -m actors worker`: a pool of Dramatiq worker processes that outlives its children.
 
 Dramatiq's own CLI master stops the whole pool when one child dies (`dramatiq/cli.py`: "Worker
-with PID ... exited unexpectedly. Shutting down..."), and nothing restarts it, so one crashed or
-OOM-killed process stopped every session. This supervisor runs the children itself:
+with PID ... exited unexpectedly. Shutting down..."; by design, Bogdanp/dramatiq#505), and
+nothing restarts it, so one crashed or OOM-killed process stopped every session. This
+supervisor runs the children itself:
 
 - each child is `python -m actors worker-process`, one Dramatiq `Worker` with its threads
   (`serve_one`); a child that exits without being asked to is started again at once (with a
