@@ -22,13 +22,23 @@ from test_redis_restart import PrivateRedis
 
 from actors import pipeline
 from models import AgentSnapshot, AgentTask, ExecutionSession, SessionEvent, TaskDecision, db
-from models.db import unit_of_work
+from models.db import reconnecting
 from models.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 DEFAULT = Settings()  # the pool shape a plain `python -m actors worker` has
 THINKING = "architect=0.3,backend_dev=0.5,dba=0.5,frontend_dev=0.5,ui_ux=0.5,security=0.3,it_admin=0.3"
+
+
+def connected(func):
+    """`func` for another thread, in a connection of its own that goes back to the pool after."""
+
+    def run(*args, **kwargs):
+        with db.connection_context():
+            return func(*args, **kwargs)
+
+    return run
 
 
 def start_sessions(team, user, count: int) -> list[int]:
@@ -108,17 +118,25 @@ def test_sigterm_during_running_tasks_fails_none(personal_team, user, redis_acto
     )
     start_worker.ready(DEFAULT.worker_processes)
     sessions = start_sessions(personal_team, user, 8)
-    wait(lambda: running_tasks(sessions) == 8, timeout=30)
+    wait(lambda: running_tasks(sessions) >= 4, timeout=30)  # a child may prefetch more than it runs
 
+    running = {
+        t.id for t in AgentTask.select().where((AgentTask.session << sessions) & (AgentTask.status == "running"))
+    }
     os.killpg(supervisor.pid, signal.SIGTERM)
     assert supervisor.wait(timeout=40) == 0
-    architects = AgentTask.select().where((AgentTask.session << sessions) & (AgentTask.agent_role == "architect"))
-    assert {(t.status, t.retry_count) for t in architects} == {("completed", 0)}
+    architects = list(AgentTask.select().where((AgentTask.session << sessions) & (AgentTask.agent_role == "architect")))
+    assert {(t.status, t.retry_count) for t in architects if t.id in running} == {("completed", 0)}
+    assert {t.status for t in architects} <= {"completed", "pending"}  # none left running or failed
 
     start_worker(processes=DEFAULT.worker_processes, threads=DEFAULT.worker_threads)
     wait(lambda: finished(sessions), timeout=60)
     assert_none_lost_stuck_or_twice(sessions)
-    report(capsys, "SIGTERM with 8 tasks running: 8 of 8 finished before exit, 0 failed, 8 of 8 sessions completed")
+    report(
+        capsys,
+        f"SIGTERM with {len(running)} tasks running: {len(running)} finished before exit, 0 failed,"
+        " 8 of 8 sessions completed",
+    )
 
 
 @pytest.fixture
@@ -169,7 +187,7 @@ async def test_terminated_database_connections_fail_no_request_and_use_no_retry(
     start_worker.ready(DEFAULT.worker_processes)
     client = await login_as(user)
     own = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]  # the test's own reads stay up
-    sessions = await asyncio.to_thread(lambda: start_sessions(personal_team, user, 20))
+    sessions = await asyncio.to_thread(connected(start_sessions), personal_team, user, 20)
 
     stop, terminated = threading.Event(), []
 
@@ -184,7 +202,7 @@ async def test_terminated_database_connections_fail_no_request_and_use_no_retry(
     statuses = []
     try:
         deadline = time.monotonic() + 60
-        while not await asyncio.to_thread(unit_of_work(finished), sessions) and time.monotonic() < deadline:
+        while not await asyncio.to_thread(connected(reconnecting(finished)), sessions) and time.monotonic() < deadline:
             for path in (f"/sessions/{sessions[len(statuses) % 20]}", "/teams", f"/teams/{personal_team.id}/sessions"):
                 statuses.append((await client.get(path)).status_code)
             response = await client.post(f"/sessions/{sessions[0]}/decisions", json={"decision_text": "keep going"})
@@ -194,7 +212,7 @@ async def test_terminated_database_connections_fail_no_request_and_use_no_retry(
         thread.join()
     failed = [s for s in statuses if s >= 500]
     assert failed == [] and set(statuses) == {200, 201}
-    await asyncio.to_thread(wait, lambda: finished(sessions), 30)
+    await asyncio.to_thread(connected(wait), lambda: finished(sessions), 30)
     assert_none_lost_stuck_or_twice(sessions)
     report(
         capsys,
