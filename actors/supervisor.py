@@ -22,6 +22,7 @@ supervisor runs the children itself:
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -190,6 +191,7 @@ def serve_one(threads: int, grace_seconds: float) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` logs every thread's stack
     parent = os.getppid()
 
     def orphaned() -> None:
@@ -212,7 +214,10 @@ def serve_one(threads: int, grace_seconds: float) -> int:
     worker.start()
     log.info("worker process ready: %d threads", threads)
 
-    stop.wait()
+    # With a timeout: a signal delivered to another thread does not interrupt a blocking wait,
+    # and Python runs its handler only when the main thread next runs.
+    while not stop.wait(0.5):
+        pass
     log.info("stopping: no new messages; running tasks have %.0f s to finish", grace_seconds)
     worker.stop(timeout=int(grace_seconds * 1000))
     unfinished = sum(1 for thread in worker.workers if thread.is_alive())
