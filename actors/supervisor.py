@@ -47,6 +47,18 @@ KILL_MARGIN_SECONDS = 5.0
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: How often the supervisor looks at its children and the flags its signal handlers set.
+POLL_SECONDS = 0.2
+
+
+class _Flags:
+    """What the signal handlers ask for. Plain attributes on purpose: a handler runs on the
+    main thread between two bytecodes, possibly inside a lock that thread holds (an Event's,
+    a Condition's), so taking any lock there can deadlock; polling the flags cannot."""
+
+    stop = False
+    reload = False
+
 
 class _Child:
     """One worker process and what the supervisor knows about it."""
@@ -86,40 +98,30 @@ def supervise(processes: int, threads: int, grace_seconds: float) -> int:
         str(grace_seconds),
     ]
     children = [_Child(slot, argv) for slot in range(processes)]
-    stopping = threading.Event()
-    reload_requested = threading.Event()
-    woken = threading.Event()
+    flags = _Flags()
 
     def on_stop(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            woken.set()
+        flags.stop = True
 
     def on_hup(signum: int, frame: object) -> None:
-        reload_requested.set()
-        woken.set()
-
-    def on_child(signum: int, frame: object) -> None:
-        woken.set()
+        flags.reload = True
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
-    signal.signal(signal.SIGCHLD, on_child)
 
     for child in children:
         child.start()
     logger.info("supervising %d worker processes of %d threads (grace %.0f s)", processes, threads, grace_seconds)
 
-    while not stopping.is_set():
-        woken.wait(1.0)
-        woken.clear()
-        if stopping.is_set():
+    while not flags.stop:
+        time.sleep(POLL_SECONDS)
+        if flags.stop:
             break
-        if reload_requested.is_set():
-            reload_requested.clear()
+        if flags.reload:
+            flags.reload = False
             for child in children:  # one at a time, so the pool never stops serving
-                if stopping.is_set():
+                if flags.stop:
                     break
                 _stop_children([child], grace_seconds)
                 child.start()
@@ -182,11 +184,11 @@ def serve_one(threads: int, grace_seconds: float) -> int:
     """Run one Dramatiq worker in this process until SIGTERM/SIGINT, then stop it gracefully."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     log = logging.getLogger("sage.worker")
-    stop = threading.Event()
+    flags = _Flags()
 
     def on_stop(signum: int, frame: object) -> None:
         # Idempotent on purpose: the group's signal and the supervisor's forward both arrive.
-        stop.set()
+        flags.stop = True
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
@@ -196,10 +198,11 @@ def serve_one(threads: int, grace_seconds: float) -> int:
 
     def orphaned() -> None:
         # A supervisor that was SIGKILLed cannot stop its children: they stop themselves.
-        while not stop.wait(1.0):
+        while not flags.stop:
+            time.sleep(1.0)
             if os.getppid() != parent:
                 log.warning("the supervisor (pid %d) is gone; stopping", parent)
-                stop.set()
+                flags.stop = True
 
     threading.Thread(target=orphaned, name="sage-orphan-watch", daemon=True).start()
 
@@ -214,10 +217,8 @@ def serve_one(threads: int, grace_seconds: float) -> int:
     worker.start()
     log.info("worker process ready: %d threads", threads)
 
-    # With a timeout: a signal delivered to another thread does not interrupt a blocking wait,
-    # and Python runs its handler only when the main thread next runs.
-    while not stop.wait(0.5):
-        pass
+    while not flags.stop:
+        time.sleep(POLL_SECONDS)
     log.info("stopping: no new messages; running tasks have %.0f s to finish", grace_seconds)
     worker.stop(timeout=int(grace_seconds * 1000))
     unfinished = sum(1 for thread in worker.workers if thread.is_alive())
