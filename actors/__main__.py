@@ -4,8 +4,6 @@ and list or check the brains."""
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 
 from models.preflight import settings_or_exit
@@ -14,24 +12,22 @@ from models.settings import ConfigError, Settings
 
 
 def worker(args: argparse.Namespace) -> int:
-    """Replace this process with `dramatiq actors` after a readable pre-flight check."""
+    """Run the supervised pool of worker processes after a readable pre-flight check."""
+    from actors.supervisor import supervise
+
     settings = settings_or_exit()
-    dramatiq_bin = shutil.which("dramatiq", path=os.path.dirname(sys.executable)) or "dramatiq"
-    argv = [
-        dramatiq_bin,
-        "actors",
-        "--processes",
-        str(args.processes or settings.worker_processes),
-        "--threads",
-        str(args.threads or settings.worker_threads),
-        "--worker-shutdown-timeout",
-        "10000",
-    ]
-    # The CLI has no worker-timeout flag; Dramatiq reads this variable instead. It bounds how
-    # long an idle consumer sleeps between polls, i.e. the latency from enqueue to start.
-    os.environ["dramatiq_worker_timeout"] = str(settings.worker_timeout_ms)
-    os.execv(dramatiq_bin, argv)
-    return 0  # not reached
+    return supervise(
+        args.processes or settings.worker_processes,
+        args.threads or settings.worker_threads,
+        settings.worker_grace_seconds,
+    )
+
+
+def worker_process(args: argparse.Namespace) -> int:
+    """One worker process of the pool (the supervisor starts these; see actors/supervisor.py)."""
+    from actors.supervisor import serve_one
+
+    return serve_one(args.threads, args.grace)
 
 
 def _connect() -> Settings:
@@ -195,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     run_worker.add_argument("--processes", type=int, help="worker processes (default WORKER_PROCESSES)")
     run_worker.add_argument("--threads", type=int, help="threads per process (default WORKER_THREADS)")
     run_worker.set_defaults(func=worker)
+
+    one = sub.add_parser("worker-process")  # started by `worker`; not listed in --help
+    one.add_argument("--threads", type=int, required=True)
+    one.add_argument("--grace", type=float, required=True)
+    one.set_defaults(func=worker_process)
 
     run_feature = sub.add_parser("run", help="run a feature through the agent team, wait and print the outcome")
     run_feature.add_argument("feature", help="the feature name, e.g. 'Team chat'")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
@@ -43,6 +45,12 @@ class _WakeableConsumer(_RedisConsumer):
 
     def __next__(self):  # the parent's loop, with the sleep replaced
         try:
+            if getattr(self.broker, "draining", False):
+                # Stopping: take nothing new, but keep the heartbeat (any command refreshes it),
+                # or other workers would redeliver the messages still running here.
+                self.broker.do_fetch(self.queue_name, 0)
+                time.sleep(self.timeout / 1000)
+                return None
             while True:
                 try:
                     data = self.message_cache.pop(0)
@@ -65,9 +73,24 @@ class _WakeableConsumer(_RedisConsumer):
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
 
+    def close(self) -> None:
+        # Dramatiq requeues what reached the work queue, but not what is still in this cache
+        # (fetched, so in this worker's ack set): without this, a stopping worker's prefetched
+        # messages wait for its heartbeat to expire before anyone else may run them.
+        cached, self.message_cache = self.message_cache, []
+        ids = [Message.decode(data).options["redis_message_id"] for data in cached if data is not None]
+        if ids:
+            try:
+                self.broker.do_requeue(self.queue_name, *ids)
+            except redis.ConnectionError:
+                pass  # the dead-worker maintenance requeues them after the heartbeat timeout
+
 
 class WakeableRedisBroker(RedisBroker):
-    """A RedisBroker whose consumers are woken by enqueues (see `_WakeableConsumer`)."""
+    """A RedisBroker whose consumers are woken by enqueues (see `_WakeableConsumer`), and
+    which stops fetching while its worker drains (see `Draining`)."""
+
+    draining = False
 
     @property
     def consumer_class(self):
@@ -88,10 +111,21 @@ class WakeUp(Middleware):
         pipe.execute()
 
 
+class Draining(Middleware):
+    """On a graceful stop, consumers stop taking messages while running tasks finish."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        broker.draining = False
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        broker.draining = True
+
+
 def redis_broker(settings: Settings) -> RedisBroker:
     """A Redis broker whose dead-worker detection takes seconds, not minutes, and whose idle
     workers are woken by enqueues instead of waiting out their poll interval."""
     from actors.celery_compat import Composition
+    from actors.recovery import InFlight
     from actors.sweeper import SweeperMiddleware
 
     broker = WakeableRedisBroker(
@@ -102,8 +136,10 @@ def redis_broker(settings: Settings) -> RedisBroker:
     )
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(WakeUp())
+    broker.add_middleware(Draining())
     broker.add_middleware(DatabaseMiddleware(settings))
     broker.add_middleware(LogContextMiddleware(settings))
+    broker.add_middleware(InFlight())
     broker.add_middleware(SweeperMiddleware(settings))
     if settings.worker_metrics_port:
         broker.add_middleware(prometheus_middleware(settings))

@@ -55,9 +55,12 @@ class DatabaseMiddleware(AfterEachMessage):
     def after_message(self) -> None:
         self._release()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        # Close only a pool this middleware opened: an in-process worker (tests) shares its host's.
-        if self._owns_database:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # After the worker threads have been joined, never before: closing the pool while tasks
+        # still run fails each of them with "connection already closed" and uses up a retry.
+        # Close only a pool this middleware opened (an in-process worker shares its host's), and
+        # not under tasks that outlived the grace period (the process exits without them).
+        if self._owns_database and not any(thread.is_alive() for thread in worker.workers):
             close_database()
 
     @staticmethod

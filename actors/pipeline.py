@@ -44,7 +44,7 @@ from actors.agents.progress import ProgressPublisher, redis_sender
 from actors.config import get_settings, redis_client
 from models import logs
 from models.brains import add_calls, add_session_usage, default_brain
-from models.db import db
+from models.db import db, reconnecting
 from models.events import publish, record_event
 from models.schema import (
     AGENT_ROLES,
@@ -324,6 +324,7 @@ def _context(session: ExecutionSession, role: str) -> dict[str, Any]:
     }
 
 
+@reconnecting(idempotent=True)  # a repeated claim by the same message is a re-claim
 def _claim(task_id: int, message_id: str | None, attempt: int, context_data: dict) -> tuple[str, Any]:
     """Claim the task for this message. Returns ("run", (session, task, context)) or ("skip", reason)."""
     with db.atomic():
@@ -393,6 +394,11 @@ def _result(task: AgentTask) -> dict[str, Any]:
     }
 
 
+@reconnecting
+def _task_of(session_id: int, role: str) -> AgentTask | None:
+    return AgentTask.get_or_none((AgentTask.session == session_id) & (AgentTask.agent_role == role))
+
+
 def execute_role(self: celery.BoundTask, role: str, session_id: int, task_description: str, context_data: dict) -> dict:
     """The body shared by the seven actors: claim, think, record; retry or fail on error.
 
@@ -400,7 +406,7 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
     task claimed by another live message) raises `Ignore`, so nothing after it starts.
     """
     request = self.request
-    task_row = AgentTask.get_or_none((AgentTask.session == session_id) & (AgentTask.agent_role == role))
+    task_row = _task_of(session_id, role)
     if task_row is None:
         logger.warning("no %s task in session %s; dropping message", role, session_id)
         raise celery.Ignore()
@@ -451,6 +457,7 @@ def _add_usage(session: ExecutionSession, task_id: int, before: dict | None, cal
     return after
 
 
+@reconnecting(idempotent=True)  # completion is conditional on this message's claim
 def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: float) -> dict:
     request = self.request
     settings = get_settings()
@@ -608,6 +615,7 @@ def _stage_gate(results: list[Any], send: Any) -> None:
             celery.chain(*_stages(session_id, _tasks_by_role(session_id))[stage + 1 :]).apply_async()
 
 
+@reconnecting(idempotent=True)  # the failure is conditional on this message's claim
 def _fail(self, task: AgentTask, attempt: int, exc: BaseException, calls: list[dict] | None = None) -> None:
     """Record a failed attempt (and the model calls it paid for); raise Retry with the exact delay
     (or the endpoint's longer `Retry-After`), or end the task and session in error."""

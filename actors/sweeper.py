@@ -7,10 +7,16 @@ message waits that long before redelivery), plus a minute of queueing slack. `sw
 stalled sessions `error` with the reason, marks their unfinished running tasks `error`, and
 records `session_error`.
 
+Sessions whose messages the broker lost are not stalled in this sense: `actors.recovery` finds
+them within seconds and sends their stage again, so this rule gives up only on sessions that
+do not move even then (agents that keep failing without ending, a stage lost more than
+`recovery.MAX_RESENDS` times).
+
 Who runs it: every worker process runs `SweeperMiddleware`, a daemon thread that wakes every
-`SWEEP_INTERVAL_SECONDS` and sweeps only if it wins a short Redis lock, so the fleet sweeps
-about once per interval in total, and as long as any worker is alive (without workers no
-session moves anyway). `python -m actors sweep` runs one sweep by hand or from cron.
+`RECOVERY_INTERVAL_SECONDS` for recovery and every `SWEEP_INTERVAL_SECONDS` for the sweep, each
+only if it wins a short Redis lock, so the fleet does each about once per interval in total,
+and as long as any worker is alive (without workers no session moves anyway).
+`python -m actors sweep` runs one sweep by hand or from cron.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Any
 
 import dramatiq
@@ -94,15 +101,23 @@ def sweep(settings: Settings, now: dt.datetime | None = None, stall: float | Non
 
 
 class SweeperMiddleware(Middleware):
-    """Runs `sweep` in the background of every worker process, once per interval across the fleet."""
+    """Runs, in the background of every worker process, `recover` (lost messages) every few
+    seconds and `sweep` (stalled sessions) once per interval, each once across the fleet."""
 
-    def __init__(self, settings: Settings, interval: float = SWEEP_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self, settings: Settings, interval: float = SWEEP_INTERVAL_SECONDS, recovery_interval: float | None = None
+    ) -> None:
+        from actors.recovery import RECOVERY_INTERVAL_SECONDS
+
         self.settings = settings
         self.interval = interval
+        self.recovery_interval = recovery_interval or RECOVERY_INTERVAL_SECONDS
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._broker: dramatiq.Broker | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._broker = broker
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="sage-sweeper", daemon=True)
         self._thread.start()
@@ -111,7 +126,19 @@ class SweeperMiddleware(Middleware):
         self._stop.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        from actors.recovery import recover_once_per_fleet
+
+        next_sweep = time.monotonic() + self.interval
+        while not self._stop.wait(self.recovery_interval):
+            try:
+                recover_once_per_fleet(self._broker, self.recovery_interval)
+            except redis.ConnectionError as exc:
+                logger.warning("recovery skipped, Redis is unreachable: %s", exc)
+            except Exception:
+                logger.exception("recovery failed; will try again in %ss", self.recovery_interval)
+            if time.monotonic() < next_sweep:
+                continue
+            next_sweep = time.monotonic() + self.interval
             try:
                 if not redis_client().set(LOCK_KEY, "1", nx=True, px=int(self.interval * 1000 * 0.9)):
                     continue

@@ -7,7 +7,7 @@ from typing import ParamSpec, TypeVar
 
 from quart.utils import run_sync
 
-from models.db import db, unit_of_work
+from models.db import db, reconnecting, unit_of_work
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -19,6 +19,7 @@ async def run_db(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 
 def _connected(func: Callable[P, R]) -> Callable[P, R]:
+    @reconnecting
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with db.connection_context():
             return func(*args, **kwargs)
@@ -28,5 +29,6 @@ def _connected(func: Callable[P, R]) -> Callable[P, R]:
 
 async def run_connected(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `func` off the event loop in one connection but no transaction: for functions that
-    commit themselves and publish afterwards (the pipeline's `create_session`, `end_session`)."""
+    commit themselves and publish afterwards (the pipeline's `create_session`, `end_session`).
+    A connection lost before its first commit runs it once more; after, it is a 503."""
     return await run_sync(_connected(func))(*args, **kwargs)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import peewee
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
+
+from models.db import DatabaseUnavailable, is_connection_error
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,10 @@ CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+#: Sent with a 503: soon enough for a person to retry, long enough for a service to restart.
+RETRY_LATER = {"Retry-After": "5"}
 
 
 class ApiError(Exception):
@@ -164,6 +173,27 @@ def register_error_handlers(app: Quart) -> None:
         allowed = getattr(error, "valid_methods", None)
         headers = {"Allow": ", ".join(allowed)} if status == 405 and allowed else None
         return error_response(status, messages.get(status, error.description or "error"), headers=headers)
+
+    # A service that is down is the operator's problem, not a bug: 503 with the envelope (and a
+    # hint to come back), never 500. Redis carries the login sessions, so during a Redis outage
+    # every request with a cookie lands here; the database after `reconnecting` gave up.
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    async def redis_unavailable(error: Exception) -> Response:
+        log.warning("Redis is unavailable: %s", error)
+        return error_response(503, "a service is unavailable; try again in a moment", headers=RETRY_LATER)
+
+    @app.errorhandler(DatabaseUnavailable)
+    async def database_unavailable(error: Exception) -> Response:
+        log.warning("the database is unavailable: %s", error)
+        return error_response(503, "a service is unavailable; try again in a moment", headers=RETRY_LATER)
+
+    @app.errorhandler(peewee.OperationalError)
+    @app.errorhandler(peewee.InterfaceError)
+    async def database_error(error: Exception) -> Response:
+        if is_connection_error(error):
+            return await database_unavailable(error)
+        return await unexpected(error)
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

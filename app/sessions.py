@@ -19,6 +19,7 @@ from app.login_sessions import current_user_id, login_required
 from app.validation import text
 from models import design_pack, queries
 from models.brains import BrainConfigError, usable_brain
+from models.db import reconnecting
 from models.events import events_after
 from models.serialize import session_dict
 
@@ -67,7 +68,8 @@ def start_or_fail(session_id: int, what: str = "session") -> None:
     from actors.pipeline import fail_session, start_session
 
     try:
-        start_session(session_id)
+        # The session is committed, so the route cannot run again; starting is idempotent, so it may.
+        reconnecting(start_session, idempotent=True)(session_id)
     except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:
         log.warning("could not queue %s %s: %s", what, session_id, exc)
         fail_session(session_id, f"the task queue was unavailable; start the {what} again")

@@ -8,6 +8,9 @@ per message from `actors.middleware.DatabaseMiddleware`.
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -17,7 +20,13 @@ from playhouse.pool import PooledPostgresqlDatabase
 
 from models.settings import check_database_url
 
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - SQLite-only installs
+    psycopg2 = None
+
 db = peewee.DatabaseProxy()
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,14 +36,86 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached; the message is one readable line."""
 
 
+_commits = threading.local()
+
+
+class _TracksCommits:
+    """Counts each thread's COMMITs and remembers the one that failed, so that a retry knows
+    whether a unit of work whose connection was lost may have written anything."""
+
+    def _transaction_id(self) -> int | None:
+        return None
+
+    def commit(self):
+        xid = self._transaction_id()  # fails (and counts nothing) if the connection is gone
+        _commits.count = getattr(_commits, "count", 0) + 1
+        _commits.failed = None
+        try:
+            return super().commit()
+        except Exception:
+            _commits.failed = (xid,)
+            raise
+
+
+class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
+    """The pooled PostgreSQL database (peewee's pool checks a connection out with a round trip,
+    so one terminated while idle is dropped there; one lost while in use is `reconnecting`'s)."""
+
+    def _transaction_id(self) -> int | None:
+        # NULL for a transaction that has written nothing; it assigns no id of its own.
+        return self.execute_sql("SELECT txid_current_if_assigned()").fetchone()[0]
+
+    def transaction_status(self, xid: int) -> str:
+        """'committed', 'aborted' or 'in progress' (PostgreSQL's `txid_status`)."""
+        return self.execute_sql("SELECT txid_status(%s)", (xid,)).fetchone()[0]
+
+
+class SqliteDatabase(_TracksCommits, peewee.SqliteDatabase):
+    """SQLite for the single-process mode."""
+
+
+def _commit_count() -> int:
+    return getattr(_commits, "count", 0)
+
+
+def _lost_commit_rolled_back(commits_before: int) -> bool:
+    """After a connection error: did every COMMIT since `commits_before` fail without writing?
+
+    True when there was none, or the only one failed and its transaction wrote nothing or is
+    known (from a new connection) to have been rolled back. Then running the unit again cannot
+    apply a write twice.
+    """
+    made = _commit_count() - commits_before
+    if made == 0:
+        return True
+    failed = getattr(_commits, "failed", None)
+    if made > 1 or failed is None:
+        return False  # an earlier commit of this unit succeeded
+    (xid,) = failed
+    if xid is None:
+        return True
+    try:
+        with db.connection_context():
+            # A terminated backend marks its transaction aborted as it exits, which can be a
+            # moment after its client saw the connection drop: ask again while "in progress".
+            for _ in range(20):
+                status = db.obj.transaction_status(xid)
+                if status != "in progress":
+                    return status == "aborted"
+                time.sleep(0.05)
+    except peewee.DatabaseError:
+        pass
+    return False
+
+
 def make_database(url: str, max_connections: int = 20) -> peewee.Database:
     """Build (without connecting) the database that `url` names."""
     check_database_url(url)
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
-        return peewee.SqliteDatabase(path or ":memory:", pragmas={"foreign_keys": 1, "journal_mode": "wal"})
-    return PooledPostgresqlDatabase(
+        return SqliteDatabase(path or ":memory:", pragmas={"foreign_keys": 1, "journal_mode": "wal"})
+    return PostgresDatabase(
         unquote(parts.path.lstrip("/")),
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 5432,
@@ -81,9 +162,90 @@ def check_database(database: peewee.Database | None = None) -> None:
         raise DatabaseUnavailable(first) from None
 
 
-def unit_of_work(func: Callable[P, R]) -> Callable[P, R]:
-    """Run `func` in one connection and one transaction; for plain (thread) code only."""
+def is_connection_error(exc: BaseException) -> bool:
+    """Did `exc` come from losing (or not getting) the database connection, rather than from
+    the statement itself? Peewee keeps the driver's error as `orig`."""
+    if psycopg2 is None or not isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
+        return False
+    cause = getattr(exc, "orig", None) or exc.__cause__
+    if isinstance(cause, psycopg2.InterfaceError):
+        return True  # "connection already closed"
+    if not isinstance(cause, psycopg2.OperationalError):
+        return False
+    # No SQLSTATE: the client lost the server ("server closed the connection unexpectedly",
+    # "could not connect"); class 08 is connection exceptions, 57P0x the server's shutdowns
+    # (57P01 is what pg_terminate_backend sends).
+    code = cause.pgcode
+    return code is None or code.startswith("08") or code.startswith("57P")
 
+
+def _replace_connection() -> None:
+    """Drop this thread's broken connection and open a new one, keeping the caller's open
+    `connection_context()`s (peewee forgets them when a connection is closed)."""
+    database = db.obj
+    state = database._state
+    contexts = list(state.ctx)
+    conn = state.conn
+    state.reset()
+    if conn is not None:
+        if hasattr(database, "_in_use"):  # the pool: forget it rather than take it back
+            with database._pool_lock:
+                database._in_use.pop(database.conn_key(conn), None)
+        conn.close()  # a no-op on a connection the driver already knows is closed
+    database.connect()
+    state.ctx = contexts
+
+
+def reconnecting(func: Callable[P, R] | None = None, *, idempotent: bool = False):
+    """Run `func`; when the database connection is lost, reconnect and run it once more.
+
+    The retry happens when nothing of `func`'s can have committed: the connection failed before
+    any COMMIT of this call (PostgreSQL rolls back a transaction whose connection dies), or at
+    its one COMMIT whose transaction had written nothing or is reported rolled back on a new
+    connection (`txid_status`), or `func` is `idempotent` (safe to run again even after a commit
+    whose answer was lost). When the retry fails too, or a commit's outcome is unknown, raise
+    DatabaseUnavailable (the web answers 503). Inside an outer transaction it only calls `func`:
+    the outer unit retries.
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if db.obj is None or db.in_transaction():
+                return func(*args, **kwargs)
+            commits = _commit_count()
+            try:
+                return func(*args, **kwargs)
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                if not is_connection_error(exc):
+                    raise
+                logger.warning("database connection lost in %s (%s); retrying once", func.__name__, exc)
+                try:
+                    if not db.is_closed():
+                        _replace_connection()
+                    if not idempotent and not _lost_commit_rolled_back(commits):
+                        raise DatabaseUnavailable("the database connection was lost while committing") from exc
+                except peewee.OperationalError as again:
+                    raise DatabaseUnavailable("the database is unreachable") from again
+            try:
+                return func(*args, **kwargs)
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                if is_connection_error(exc):
+                    raise DatabaseUnavailable("the database connection was lost twice") from exc
+                raise
+
+        return wrapper
+
+    return decorate(func) if func is not None else decorate
+
+
+def unit_of_work(func: Callable[P, R]) -> Callable[P, R]:
+    """Run `func` in one connection and one transaction; for plain (thread) code only.
+
+    A connection lost before the commit runs it once more in a new transaction (`reconnecting`).
+    """
+
+    @reconnecting
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with db.connection_context():

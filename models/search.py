@@ -11,9 +11,11 @@ with its team, role, category, date, text and stored `tsvector`.
 2. **Matching.** The alternatives make one full-text query (`to_tsquery('english', ...)`: any
    alternative of every word, stemmed, so "decisions" finds "decided"), answered by the GIN index
    on the stored vectors, within the caller's teams and filters.
-3. **Ranking.** The newest `CANDIDATES` matches are ranked by `ts_rank` plus the trigram word
-   similarity of the whole query, best first. A rare word is ranked over all its matches; a word
-   in tens of thousands of decisions over its newest ones, which keeps a search fast at any size.
+3. **Ranking.** The newest `CANDIDATES` matches (found newest-first among the most recent
+   documents, then through the GIN index among older ones if needed) are ranked by `ts_rank`
+   plus the trigram word similarity of the whole query, best first. A rare word is ranked over
+   all its matches; a word in tens of thousands of decisions over its newest ones, which keeps
+   a search fast at any size.
 
 Snippets are plain text with `[start, end]` highlight offsets, never HTML, so a client cannot be
 handed markup to inject.
@@ -74,13 +76,26 @@ def tsquery_text(q: str) -> str | None:
     return " & ".join(groups) or None
 
 
-SEARCH_SQL = """
+#: How many of the newest documents are searched newest-first (an index scan that stops at
+#: CANDIDATES matches); older ones are searched through the GIN index only when the newest did
+#: not give enough. The split keeps both a very common word (many matches among the newest) and
+#: a rare or absent one (a small bitmap) fast: a newest-first scan alone reads every document
+#: for a word nothing contains.
+RECENT_DOCUMENTS = 20_000
+
+CANDIDATES_SQL = """
+    SELECT id FROM search_documents
+    WHERE {window} AND tsv @@ to_tsquery('english', %(tsq)s) AND team_id = ANY(%(teams)s){filters}
+    ORDER BY {order} DESC LIMIT %(wanted)s
+"""
+# `id + 0` keeps PostgreSQL from walking the primary key backwards over the older documents.
+WINDOWS = (("id > %(floor)s", "id"), ("id <= %(floor)s", "id + 0"))
+
+RANK_SQL = """
     SELECT kind, session_id, decision_id, team_id, agent_role, title, body,
            ts_rank(tsv, to_tsquery('english', %(tsq)s))
            + word_similarity(%(q)s, title || ' ' || coalesce(body, '')) AS rank
-    FROM (SELECT * FROM search_documents
-          WHERE tsv @@ to_tsquery('english', %(tsq)s) AND team_id = ANY(%(teams)s){filters}
-          ORDER BY id DESC LIMIT {candidates}) AS hit
+    FROM search_documents WHERE id = ANY(%(ids)s)
     ORDER BY rank DESC, id DESC LIMIT %(limit)s
 """
 
@@ -96,6 +111,20 @@ def _filters(filters: Filters) -> str:
     return "".join(f" AND {c}" for c in clauses)
 
 
+def _candidates(params: dict[str, Any], filters: Filters) -> list[int]:
+    """The ids of the newest CANDIDATES matching documents."""
+    (newest,) = db.execute_sql("SELECT coalesce(max(id), 0) FROM search_documents").fetchone()
+    params = {**params, "floor": newest - RECENT_DOCUMENTS}
+    ids: list[int] = []
+    for window, order in WINDOWS:
+        wanted = CANDIDATES - len(ids)
+        if wanted <= 0 or (window.startswith("id <=") and params["floor"] <= 0):
+            break
+        sql = CANDIDATES_SQL.format(window=window, order=order, filters=_filters(filters))
+        ids += [row[0] for row in db.execute_sql(sql, {**params, "wanted": wanted}).fetchall()]
+    return ids
+
+
 def search(q: str, filters: Filters) -> list[dict[str, Any]]:
     """Ranked results, best first, only from `filters.team_ids`."""
     if not filters.team_ids:
@@ -106,7 +135,6 @@ def search(q: str, filters: Filters) -> list[dict[str, Any]]:
         tsq = tsquery_text(q)
         if tsq is None:
             return []
-        sql = SEARCH_SQL.format(filters=_filters(filters), candidates=CANDIDATES)
         params = {
             "q": q,
             "tsq": tsq,
@@ -116,7 +144,8 @@ def search(q: str, filters: Filters) -> list[dict[str, Any]]:
             "since": filters.since,
             "limit": filters.limit,
         }
-        rows = db.execute_sql(sql, params).fetchall()
+        ids = _candidates(params, filters)
+        rows = db.execute_sql(RANK_SQL, {**params, "ids": ids}).fetchall() if ids else []
     results = []
     for kind, session_id, decision_id, team_id, agent_role, title, body, rank in rows:
         text = title if not body else f"{title} — {body}"

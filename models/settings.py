@@ -138,6 +138,7 @@ class Settings:
     worker_processes: int = 2
     worker_threads: int = 4
     worker_timeout_ms: int = 1000
+    worker_grace_seconds: float = 30.0
     task_time_limit_seconds: float = 300.0
     retry_delays_seconds: tuple[float, ...] = (5.0, 10.0, 20.0)
     heartbeat_timeout_ms: int = 15000
@@ -216,6 +217,8 @@ class Settings:
                 values[attr] = _int(name, env[name], minimum)
         if env.get("TASK_TIME_LIMIT_SECONDS"):
             values["task_time_limit_seconds"] = _float("TASK_TIME_LIMIT_SECONDS", env["TASK_TIME_LIMIT_SECONDS"])
+        if env.get("WORKER_GRACE_SECONDS"):
+            values["worker_grace_seconds"] = _float("WORKER_GRACE_SECONDS", env["WORKER_GRACE_SECONDS"])
         if env.get("WS_POLL_SECONDS"):
             values["ws_poll_seconds"] = _float("WS_POLL_SECONDS", env["WS_POLL_SECONDS"])
         if env.get("WS_MESSAGE_WINDOW_SECONDS"):

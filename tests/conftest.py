@@ -279,7 +279,7 @@ def start_worker(tmp_path, redis_client):
     started: list[subprocess.Popen] = []
     logs = []
 
-    def start(threads: int = 2, **extra_env: str) -> subprocess.Popen:
+    def start(threads: int = 2, processes: int = 1, **extra_env: str) -> subprocess.Popen:
         env = {
             **os.environ,
             "SAGE_ENV": "test",
@@ -291,7 +291,7 @@ def start_worker(tmp_path, redis_client):
         log = open(tmp_path / f"worker-{len(started)}.log", "w")
         logs.append(log)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "actors", "worker", "--processes", "1", "--threads", str(threads)],
+            [sys.executable, "-m", "actors", "worker", "--processes", str(processes), "--threads", str(threads)],
             cwd=Path(__file__).resolve().parent.parent,
             env=env,
             stdout=log,
@@ -310,7 +310,13 @@ def start_worker(tmp_path, redis_client):
         logs = "\n".join(p.read_text()[-2000:] for p in tmp_path.glob("worker-*.log"))
         pytest.fail(f"{count} workers did not come up:\n{logs}")
 
+    def children(proc: subprocess.Popen) -> list[int]:
+        """The pids of the worker processes a supervisor is running now."""
+        path = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
     start.ready = ready
+    start.children = children
     start.markers = tmp_path
     yield start
     for proc in started:

@@ -1,4 +1,4 @@
-"""`python -m actors`: every script documents itself; the worker gets a short poll timeout."""
+"""`python -m actors`: every script documents itself; the worker supervises the configured pool."""
 
 from __future__ import annotations
 
@@ -15,23 +15,17 @@ def test_every_subcommand_has_help(command, capsys):
     assert f"python -m actors {command}" in capsys.readouterr().out
 
 
-def test_the_worker_runs_dramatiq_on_the_actors_with_a_short_poll_timeout(monkeypatch):
-    seen = {}
-
-    def fake_execv(path, argv):
-        seen["argv"] = argv
-        raise SystemExit(0)
-
+def test_the_worker_supervises_the_configured_pool(monkeypatch):
+    import actors.supervisor as supervisor
     from models.settings import Settings
 
+    seen = {}
     monkeypatch.setattr(cli, "settings_or_exit", Settings.from_env)
-    monkeypatch.setattr(cli.os, "execv", fake_execv)
-    monkeypatch.setenv("WORKER_TIMEOUT_MS", "75")
-    monkeypatch.delenv("dramatiq_worker_timeout", raising=False)
-    with pytest.raises(SystemExit):
-        cli.main(["worker", "--processes", "1", "--threads", "3"])
-    assert seen["argv"][1:6] == ["actors", "--processes", "1", "--threads", "3"]
-    assert cli.os.environ["dramatiq_worker_timeout"] == "75"
+    monkeypatch.setattr(supervisor, "supervise", lambda *args: seen.setdefault("args", args) and 0)
+    monkeypatch.setenv("WORKER_PROCESSES", "3")
+    monkeypatch.setenv("WORKER_GRACE_SECONDS", "12.5")
+    assert cli.main(["worker", "--threads", "5"]) == 0
+    assert seen["args"] == (3, 5, 12.5)
 
 
 def test_run_refuses_an_unknown_team(capsys):

@@ -249,3 +249,18 @@ def test_triggers_keep_a_document_per_searchable_row_and_its_words(personal_team
     assert SearchDocument.select().where(SearchDocument.session == session.id).count() == len(docs)
     ExecutionSession.delete().where(ExecutionSession.id == session.id).execute()
     assert SearchDocument.select().count() == 0
+
+
+def test_search_finds_old_matches_beyond_the_newest_documents_and_ranks_them(personal_team, user, monkeypatch):
+    from models import search as search_module
+
+    old = seed_session(personal_team, user, "Quarterly ledger")
+    for i in range(5):
+        seed_session(personal_team, user, f"Other feature {i}")
+    monkeypatch.setattr(search_module, "RECENT_DOCUMENTS", 10)  # the ledger is now among the older ones
+    results = search_module.search("ledgr", search_module.Filters((personal_team.id,)))
+    assert ("feature", old.id) in [(r["kind"], r["session_id"]) for r in results]
+    assert {r["session_id"] for r in results} == {old.id}
+    monkeypatch.setattr(search_module, "CANDIDATES", 3)
+    capped = search_module.search("feature", search_module.Filters((personal_team.id,)))
+    assert 0 < len(capped) <= 3

@@ -238,7 +238,10 @@ async def test_team_reads_cost_the_same_number_of_queries_however_many_rows(
         return counter.count - before
 
     small = await queries()
-    assert 0 < small <= 3
+    # The read itself takes at most 3; every request also checks that its user still exists, and
+    # each transaction asks for its id before committing (to know, if the commit is cut off,
+    # whether it happened): fixed costs, whatever the number of rows.
+    assert 0 < small <= 5
     for i in range(6):
         someone = make_user(f"someone{i}")
         add_member(shared_team, someone)
