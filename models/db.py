@@ -69,7 +69,7 @@ def close_database() -> None:
         database.close()
 
 
-def check_database(database: peewee.Database | None = None) -> None:
+def check_database(database: peewee.Database | peewee.DatabaseProxy | None = None) -> None:
     """Run `SELECT 1` on `database` (default: the bound one); raise DatabaseUnavailable with a
     one-line reason if it fails."""
     database = database or db
