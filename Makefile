@@ -20,6 +20,7 @@ test: setup ## the whole test suite against the real services (own database and 
 lint:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format:
 	$(PY) -m ruff format .

@@ -151,8 +151,10 @@ def brains_cmd(args: argparse.Namespace) -> int:
         print(f"{info.name}: offline, nothing to check")
         return 0
     from actors.agents import BrainError, get_brain
+    from actors.agents.llm import ModelBrain
 
     brain = get_brain(info.name)
+    assert isinstance(brain, ModelBrain)  # a brain with a provider is a model brain
     try:
         call = brain.ping()
     except BrainError as exc:

@@ -115,10 +115,12 @@ class Draining(Middleware):
     """On a graceful stop, consumers stop taking messages while running tasks finish."""
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        broker.draining = False
+        if isinstance(broker, WakeableRedisBroker):
+            broker.draining = False
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        broker.draining = True
+        if isinstance(broker, WakeableRedisBroker):  # its consumers are the ones that look
+            broker.draining = True
 
 
 def redis_broker(settings: Settings) -> RedisBroker:

@@ -40,6 +40,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from actors import celery_compat as celery
 from actors.agents import BrainError, get_brain, make_agent
+from actors.agents.llm import ModelBrain
 from actors.agents.progress import ProgressPublisher, redis_sender
 from actors.config import get_settings, redis_client
 from models import logs
@@ -280,7 +281,7 @@ def _finish_session(
     now = utcnow()
     session.status = status
     session.end_reason = end_reason or status
-    session.ended_by = ended_by
+    session.ended_by_id = ended_by
     session.ended_at = now
     session.duration_seconds = round((now - session.started_at).total_seconds(), 3)
     session.error_message = error
@@ -332,6 +333,7 @@ def _claim(task_id: int, message_id: str | None, attempt: int, context_data: dic
         if task is None:
             return "skip", "task no longer exists"
         session = _locked_session(task.session_id)
+        assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
         if session.status != "active":
             return "skip", f"session is {session.status}"
         if session.current_stage != task.stage:
@@ -436,7 +438,7 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
 def _brain_for(session: ExecutionSession, task: AgentTask):
     """The session's brain, wired to publish live progress and to end its calls within the time limit."""
     brain = get_brain(session.brain)
-    if hasattr(brain, "on_progress"):
+    if isinstance(brain, ModelBrain):
         brain.on_progress = ProgressPublisher(redis_sender(redis_client(), session.id), task.id, task.agent_role)
         brain.time_limit = get_settings().task_time_limit_seconds
     return brain
@@ -629,6 +631,7 @@ def _fail(self, task: AgentTask, attempt: int, exc: BaseException, calls: list[d
     messages = []
     with db.atomic():
         session = _locked_session(task.session_id)
+        assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
         mine = (
             (AgentTask.id == task.id) & (AgentTask.status == "running") & (AgentTask.celery_task_id == self.request.id)
         )
@@ -649,6 +652,7 @@ def _fail(self, task: AgentTask, attempt: int, exc: BaseException, calls: list[d
                     )
                 )
         else:
+            assert task.started_at is not None  # set when this attempt claimed the task
             AgentTask.update(
                 status="error",
                 completed_at=now,

@@ -36,6 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import dramatiq
 import redis
@@ -73,6 +74,7 @@ class InFlight(Middleware):
         self._client: redis.Redis | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        assert isinstance(broker, RedisBroker)  # added only to Redis brokers (actors/broker.py)
         self._client = broker.client
         self._stop.clear()
         threading.Thread(target=self._loop, name="sage-inflight", daemon=True).start()
@@ -81,7 +83,8 @@ class InFlight(Middleware):
         # Only now: while the worker drains, its running tasks are still in flight.
         self._stop.set()
         try:
-            broker.client.delete(self.key)
+            if self._client is not None:
+                self._client.delete(self.key)
         except redis.RedisError:
             pass
 
@@ -107,6 +110,8 @@ class InFlight(Middleware):
         """Write this process's in-flight ids to Redis now."""
         with self._lock:
             ids = list(self._ids)
+        if self._client is None:
+            return
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(self.key)
         if ids:
@@ -247,7 +252,7 @@ def recover(broker: RedisBroker, now: float | None = None) -> dict[int, int]:
     pipe = client.pipeline(transaction=True)
     pipe.delete(SUSPECTS_KEY)
     if suspects:
-        pipe.hset(SUSPECTS_KEY, mapping=suspects)
+        pipe.hset(SUSPECTS_KEY, mapping=dict[Any, Any](suspects))
         pipe.expire(SUSPECTS_KEY, 300)
     pipe.execute()
 

@@ -175,18 +175,18 @@ def rerun_session(
                 retry_count=old.retry_count,
                 rerun_of=old.id,
             )
-            for decision in TaskDecision.select().where(TaskDecision.agent_task == old.id).order_by(TaskDecision.id):
-                copy = TaskDecision.create(
+            for made in TaskDecision.select().where(TaskDecision.agent_task == old.id).order_by(TaskDecision.id):
+                made_copy = TaskDecision.create(
                     agent_task=task,
-                    user=decision.user_id,
-                    source=decision.source,
-                    decision_text=decision.decision_text,
-                    rationale=decision.rationale,
-                    category=decision.category,
-                    confidence=decision.confidence,
-                    based_on=[decision_ids.get(i, i) for i in decision.based_on or []],
+                    user=made.user_id,
+                    source=made.source,
+                    decision_text=made.decision_text,
+                    rationale=made.rationale,
+                    category=made.category,
+                    confidence=made.confidence,
+                    based_on=[decision_ids.get(i, i) for i in made.based_on or []],
                 )
-                decision_ids[decision.id] = copy.id
+                decision_ids[made.id] = made_copy.id
             output = _remap_output(old.output_data or {}, decision_ids, session_ids)
             output["decisions"] = [{**d, "id": decision_ids.get(d.get("id"), d.get("id"))} for d in output["decisions"]]
             AgentTask.update(output_data=output).where(AgentTask.id == task.id).execute()

@@ -131,7 +131,8 @@ class SweeperMiddleware(Middleware):
         next_sweep = time.monotonic() + self.interval
         while not self._stop.wait(self.recovery_interval):
             try:
-                recover_once_per_fleet(self._broker, self.recovery_interval)
+                if self._broker is not None:
+                    recover_once_per_fleet(self._broker, self.recovery_interval)
             except redis.ConnectionError as exc:
                 logger.warning("recovery skipped, Redis is unreachable: %s", exc)
             except Exception:

@@ -19,7 +19,7 @@ and the action see the same data). The WebSocket handshake calls them the same w
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from peewee import JOIN, fn
 
@@ -72,7 +72,9 @@ def _check(role: str | None, action: Action, what: str) -> None:
 def _load_team(user_id: int, team_id: int) -> tuple[Team | None, Role | None]:
     mine, on, role_column = _membership(user_id)
     team = Team.select(Team, role_column).join(mine, JOIN.LEFT_OUTER, on=on).where(Team.id == team_id).objects().first()
-    return team, (None if team is None else role_for(team, user_id, team.membership_role))
+    role = None if team is None else role_for(team, user_id, team.membership_role)
+    # The database's CHECK keeps a membership's role to TEAM_ROLES, so it is a Role.
+    return team, cast("Role | None", role)
 
 
 def team_role(user_id: int, team_id: int) -> Role | None:
@@ -88,6 +90,7 @@ def require_team(user_id: int, team_id: int, action: Action) -> tuple[Team, Role
     """
     team, role = _load_team(user_id, team_id)
     _check(role, action, "team")
+    assert team is not None and role is not None  # _check raised otherwise
     return team, role
 
 

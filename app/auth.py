@@ -91,7 +91,9 @@ async def login(data: LoginBody):
     # Reserve the attempt before hashing: parallel guesses cannot all pass a check made before
     # any of them was counted (finding 1). A failure keeps its reservation.
     await ratelimit.reserve_login(redis, settings, account, address, user.id if user else None)
-    if not await check_password(data.password, user.password_hash if user else None, settings.bcrypt_rounds):
+    # A missing user is still hashed against (check_password is then False), so timing tells nothing.
+    matches = await check_password(data.password, user.password_hash if user else None, settings.bcrypt_rounds)
+    if not matches or user is None:
         raise ApiError(401, "wrong username or password")
     await ratelimit.record_login_success(redis, settings, account, address, user.id)
     await login_sessions.start_login(user.id)

@@ -57,7 +57,7 @@ async def protect() -> None:
         raise ApiError(403, "cross-site requests are not allowed")
     # Read (and cache) the body whatever the headers claim; this enforces MAX_CONTENT_LENGTH (413)
     # and BODY_TIMEOUT (408).
-    raw = await request.get_data(cache=True)
+    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if not raw:
         return
     if not request.is_json:

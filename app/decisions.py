@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 from quart import Blueprint, jsonify
@@ -12,18 +12,16 @@ from app.access import require_session, require_task
 from app.db_thread import run_db
 from app.login_sessions import current_user_id, login_required
 from app.publish import publish_events
-from app.validation import text
+from app.validation import NonBlank
 from models import SessionDecision, TaskDecision
 from models.events import record_event
-from models.schema import CATEGORIES, CONFIDENCE_LEVELS
+from models.schema import Category, Confidence
 from models.serialize import session_decision_dict, task_decision_dict
 
 blueprint = Blueprint("decisions", __name__)
 
 
-Text = text(10_000)
-Category = Literal[CATEGORIES]  # type: ignore[valid-type]
-Confidence = Literal[CONFIDENCE_LEVELS]  # type: ignore[valid-type]
+Text = Annotated[str, NonBlank(10_000)]
 
 
 class NewSessionDecision(BaseModel):

@@ -134,7 +134,9 @@ def _pending_of(user_id: int, invitation_id: int):
 
 def _accept(user_id: int, invitation_id: int):
     invitation = _pending_of(user_id, invitation_id)
-    team = accept(invitation, get_user(user_id))
+    user = get_user(user_id)
+    assert user is not None, "the invitee of a pending invitation exists"
+    team = accept(invitation, user)
     _, role = require_team(user_id, team.id, "read")
     return team, role
 

@@ -85,7 +85,7 @@ class Hub:
         self.reconnects = 0
         self._task: asyncio.Task | None = None
         self.prefix = namespace(int(parse_url(redis_url).get("db", 0) or 0))
-        self.session_pattern = channel("*", self.prefix)  # type: ignore[arg-type]
+        self.session_pattern = channel("*", self.prefix)
         self.revocations = revocations_channel(self.prefix)
         self.client_name = f"sage-live-hub-{os.getpid()}-{id(self):x}"
 

@@ -316,7 +316,7 @@ def document_responses(app: Quart) -> list[tuple[str, str]]:
 
     Returns the JSON routes the table does not describe (a test keeps that list empty).
     """
-    by_rule = {(method, rule.rule): rule.endpoint for rule in app.url_map.iter_rules() for method in rule.methods}
+    by_rule = {(method, rule.rule): rule.endpoint for rule in app.url_map.iter_rules() for method in rule.methods or ()}
     for (method, rule), (status, model) in RESPONSES.items():
         endpoint = by_rule.get((method, rule))
         if endpoint is None:

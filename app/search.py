@@ -6,7 +6,7 @@ See `models/search.py` for the matching, and docs/api.md for the contract.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 from quart import Blueprint, jsonify
@@ -15,19 +15,18 @@ from quart_schema import validate_querystring
 from app.db_thread import run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
-from app.validation import text
-from models.schema import AGENT_ROLES, CATEGORIES
+from app.validation import NonBlank
+from models.schema import AgentRole, Category
 from models.search import Filters, search
 from models.teams import visible_teams
 
 blueprint = Blueprint("search", __name__)
 
-Role = Literal[AGENT_ROLES]  # type: ignore[valid-type]
-Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+Role = AgentRole
 
 
 class SearchQuery(BaseModel):
-    q: text(200)  # type: ignore[valid-type]
+    q: Annotated[str, NonBlank(200)]
     team_id: int | None = Field(default=None, gt=0)
     role: Role | None = None
     category: Category | None = None

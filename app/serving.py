@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import StreamClosed
+from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.frame_protocol import CloseReason
 
@@ -32,12 +33,13 @@ async def _handle_events(self: ws_stream.WSStream) -> None:
                 await self.send(StreamClosed(stream_id=self.stream_id))
                 return
             if event.message_finished:
+                assert self.app_put is not None, "set when the handshake is accepted, before any message"
                 await self.app_put(self.buffer.to_message())
                 self.buffer.clear()
         elif isinstance(event, Ping):
             await self._send_wsproto_event(event.response())
         elif isinstance(event, CloseConnection):
-            if self.connection.state == ws_stream.ConnectionState.REMOTE_CLOSING:
+            if self.connection.state == ConnectionState.REMOTE_CLOSING:
                 await self._send_wsproto_event(event.response())
             await self.send(StreamClosed(stream_id=self.stream_id))
 
@@ -46,5 +48,5 @@ def end_on_too_big() -> None:
     """Install the correction (idempotent)."""
     global _patched
     if not _patched:
-        ws_stream.WSStream._handle_events = _handle_events
+        ws_stream.WSStream._handle_events = _handle_events  # type: ignore[method-assign]  # the correction itself
         _patched = True

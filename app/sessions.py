@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
 import dramatiq
 from pydantic import BaseModel, Field, StrictInt
@@ -16,7 +16,7 @@ from app.access import require_session, require_team
 from app.db_thread import run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
-from app.validation import text
+from app.validation import NonBlank
 from models import design_pack, queries
 from models.brains import BrainConfigError, usable_brain
 from models.db import reconnecting
@@ -27,7 +27,7 @@ blueprint = Blueprint("sessions", __name__)
 log = logging.getLogger(__name__)
 
 
-FeatureName = text(255)
+FeatureName = Annotated[str, NonBlank(255)]
 
 
 class StartSession(BaseModel):

@@ -62,6 +62,7 @@ class _Versions:
 
 def register(app: Quart) -> None:
     """Fingerprint static URLs and add cache headers and gzip to static responses."""
+    assert app.static_folder is not None, "the app is created with its static folder"
     versions = _Versions(Path(app.static_folder))
 
     @app.url_defaults
@@ -75,9 +76,8 @@ def register(app: Quart) -> None:
     async def _cache_and_compress(response: Response) -> Response:
         if request.endpoint != "static" or response.status_code not in (200, 304):
             return response
-        versioned = request.args.get("v") and request.args.get("v") == versions.fingerprint(
-            request.view_args.get("filename", "")
-        )
+        filename = (request.view_args or {}).get("filename", "")
+        versioned = request.args.get("v") and request.args.get("v") == versions.fingerprint(filename)
         response.headers["Cache-Control"] = f"public, max-age={YEAR}, immutable" if versioned else "no-cache"
         response.vary.add("Accept-Encoding")
         if (
@@ -88,10 +88,10 @@ def register(app: Quart) -> None:
             or "Range" in request.headers
         ):
             return response
-        body = await response.get_data()
+        body = await response.get_data(as_text=False)
         if len(body) < MIN_BYTES:
             return response
-        compressed = versions.gzipped(request.view_args["filename"], body)
+        compressed = versions.gzipped(filename, body)
         response.set_data(compressed)
         response.headers["Content-Encoding"] = "gzip"
         # A strong ETag names the bytes sent: the gzip body gets its own.

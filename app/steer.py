@@ -9,7 +9,7 @@ and which decisions followed from the change (`models/compare.py`). See docs/api
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 from quart import Blueprint, jsonify
@@ -20,20 +20,18 @@ from app.db_thread import run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
 from app.sessions import start_or_fail, usable_brain_or_400
-from app.validation import text
+from app.validation import NonBlank
 from models.compare import compare_sessions
-from models.schema import AGENT_ROLES, CATEGORIES, CONFIDENCE_LEVELS
+from models.schema import AgentRole, Category, Confidence
 
 blueprint = Blueprint("steer", __name__)
 log = logging.getLogger(__name__)
 
-Role = Literal[AGENT_ROLES]  # type: ignore[valid-type]
-Category = Literal[CATEGORIES]  # type: ignore[valid-type]
-Confidence = Literal[CONFIDENCE_LEVELS]  # type: ignore[valid-type]
+Role = AgentRole
 
 
 class RerunDecision(BaseModel):
-    decision_text: text(10_000)  # type: ignore[valid-type]
+    decision_text: Annotated[str, NonBlank(10_000)]
     category: Category | None = None
     confidence: Confidence = "high"
 

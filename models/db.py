@@ -16,14 +16,10 @@ from typing import ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import peewee
+import psycopg2
 from playhouse.pool import PooledPostgresqlDatabase
 
 from models.settings import check_database_url
-
-try:
-    import psycopg2
-except ImportError:  # pragma: no cover - SQLite-only installs
-    psycopg2 = None
 
 db = peewee.DatabaseProxy()
 logger = logging.getLogger(__name__)
@@ -39,7 +35,7 @@ class DatabaseUnavailable(Exception):
 _commits = threading.local()
 
 
-class _TracksCommits:
+class _TracksCommits(peewee.Database):
     """Counts each thread's COMMITs and remembers the one that failed, so that a retry knows
     whether a unit of work whose connection was lost may have written anything."""
 
@@ -150,7 +146,7 @@ def close_database() -> None:
         database.close()
 
 
-def check_database(database: peewee.Database | None = None) -> None:
+def check_database(database: peewee.Database | peewee.DatabaseProxy | None = None) -> None:
     """Run `SELECT 1` on `database` (default: the bound one); raise DatabaseUnavailable with a
     one-line reason if it fails."""
     database = database or db
@@ -165,7 +161,7 @@ def check_database(database: peewee.Database | None = None) -> None:
 def is_connection_error(exc: BaseException) -> bool:
     """Did `exc` come from losing (or not getting) the database connection, rather than from
     the statement itself? Peewee keeps the driver's error as `orig`."""
-    if psycopg2 is None or not isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
+    if not isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
         return False
     cause = getattr(exc, "orig", None) or exc.__cause__
     if isinstance(cause, psycopg2.InterfaceError):

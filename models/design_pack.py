@@ -48,7 +48,7 @@ def collect(session: ExecutionSession) -> dict[str, Any]:
         for e in SessionEvent.select().where(SessionEvent.session == session.id).order_by(SessionEvent.seq)
     ]
     people_ids = {session.user_id, session.ended_by_id} | {d["user_id"] for d in session_decisions}
-    people = {
+    people: dict[int | None, str] = {
         u.id: u.username for u in User.select(User.id, User.username).where(User.id.in_([i for i in people_ids if i]))
     }
 
@@ -363,12 +363,12 @@ def markdown(pack: dict[str, Any]) -> str:
             lines += [f'<a id="decision-{d["id"]}"></a>', "", f"**{_cell(d['decision_text'])}**", ""]
             if d.get("rationale"):
                 lines += [f"Why: {d['rationale']}", ""]
-            meta = [f"confidence: {d.get('confidence') or 'not given'}"]
+            facts = [f"confidence: {d.get('confidence') or 'not given'}"]
             if d.get("category"):
-                meta.append(f"category: {d['category']}")
+                facts.append(f"category: {d['category']}")
             if d.get("source") == "user":
-                meta.append("added by a person")
-            lines += ["; ".join(meta).capitalize() + ".", ""]
+                facts.append("added by a person")
+            lines += ["; ".join(facts).capitalize() + ".", ""]
             if d["built_on"]:
                 links = []
                 for ref in d["built_on"]:

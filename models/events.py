@@ -33,8 +33,8 @@ def namespace(client_or_db: Any) -> str:
     return f"sage:{number}:"
 
 
-def channel(session_id: int, prefix: str = "sage:0:") -> str:
-    """The Redis pub/sub channel of one session."""
+def channel(session_id: int | str, prefix: str = "sage:0:") -> str:
+    """The Redis pub/sub channel of one session (with `"*"`: the pattern of all sessions)."""
     return f"{prefix}session:{session_id}"
 
 

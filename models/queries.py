@@ -5,6 +5,7 @@ the size of the session (no N+1): rows of a kind are fetched in one query and jo
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from peewee import JOIN, fn
@@ -30,7 +31,7 @@ from models.serialize import (
     task_dict,
 )
 
-ROLE_ORDER = {role: index for index, role in enumerate(AGENT_ROLES)}
+ROLE_ORDER: dict[str, int] = {role: index for index, role in enumerate(AGENT_ROLES)}
 
 
 def pipeline_key(task: AgentTask) -> tuple[int, int]:
@@ -169,7 +170,7 @@ def recent_sessions(user_id: int, limit: int = 10) -> list[dict[str, Any]]:
     """
     mine = TeamMembership.alias("mine")
     starter = User.alias("starter")
-    rows = (
+    rows: Iterable[Any] = (  # sessions carrying the selected `team_name`, `started_by` and `agents_done`
         ExecutionSession.select(
             ExecutionSession,
             Team.name.alias("team_name"),

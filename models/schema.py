@@ -18,13 +18,17 @@ constraints, so a bad value is refused by the database, not only by Python.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Literal, get_args
 
 import peewee
 from peewee import SQL, Check, fn
 
 from models.db import db
 
-AGENT_ROLES = ("architect", "backend_dev", "dba", "frontend_dev", "ui_ux", "security", "it_admin")
+# Value lists that request bodies also validate are written as Literal types (which a type checker
+# can read) and the tuples taken from them, so each list is still written once.
+AgentRole = Literal["architect", "backend_dev", "dba", "frontend_dev", "ui_ux", "security", "it_admin"]
+AGENT_ROLES: tuple[AgentRole, ...] = get_args(AgentRole)
 #: What a person calls each role, for pages and documents.
 ROLE_TITLES = {
     "architect": "Architect",
@@ -36,13 +40,14 @@ ROLE_TITLES = {
     "it_admin": "IT admin",
 }
 PIPELINE = (("architect",), ("backend_dev", "dba"), ("frontend_dev", "ui_ux"), ("security", "it_admin"))
-STAGE_OF_ROLE = {role: index for index, stage in enumerate(PIPELINE) for role in stage}
+STAGE_OF_ROLE: dict[str, int] = {role: index for index, stage in enumerate(PIPELINE) for role in stage}
 TEAM_ROLES = ("owner", "member", "viewer")
 SESSION_STATUSES = ("active", "completed", "error")
 END_REASONS = ("completed", "user", "error")
 TASK_STATUSES = ("pending", "running", "completed", "error")
-CONFIDENCE_LEVELS = ("high", "medium", "low")
-CATEGORIES = (
+Confidence = Literal["high", "medium", "low"]
+CONFIDENCE_LEVELS: tuple[Confidence, ...] = get_args(Confidence)
+Category = Literal[
     "architecture",
     "technology",
     "design",
@@ -53,7 +58,8 @@ CATEGORIES = (
     "testing",
     "process",
     "user_experience",
-)
+]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
 EVENT_TYPES = (
     "session_started",
     "agent_task_started",
@@ -109,6 +115,9 @@ class Team(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
     updated_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
 
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        owner_id: int
+
     class Meta:
         table_name = "teams"
 
@@ -123,6 +132,10 @@ class TeamMembership(BaseModel):
         constraints=[SQL("DEFAULT 'member'"), Check(one_of("role", TEAM_ROLES), "ck_memberships_role")],
     )
     joined_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
+
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        team_id: int
+        user_id: int
 
     class Meta:
         table_name = "team_memberships"
@@ -143,7 +156,9 @@ class ExecutionSession(BaseModel):
     last_seq = peewee.IntegerField(default=0, constraints=[ZERO])
     celery_chain_id = peewee.CharField(max_length=255, null=True)
     error_message = peewee.TextField(null=True)
-    rerun_of = peewee.ForeignKeyField("self", backref="reruns", on_delete="SET NULL", null=True, index=False)
+    rerun_of: peewee.ForeignKeyField[ExecutionSession | None] = peewee.ForeignKeyField(
+        "self", backref="reruns", on_delete="SET NULL", null=True, index=False
+    )
     started_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
     ended_at = peewee.DateTimeField(null=True)
     duration_seconds = peewee.DoubleField(null=True)
@@ -159,6 +174,12 @@ class ExecutionSession(BaseModel):
         null=True,
         constraints=[Check(one_of("end_reason", END_REASONS, nullable=True), "ck_sessions_end_reason")],
     )
+
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        team_id: int
+        user_id: int | None
+        rerun_of_id: int | None
+        ended_by_id: int | None
 
     class Meta:
         table_name = "execution_sessions"
@@ -187,6 +208,10 @@ class SessionDecision(BaseModel):
     )
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
 
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        session_id: int
+        user_id: int | None
+
     class Meta:
         table_name = "session_decisions"
 
@@ -214,10 +239,16 @@ class AgentTask(BaseModel):
         default=0, constraints=[ZERO, Check("retry_count >= 0", "ck_agent_tasks_retry_count")]
     )
     celery_task_id = peewee.CharField(max_length=255, null=True)
-    rerun_of = peewee.ForeignKeyField("self", backref="reruns", on_delete="SET NULL", null=True, index=False)
+    rerun_of: peewee.ForeignKeyField[AgentTask | None] = peewee.ForeignKeyField(
+        "self", backref="reruns", on_delete="SET NULL", null=True, index=False
+    )
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
     # Migration 002: model calls of every attempt, summed (null for the knowledge base).
     usage = peewee.JSONField(null=True)
+
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        session_id: int
+        rerun_of_id: int | None
 
     class Meta:
         table_name = "agent_tasks"
@@ -247,6 +278,10 @@ class TaskDecision(BaseModel):
     based_on = peewee.JSONField(default=list, constraints=[SQL("DEFAULT '[]'")])
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
 
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        agent_task_id: int
+        user_id: int | None
+
     class Meta:
         table_name = "task_decisions"
 
@@ -263,6 +298,9 @@ class AgentSnapshot(BaseModel):
     execution_metadata = peewee.JSONField(null=True)
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
 
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        agent_task_id: int
+
     class Meta:
         table_name = "agent_snapshots"
 
@@ -274,6 +312,9 @@ class SessionEvent(BaseModel):
     type = peewee.CharField(max_length=64, constraints=[Check(one_of("type", EVENT_TYPES), "ck_session_events_type")])
     payload = peewee.JSONField()
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
+
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        session_id: int
 
     class Meta:
         table_name = "session_events"
@@ -301,6 +342,11 @@ class Invitation(BaseModel):
     )
     created_at = peewee.DateTimeField(default=utcnow, constraints=[NOW])
     responded_at = peewee.DateTimeField(null=True)
+
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        team_id: int
+        invited_by_id: int
+        invitee_id: int | None
 
     class Meta:
         table_name = "invitations"
@@ -368,6 +414,9 @@ class SearchDocument(BaseModel):
     title = peewee.TextField()
     body = peewee.TextField(null=True)
     tsv = TSVectorField()
+
+    if TYPE_CHECKING:  # the `<name>_id` columns Peewee adds for the foreign keys above
+        session_id: int
 
     class Meta:
         table_name = "search_documents"

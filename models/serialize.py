@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, overload
 
 from models.brains import session_usage_dict
 from models.schema import (
@@ -19,6 +19,10 @@ from models.schema import (
 )
 
 
+@overload
+def iso(value: dt.datetime) -> str: ...
+@overload
+def iso(value: dt.datetime | None) -> str | None: ...
 def iso(value: dt.datetime | None) -> str | None:
     """ISO 8601 UTC with a `Z`, or None."""
     if value is None:
@@ -63,7 +67,8 @@ def received_invitation_dict(invitation: Invitation) -> dict[str, Any]:
     return {
         **invitation_dict(invitation),
         "team": {"id": invitation.team.id, "name": invitation.team.name},
-        "invited_by": invitation.inviter.username,
+        # `pending_for_user` joins the inviter under this name; the model does not declare it.
+        "invited_by": invitation.inviter.username,  # type: ignore[attr-defined]
     }
 
 

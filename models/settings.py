@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +168,7 @@ class Settings:
             raise ConfigError(f"SAGE_ENV must be development, test or production, not {sage_env!r}")
         production = sage_env == "production"
         instance = instance_dir or Path(env.get("SAGE_INSTANCE_DIR", ROOT / "instance"))
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "env": sage_env,
             "database_url": check_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             "redis_url": check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
@@ -230,7 +231,7 @@ class Settings:
             values["retry_delays_seconds"] = _delays("RETRY_DELAYS_SECONDS", env["RETRY_DELAYS_SECONDS"])
         return cls(**values)
 
-    def with_overrides(self, **overrides: object) -> Settings:
+    def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some fields replaced (tests use this)."""
         known = {f.name for f in fields(self)}
         unknown = set(overrides) - known

@@ -7,7 +7,9 @@ the caller has already been allowed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 from peewee import JOIN
@@ -24,10 +26,11 @@ def role_for(team: Team, user_id: int, membership_role: str | None) -> str | Non
     return None
 
 
-def visible_teams(user_id: int) -> list[tuple[Team, str]]:
+def visible_teams(user_id: int) -> list[tuple[Team, str | None]]:
     """Every team the user may see with their role: owned teams plus shared teams they belong to (one query)."""
     mine = TeamMembership.alias("mine")
-    query = (
+    # Rows are teams that also carry the selected `membership_role`, which their class does not declare.
+    query: Iterable[Any] = (
         Team.select(Team, mine.role.alias("membership_role"))
         .join(mine, JOIN.LEFT_OUTER, on=((mine.team == Team.id) & (mine.user == user_id)))
         .where((Team.owner == user_id) | (Team.is_shared & mine.id.is_null(False)))
@@ -75,7 +78,7 @@ def team_members(team: Team) -> list[Member]:
     members: list[Member] = []
     owner_seen = False
     if team.is_shared:
-        rows = (
+        rows: Iterable[Any] = (  # memberships carrying the joined user's `username`
             TeamMembership.select(TeamMembership, User.username)
             .join(User)
             .where(TeamMembership.team == team.id)

@@ -74,7 +74,9 @@ def test_a_worker_killed_mid_task_is_replaced_and_every_task_completes_once(
     failover = rerun_at - killed_at
     with capsys.disabled():
         print(f"\nworker failover: kill -> dba running again in {failover:.2f} s (heartbeat {HEARTBEAT_MS} ms)")
-    assert failover < HEARTBEAT_MS / 1000 + 5
+    # Not a speed target (bench/README.md has the figure): a redelivery after the heartbeat
+    # timeout, not after the 60 s wait above ran out. The margin absorbs a loaded machine.
+    assert failover < HEARTBEAT_MS / 1000 + 30
 
     session = wait(lambda: (s := ExecutionSession.get_by_id(session.id)).status != "active" and s, timeout=60)
     assert session.status == "completed"

@@ -13,10 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.schema import CATEGORIES, CONFIDENCE_LEVELS
-
-Category = Literal[CATEGORIES]  # type: ignore[valid-type]
-Confidence = Literal[CONFIDENCE_LEVELS]  # type: ignore[valid-type]
+from models.schema import Category, Confidence
 
 
 class Strict(BaseModel):
@@ -223,7 +220,8 @@ def check_output(
     be sent back to the model for a repair.
     """
     try:
-        model = OUTPUTS[role].model_validate(data)
+        # Built by `_output_model`, so a type checker does not know the fields (`artifacts`).
+        model: Any = OUTPUTS[role].model_validate(data)
     except ValidationError as exc:
         errors = []
         for error in exc.errors()[:20]:

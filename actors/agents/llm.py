@@ -141,7 +141,7 @@ class ModelBrain:
             answer = self._call(name, schema, system, messages, deadline)
             try:
                 data = json.loads(answer.text)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 errors = [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
             else:
                 output, errors = contract.check_output(role, data, keys, session_ids)

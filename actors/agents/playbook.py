@@ -197,7 +197,7 @@ def backend_dev(ctx: dict[str, Any]) -> Output:
     traits = _traits_of(plan)
     entities = _entity_objs(plan)
     prefs = plan.get("artifacts", {}).get("preferences", {})
-    endpoints = []
+    endpoints: list[dict[str, Any]] = []
     services = []
     for entity in entities:
         if entity.name == "user":
@@ -250,9 +250,9 @@ def backend_dev(ctx: dict[str, Any]) -> Output:
             if method == "WS" and prefs.get("realtime_transport", "websocket") != "websocket":
                 method, path = ("GET", path.replace("/ws", "") + "/events")
                 purpose += f" ({prefs['realtime_transport']})"
-            entity = next((e.name for e in trait.entities if plural(e.name).replace("_", "-") in path), None)
+            named = next((e.name for e in trait.entities if plural(e.name).replace("_", "-") in path), None)
             endpoints.append(
-                {"method": method, "path": path, "purpose": purpose, "entity": entity, "auth": "owner only"}
+                {"method": method, "path": path, "purpose": purpose, "entity": named, "auth": "owner only"}
             )
     endpoints.sort(key=lambda e: (e["path"], e["method"]))
     decisions = [
@@ -361,11 +361,11 @@ def dba(ctx: dict[str, Any]) -> Output:
     types = SQL_TYPES[engine]
     entities = _entity_objs(plan)
     paths = [e["path"] for e in api.get("artifacts", {}).get("endpoints", [])]
-    tables = []
-    indexes = []
+    tables: list[dict[str, Any]] = []
+    indexes: list[dict[str, Any]] = []
     for entity in entities:
         table = plural(entity.name)
-        columns = [{"name": "id", "type": types["pk"], "key": "primary"}]
+        columns: list[dict[str, Any]] = [{"name": "id", "type": types["pk"], "key": "primary"}]
         for name, kind in entity.fields:
             if kind.startswith("fk:"):
                 target = plural(kind[3:])

@@ -25,6 +25,9 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from actors.celery_compat.result import AsyncResult, DisabledBackend, ResultBackend
 
+# The result class under a name that Celery's `AsyncResult` methods below do not shadow.
+_AsyncResult = AsyncResult
+
 #: Celery's task options this module honours; any other is refused when the task is declared.
 TASK_OPTIONS = {
     "name", "bind", "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for",
@@ -166,6 +169,7 @@ class Celery:
         if self._broker is None:
             if self._broker_spec is None:
                 return dramatiq.get_broker()
+            assert isinstance(self._broker_spec, str)  # a Broker given to the constructor is `_broker`
             from actors.celery_compat.composition import broker_from_url
 
             self._broker = broker_from_url(self._broker_spec, self.conf.get("broker_transport_options"))
@@ -211,7 +215,7 @@ class Celery:
     def AsyncResult(self, id: str) -> AsyncResult:
         return AsyncResult(id, app=self)
 
-    def GroupResult(self, id: str, results: list[AsyncResult]):
+    def GroupResult(self, id: str, results: list[_AsyncResult]):
         from actors.celery_compat.result import GroupResult
 
         return GroupResult(id, results, backend=self.backend)
@@ -326,7 +330,8 @@ class BoundTask:
 
     def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None) -> None:
         """Store a custom state (e.g. progress) for this task or another id."""
-        self.task.app.backend.store(task_id or self.request.id, state or "PENDING", meta)
+        # Outside a message (a direct call) the id is None, and Celery stores under it all the same.
+        self.task.app.backend.store(task_id or self.request.id, state or "PENDING", meta)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<@task: {self.task.name} bound>"
@@ -461,7 +466,7 @@ class Task:
 
     subtask = signature
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: Any, **kwargs: Any) -> _AsyncResult:
         return self.apply_async(args, kwargs)
 
     def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict | None = None, **options: Any):

@@ -191,7 +191,7 @@ class Signature:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Signature) and other.to_dict() == self.to_dict()
 
-    __hash__ = None  # type: ignore[assignment] - mutable, like Celery's (a dict)
+    __hash__ = None  # type: ignore[assignment]  # mutable, so unhashable, like Celery's (a dict)
 
     def __repr__(self) -> str:
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
@@ -406,7 +406,7 @@ class chord(_Composite):
             return chord(self.header, body, **self.options).apply_async(args, kwargs)
         return self.apply_async(((body,) if body is not None else ()) + args, kwargs)
 
-    def __deepcopy__(self, memo: dict) -> chord:
+    def __deepcopy__(self, memo: dict) -> Signature:
         return signature(copy.deepcopy(self.to_dict(), memo))
 
 
@@ -424,6 +424,7 @@ def signature(varies: Any, args: Iterable[Any] = (), kwargs: dict | None = None,
     if isinstance(varies, dict):
         d = varies
         kind = d.get("subtask_type")
+        sig: Signature
         if kind == "chain":
             sig = chain(*d["tasks"])
         elif kind == "group":

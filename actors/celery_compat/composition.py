@@ -28,13 +28,13 @@ import logging
 import time
 import traceback as traceback_module
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage, Middleware, SkipMessage
 
 from actors.celery_compat.app import Request, Task, _tasks, get_task, limit_ms
-from actors.celery_compat.canvas import NOTHING, Signature, seconds_until, signature
+from actors.celery_compat.canvas import NOTHING, Signature, chain, chord, group, seconds_until, signature
 from actors.celery_compat.result import (
     FAILURE,
     RETRY,
@@ -80,13 +80,13 @@ def apply(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> No
     kind = sig.subtask_type
     if kind is None:
         _send(sig, prev, after, chain_id)
-    elif kind == "chain":
+    elif isinstance(sig, chain):  # the types behind `kind`: chain, group and chord
         first, rest = sig.tasks[0], sig.tasks[1:]
         if rest:
             nxt = rest[0] if len(rest) == 1 else type(sig)(*rest)
             after = [{"apply": nxt.to_dict(), "after": after}]
         apply(first, prev, after, chain_id)
-    elif kind == "group":
+    elif isinstance(sig, group):
         gid = sig.options["task_id"]
         if not sig.tasks:
             _run_actions(None, gid, after, [], chain_id, [])
@@ -101,8 +101,9 @@ def apply(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> No
         else:  # a plain group on an app without results: just send the members
             for member in sig.tasks:
                 apply(member, prev, [], chain_id)
-    elif kind == "chord":
+    elif isinstance(sig, chord):
         _needs_backend(sig)
+        assert sig.body is not None  # freeze() refused a chord without a body
         apply(sig.header, prev, [{"apply": sig.body.to_dict(), "after": after}], chain_id)
     else:
         raise ValueError(f"unknown signature type {kind!r}")
@@ -111,8 +112,9 @@ def apply(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> No
 def _send(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> None:
     args = tuple(sig.args) if sig.immutable or prev is NOTHING else (prev, *sig.args)
     kwargs = dict(sig.kwargs)
+    task: Task | None
     try:
-        task: Task | None = get_task(sig.task)
+        task = get_task(sig.task)
     except KeyError:
         task = None  # only the workers know it (`send_task`): the app's broker and routes
     else:
@@ -152,7 +154,7 @@ def _send(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> No
     broker = task.actor.broker if task else app.broker
     if queue not in broker.get_declared_queues():
         broker.declare_queue(queue)
-    message = dramatiq.Message(
+    message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=queue,
         actor_name=sig.task,
         args=args,
@@ -217,7 +219,7 @@ def _record_member(task: Task | None, firer_id: str, member: dict[str, Any], val
         # (a duplicate) fires only to finish what a killed firer left: the token was never
         # taken, or is still "firing" under this very message for longer than a firing takes
         # (a redelivery comes only after the broker's heartbeat timeout).
-        holder = (client.get(token) or b"").decode()
+        holder = (cast("bytes | None", client.get(token)) or b"").decode()  # the client does not decode
         if not holder:
             claimed = client.set(token, f"firing {firer_id} {time.time()}", nx=True, ex=ttl)
         else:
@@ -227,7 +229,8 @@ def _record_member(task: Task | None, firer_id: str, member: dict[str, Any], val
             claimed = stale and client.set(token, f"firing {firer_id} {time.time()}", xx=True, ex=ttl)
     if not claimed:
         return
-    raw = client.hmget(key, [str(i) for i in range(member["size"])])
+    # Every member stored its value before the barrier could complete.
+    raw = cast("list[bytes]", client.hmget(key, [str(i) for i in range(member["size"])]))
     values = [json.loads(v) for v in raw]
     backend.store(member["barrier"], SUCCESS, values)
     _run_actions(task, firer_id, member["after"], values, chain_id, values)
@@ -300,7 +303,7 @@ class Composition(Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         task = _tasks.get(message.actor_name)
         backend = _backend_of(task)
-        if backend is None:
+        if task is None or backend is None:  # no task, no backend
             return
         cc = message.options.get("cc") or {}
         if backend.is_revoked(message.message_id):
@@ -357,6 +360,7 @@ def broker_from_url(url: str, transport_options: dict[str, Any] | None = None) -
     visibility = options.pop("visibility_timeout", 60)
     if options:
         raise NotImplementedError(f"broker_transport_options {sorted(options)}: only visibility_timeout is supported")
+    broker: dramatiq.Broker
     if url.startswith(("redis://", "rediss://", "unix://")):
         broker = WakeableRedisBroker(
             url=url, heartbeat_timeout=int(visibility * 1000), maintenance_chance=MAINTENANCE_CHANCE

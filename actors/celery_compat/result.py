@@ -288,13 +288,21 @@ class GroupResult(AsyncResult):
 
     status = state
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.05, **kwargs: Any):
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.05,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
         """The members' results in order (Celery's `join`), within one overall timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         values = []
         for r in self.results:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            values.append(r.get(timeout=left, propagate=propagate, interval=interval, **kwargs))
+            values.append(
+                r.get(timeout=left, propagate=propagate, interval=interval, disable_sync_subtasks=disable_sync_subtasks)
+            )
         return values
 
     join = get
