@@ -462,10 +462,12 @@ def test_a_member_reruns_from_dba_with_sqlite_and_compares_with_the_original(new
     dialog.get_by_role("button", name="Start rerun").click()
     expect(dialog.locator(".field-error")).to_have_text("Decision must not be empty.")  # the API's field error
     text.fill(SQLITE)
+    expect(dialog.locator(".field-error, .alert")).to_have_count(0)  # the error went with the edit
     dialog.get_by_role("group", name="Decision 1").get_by_label("Category").select_option("technology")
     expect(dialog.locator(".rerun__warnings")).to_contain_text(f"architect is copied from session {original.id}")
     assert ExecutionSession.select().count() == 1
     assert_accessible(page)
+    screenshot(page, "rerun-dialog", full_page=False)
     dialog.get_by_role("button", name="Start rerun").click()
 
     rerun = wait(lambda: ExecutionSession.get_or_none(ExecutionSession.rerun_of == original.id))

@@ -119,8 +119,21 @@ function RerunForm({ config, onClose }) {
   pipeline.forEach((roles, index) => roles.forEach((role) => (stageOf[role] = index)));
   const copied = pipeline.flat().filter((role) => stageOf[role] < stageOf[fromRole]);
   const again = pipeline.flat().filter((role) => stageOf[role] >= stageOf[fromRole]);
-  const setRow = (index, key) => (event) =>
+  // An edited field's error goes with the edit; adding or removing a row renumbers them all.
+  const forget = (names) => {
+    const rest = { ...fields };
+    names.forEach((name) => delete rest[name]);
+    setFields(rest);
+    if (!Object.keys(rest).some((f) => f !== "body")) setError("");
+  };
+  const setRow = (index, key) => (event) => {
     setRows(rows.map((r, i) => (i === index ? { ...r, [key]: event.target.value } : r)));
+    forget([`decisions.${index}.${key}`]);
+  };
+  const renumber = (next) => {
+    setRows(next);
+    forget(Object.keys(fields).filter((f) => f.startsWith("decisions")));
+  };
   const fieldOf = (index, key) => fields[`decisions.${index}.${key}`];
 
   async function submit(event) {
@@ -164,7 +177,10 @@ function RerunForm({ config, onClose }) {
           autoFocus
           name="from_role"
           value={fromRole}
-          onChange={(e) => setFromRole(e.target.value)}
+          onChange={(e) => {
+            setFromRole(e.target.value);
+            forget(["from_role"]);
+          }}
           aria-invalid={!!fields.from_role}
           aria-describedby="rerun-from-help"
         >
@@ -225,7 +241,7 @@ function RerunForm({ config, onClose }) {
               <button
                 type="button"
                 className="button button--quiet button--small"
-                onClick={() => setRows(rows.filter((_, i) => i !== index))}
+                onClick={() => renumber(rows.filter((_, i) => i !== index))}
               >
                 Remove decision {index + 1}
               </button>
@@ -237,7 +253,7 @@ function RerunForm({ config, onClose }) {
           </fieldset>
         ))}
         {fields.decisions ? <p className="field-error">{fieldSentence("decisions", fields.decisions)}</p> : null}
-        <button type="button" className="button button--quiet button--small" onClick={() => setRows([...rows, row({})])}>
+        <button type="button" className="button button--quiet button--small" onClick={() => renumber([...rows, row({})])}>
           Add a decision
         </button>
       </fieldset>
@@ -245,7 +261,10 @@ function RerunForm({ config, onClose }) {
       {loaded.brains.length ? (
         <label>
           Brain
-          <select name="brain" value={brain} onChange={(e) => setBrain(e.target.value)} aria-invalid={!!fields.brain}>
+          <select name="brain" value={brain} onChange={(e) => {
+              setBrain(e.target.value);
+              forget(["brain"]);
+            }} aria-invalid={!!fields.brain}>
             {loaded.brains.map((b) => (
               <option key={b.name} value={b.name}>
                 {brainLabel(b)}
