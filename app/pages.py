@@ -145,7 +145,9 @@ async def team(team_id: int):
     )
 
 
-def _session_page(user_id: int, session_id: int) -> tuple[dict[str, Any], dict[str, Any], dict[int, str]]:
+def _session_page(
+    user_id: int, session_id: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[int, str], list[dict[str, Any]]]:
     session, role = require_session(user_id, session_id, "read")
     # Names for "started by" and "ended early by": the team's members, plus the two people
     # named on the session should they have left it since.
@@ -153,7 +155,7 @@ def _session_page(user_id: int, session_id: int) -> tuple[dict[str, Any], dict[s
     wanted = [i for i in (session.user_id, session.ended_by_id) if i and i not in names]
     if wanted:
         names.update({u.id: u.username for u in User.select(User.id, User.username).where(User.id.in_(wanted))})
-    return session_dict(session), team_dict(session.team, role), names
+    return session_dict(session), team_dict(session.team, role), names, queries.session_reruns(session.id)
 
 
 @blueprint.get("/dashboard/sessions/<int:session_id>")
@@ -162,11 +164,12 @@ async def session(session_id: int):
     """The live execution monitor, the agent state viewer, the replay and the decision journal."""
     user = await _user()
     try:
-        shown, team_shown, names = await run_db(_session_page, user["id"], session_id)
+        shown, team_shown, names, reruns = await run_db(_session_page, user["id"], session_id)
     except ApiError:
         return await _not_found(user, "session")
     config = {
         "sessionId": shown["id"],
+        "brain": shown.get("brain"),
         "teamId": team_shown["id"],
         "role": team_shown["role"],
         "canWrite": may(team_shown["role"], "write"),
@@ -184,6 +187,7 @@ async def session(session_id: int):
         user=user,
         session=shown,
         team=team_shown,
+        reruns=reruns,
         can_write=config["canWrite"],
         config=config,
     )

@@ -158,10 +158,18 @@ class Task(Shape):
     decisions: list[TaskDecision]
 
 
+class RerunSummary(Shape):
+    id: int
+    feature_name: str
+    status: Literal["active", "completed", "error"]
+    started_at: str
+
+
 class SessionDetail(Shape):
     session: Session
     decisions: list[SessionDecision]
     tasks: list[Task]
+    reruns: list[RerunSummary]
 
 
 class Started(Shape):

@@ -24,6 +24,7 @@ from models.schema import (
 )
 from models.serialize import (
     event_dict,
+    iso,
     session_decision_dict,
     session_dict,
     snapshot_dict,
@@ -63,13 +64,28 @@ def _session_decisions(session_id: int) -> list[SessionDecision]:
     return list(SessionDecision.select().where(SessionDecision.session == session_id).order_by(SessionDecision.id))
 
 
+def session_reruns(session_id: int) -> list[dict[str, Any]]:
+    """The sessions that rerun this one (`rerun_of` = it), oldest first (one query)."""
+    rows = (
+        ExecutionSession.select(
+            ExecutionSession.id, ExecutionSession.feature_name, ExecutionSession.status, ExecutionSession.started_at
+        )
+        .where(ExecutionSession.rerun_of == session_id)
+        .order_by(ExecutionSession.id)
+    )
+    return [
+        {"id": r.id, "feature_name": r.feature_name, "status": r.status, "started_at": iso(r.started_at)} for r in rows
+    ]
+
+
 def session_detail(session: ExecutionSession) -> dict[str, Any]:
-    """`GET /sessions/{id}`: the session, its decisions, and its tasks with theirs (3 queries)."""
+    """`GET /sessions/{id}`: the session, its decisions, its tasks with theirs, its reruns (4 queries)."""
     decisions = _task_decisions(session.id)
     return {
         "session": session_dict(session),
         "decisions": [session_decision_dict(d) for d in _session_decisions(session.id)],
         "tasks": [task_dict(t, decisions.get(t.id)) for t in _tasks(session.id)],
+        "reruns": session_reruns(session.id),
     }
 
 

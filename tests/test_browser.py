@@ -424,3 +424,108 @@ def test_an_invitation_waits_for_the_invitee_who_accepts_it_from_the_dashboard(n
     assert TeamMembership.get(team=team, user=invitee).role == "member"
     boss.reload()
     expect(pending).to_have_count(0)
+
+
+SQLITE = "Use SQLite: this runs on one laptop"
+
+
+def test_a_member_reruns_from_dba_with_sqlite_and_compares_with_the_original(new_page, stub_worker, wait):
+    from playwright.sync_api import expect
+
+    from actors import pipeline
+    from models import ExecutionSession
+
+    owner, member = make_user("lin"), make_user("sam")
+    team = Team.create(name="Chat", owner=owner, is_shared=True)
+    TeamMembership.create(team=team, user=owner, role="owner")
+    add_member(team, member, "member")
+    # The original runs in this process (the stub worker); the rerun on the live server's worker.
+    original = pipeline.create_session(team.id, owner.id, "Team chat", "real-time messaging")
+    SessionDecision.create(session=original, user=owner, decision_text="Keep it simple", category="process")
+    pipeline.start_session(original.id)
+    wait(lambda: ExecutionSession.get_by_id(original.id).status == "completed")
+    page = new_page()
+    log_in(page, "sam")
+    page.goto(f"/dashboard/sessions/{original.id}")
+    expect_all_agents(page, "completed")
+
+    page.get_by_role("button", name="Rerun").click()
+    dialog = page.get_by_role("dialog", name="Rerun this session")
+    expect(dialog).to_be_visible()
+    text = dialog.get_by_role("textbox", name="Decision 1")
+    expect(text).to_have_value("Keep it simple")  # prefilled with the session's decisions
+    start_from = dialog.get_by_label("Start from")
+    expect(start_from).to_be_focused()  # the modal dialog took focus
+    start_from.select_option("dba")
+    expect(dialog.locator(".rerun__warnings")).to_have_count(0)  # nothing changed yet: nothing to warn about
+    text.fill("")
+    dialog.get_by_role("button", name="Start rerun").click()
+    expect(dialog.locator(".field-error")).to_have_text("Decision must not be empty.")  # the API's field error
+    text.fill(SQLITE)
+    expect(dialog.locator(".field-error, .alert")).to_have_count(0)  # the error went with the edit
+    dialog.get_by_role("group", name="Decision 1").get_by_label("Category").select_option("technology")
+    expect(dialog.locator(".rerun__warnings")).to_contain_text(f"architect is copied from session {original.id}")
+    assert ExecutionSession.select().count() == 1
+    assert_accessible(page)
+    screenshot(page, "rerun-dialog", full_page=False)
+    dialog.get_by_role("button", name="Start rerun").click()
+
+    rerun = wait(lambda: ExecutionSession.get_or_none(ExecutionSession.rerun_of == original.id))
+    page.wait_for_url(f"**/dashboard/sessions/{rerun.id}")
+    expect(page.locator(".rerun__warnings")).to_contain_text("architect is copied")  # the server's warnings
+    expect(page.locator("#rerun-of")).to_have_text(f"session {original.id}")
+    expect_all_agents(page, "completed", timeout=LIVE_TIMEOUT_MS)
+    assert_accessible(page)
+
+    page.get_by_role("link", name="Compare with the original").click()
+    page.wait_for_url(f"**/dashboard/compare?a={original.id}&b={rerun.id}")
+    causes = page.locator("section[aria-labelledby=causes-title]")
+    expect(causes.locator("ins")).to_have_text(SQLITE)
+    expect(causes.locator("del")).to_have_text("Keep it simple")
+    engine = page.locator('#dba [data-key="dba.engine"]')
+    expect(engine).to_contain_text("SQLite")
+    expect(engine).to_have_class(re.compile(r"\bchange--effect\b"))
+    # Later agents' decisions that cite dba's are marked as effects, with the chain back to it.
+    downstream = page.locator(
+        ":is(#frontend_dev, #ui_ux, #security, #it_admin) .change--effect", has_text="Effect of: DBA:"
+    )
+    expect(downstream).not_to_have_count(0)
+    assert_accessible(page)
+
+    page.goto(f"/dashboard/sessions/{original.id}")
+    listed = page.locator(f'[data-rerun="{rerun.id}"]')
+    expect(listed).to_contain_text("completed")
+    expect(listed.get_by_role("link", name=f"Compare with session {rerun.id}")).to_have_attribute(
+        "href", f"/dashboard/compare?a={original.id}&b={rerun.id}"
+    )
+
+
+def test_a_search_with_a_typo_from_the_top_bar_opens_the_decision_it_found(new_page):
+    from playwright.sync_api import expect
+
+    from models import AgentTask, TaskDecision
+
+    owner = make_user("ines")
+    team = Team.create(name="Notes", owner=owner, is_shared=False)
+    session = seed_session(team, owner, "Offline notes")
+    dba = AgentTask.get((AgentTask.session == session) & (AgentTask.agent_role == "dba"))
+    decision = TaskDecision.create(
+        agent_task=dba,
+        decision_text="Store notes in SQLite on the device",
+        rationale="works offline",
+        category="technology",
+    )
+    page = new_page()
+    log_in(page, "ines")
+    search = page.get_by_role("searchbox", name="Search decisions")
+    search.fill("sqlte")
+    search.press("Enter")
+    page.wait_for_url("**/dashboard/search?q=sqlte")
+    hit = page.locator(".results__link", has_text="SQLite").first
+    expect(hit.locator("mark")).to_have_text("SQLite")
+    assert_accessible(page)
+    hit.click()
+    page.wait_for_url(f"**/dashboard/sessions/{session.id}#decision-{decision.id}")
+    target = page.locator(f"#decision-{decision.id}")
+    expect(target).to_have_class(re.compile(r"\bdecision--target\b"))
+    expect(target).to_be_in_viewport()

@@ -104,7 +104,8 @@ async def test_bad_decisions_are_refused_and_change_nothing(login_as, cast, body
 async def test_the_detail_view_has_the_api_shapes(login_as, cast):
     owner = await login_as(cast["people"]["owner"])
     body = await (await owner.get(f"/sessions/{cast['session'].id}")).get_json()
-    assert set(body) == {"session", "decisions", "tasks"}
+    assert set(body) == {"session", "decisions", "tasks", "reruns"}
+    assert body["reruns"] == []
     assert {"id", "team_id", "user_id", "feature_name", "status", "started_at", "ended_at", "duration_seconds"} <= set(
         body["session"]
     )

@@ -56,6 +56,12 @@ async def test_owners_and_members_rerun_viewers_may_not_and_outsiders_never_see_
     assert body["status"] == "active" and body["warnings"] == []
     rerun = wait(finished(body["session_id"]))
     assert rerun.rerun_of_id == original.id and rerun.status == "completed"
+    # The original's detail lists its reruns (the session page's lineage).
+    reruns = (await (await client.get(f"/sessions/{original.id}")).get_json())["reruns"]
+    assert reruns == [
+        {"id": rerun.id, "feature_name": "Team chat", "status": "completed", "started_at": reruns[0]["started_at"]}
+    ]
+    assert reruns[0]["started_at"]
 
 
 async def test_a_rerun_from_dba_with_sqlite_copies_earlier_stages_warns_and_compares_by_cause(

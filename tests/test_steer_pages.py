@@ -22,7 +22,8 @@ async def test_the_search_page_marks_the_matched_words_escapes_text_and_links_to
     html = await page.get_data(as_text=True)
     assert page.status_code == 200
     assert "<mark>SQLite</mark>" in html and "&lt;b&gt;offline&lt;/b&gt;" in html and "<b>offline" not in html
-    assert f'/dashboard/sessions/{session.id}#decision-{decision.id}"' in html
+    # Session decisions have their own anchors on the session page (task decision ids may collide).
+    assert f'/dashboard/sessions/{session.id}#session-decision-{decision.id}"' in html
     assert "1 result for" in html or "results for" in html
 
 
@@ -76,3 +77,25 @@ async def test_the_compare_page_is_a_404_for_a_session_the_caller_cannot_read(
 def test_segments_cut_a_snippet_into_marked_and_plain_pieces():
     assert segments("Use SQLite now", [[4, 10]]) == [("Use ", False), ("SQLite", True), (" now", False)]
     assert segments("ab", []) == [("ab", False)]
+
+
+async def test_the_session_page_shows_its_lineage_and_offers_the_rerun_dialog_to_members_only(
+    app, login_as, shared_team, user
+):
+    cast = team_cast(shared_team, user)
+    original = seed_session(shared_team, user, "Team chat")
+    rerun = seed_session(shared_team, user, "Team chat")
+    ExecutionSession.update(rerun_of=original.id).where(ExecutionSession.id == rerun.id).execute()
+
+    member = await login_as(cast["member"])
+    html = await (await member.get(f"/dashboard/sessions/{rerun.id}")).get_data(as_text=True)
+    assert f'href="/dashboard/sessions/{original.id}" id="rerun-of">session {original.id}</a>' in html
+    assert f'href="/dashboard/compare?a={original.id}&amp;b={rerun.id}">Compare with the original</a>' in html
+    assert 'data-island="rerun"' in html and "Reruns of this session" not in html
+    html = await (await member.get(f"/dashboard/sessions/{original.id}")).get_data(as_text=True)
+    assert f'data-rerun="{rerun.id}"' in html and f"Compare with session {rerun.id}" in html
+    assert 'id="rerun-of"' not in html
+
+    viewer = await login_as(cast["viewer"])
+    html = await (await viewer.get(f"/dashboard/sessions/{original.id}")).get_data(as_text=True)
+    assert 'data-island="rerun"' not in html and f'data-rerun="{rerun.id}"' in html

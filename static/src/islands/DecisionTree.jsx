@@ -43,7 +43,15 @@ function Meta({ decision }) {
   );
 }
 
-const FIELD_LABELS = { decision_text: "Decision", rationale: "Rationale", category: "Category", confidence: "Confidence" };
+const FIELD_LABELS = {
+  decision_text: "Decision",
+  rationale: "Rationale",
+  category: "Category",
+  confidence: "Confidence",
+  from_role: "Start from",
+  brain: "Brain",
+  decisions: "Session decisions",
+};
 
 // The API's reason for a field as a sentence beside it ("Decision must not be empty.").
 export function fieldSentence(field, reason) {
@@ -167,7 +175,7 @@ function useLinkedDecision(tree) {
     return () => window.removeEventListener("hashchange", onHash);
   }, []);
   useEffect(() => {
-    if (!tree || !target.startsWith("decision-")) return;
+    if (!tree || !/^(session-)?decision-/.test(target)) return;
     const element = document.getElementById(target);
     if (element && element.scrollIntoView) element.scrollIntoView({ block: "center" });
   }, [tree, target]);
@@ -297,8 +305,8 @@ export default function DecisionTree({ live, canWrite }) {
                         Based on:{" "}
                         <ul>
                           {d.based_on.map((ref) => {
-                            const session = typeof ref === "object" && ref.kind === "session";
-                            const id = typeof ref === "number" ? ref : ref.id;
+                            const session = !!ref && typeof ref === "object" && ref.kind === "session";
+                            const id = typeof ref === "number" || !ref ? ref : ref.id;
                             const upstream = session ? sessionById[id] : byId[id];
                             return (
                               <li key={`${session ? "s" : "t"}${id}`}>

@@ -6,6 +6,7 @@ import DecisionTree from "./DecisionTree.jsx";
 import Deliverables from "./Deliverables.jsx";
 import { createLive } from "./live.js";
 import ModelUsage from "./ModelUsage.jsx";
+import { RerunButton, RerunNotice } from "./Rerun.jsx";
 import SessionReplay from "./SessionReplay.jsx";
 import { useStore } from "./store.js";
 import TeamExecutionMonitor from "./TeamExecutionMonitor.jsx";
@@ -28,6 +29,8 @@ const ISLANDS = {
   "session-replay": SessionReplay,
   "decision-tree": DecisionTree,
   "model-usage": ModelUsage,
+  rerun: RerunButton,
+  "rerun-notice": RerunNotice,
 };
 
 function boot() {
