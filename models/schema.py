@@ -23,6 +23,7 @@ import peewee
 from peewee import SQL, Check, fn
 
 from models.db import db
+from models.vocabulary import EVENT_TYPES  # the one list the bundle shares (models/vocabulary.py)
 
 AGENT_ROLES = ("architect", "backend_dev", "dba", "frontend_dev", "ui_ux", "security", "it_admin")
 PIPELINE = (("architect",), ("backend_dev", "dba"), ("frontend_dev", "ui_ux"), ("security", "it_admin"))
@@ -43,15 +44,6 @@ CATEGORIES = (
     "testing",
     "process",
     "user_experience",
-)
-EVENT_TYPES = (
-    "session_started",
-    "agent_task_started",
-    "agent_task_completed",
-    "agent_task_retrying",
-    "decision_created",
-    "session_completed",
-    "session_error",
 )
 DECISION_SOURCES = ("agent", "user")
 INVITABLE_ROLES = ("member", "viewer")
