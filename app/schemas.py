@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Quart
 from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
+
+from models.vocabulary import EVENT_TYPES
 
 
 class Shape(BaseModel):
@@ -174,7 +176,8 @@ class RerunStarted(Started):
 
 
 class Event(Shape):
-    type: str
+    # The stored event types (models/vocabulary.py), listed as the document's enum.
+    type: str = Field(json_schema_extra={"enum": list(EVENT_TYPES)})
     seq: int
     at: str
 
