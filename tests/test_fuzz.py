@@ -3,8 +3,9 @@
 A real server (`python -m app`, as in the browser tests) on the test services; a logged-in user
 who owns a personal and a shared team with a finished session in each, so that small generated
 ids often name real rows; then for every JSON operation of `/openapi.json` a bounded number of
-generated requests, valid and invalid, each checked for no server error (5xx) and for an answer
-that matches the schema documented for its status (app/schemas.py). Generation is derandomized,
+generated requests, valid and invalid, each checked for no server error (5xx), for an answer
+that matches the schema documented for its status (app/schemas.py), and for a documented status
+and media type. Generation is derandomized,
 so a run is reproducible; `SAGE_FUZZ_EXAMPLES` raises the bound for a longer hunt.
 
 Logging out (`POST /auth/logout`) and deleting the account (`DELETE /auth/me`) would end the
@@ -26,7 +27,11 @@ from browser_support import live_server
 from helpers import PASSWORD, add_member, make_user
 from hypothesis import HealthCheck, strategies
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from seeding import seed_session
 
 from models import Team, TeamMembership, User, db
@@ -34,7 +39,9 @@ from models import Team, TeamMembership, User, db
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
 EXAMPLES = int(os.environ.get("SAGE_FUZZ_EXAMPLES", "15"))
-CHECKS = [not_a_server_error, response_schema_conformance]
+#: No 5xx; the body matches the schema documented for its status; the status and the media type
+#: are documented ones.
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 #: They end the login they are sent with (see the module docstring).
 LOGIN_ENDING = {("POST", "/auth/logout"), ("DELETE", "/auth/me")}
 #: A login or signup replaces the login the browser came with, so they are sent without one.
