@@ -17,10 +17,20 @@ setup: ## services, virtualenv, dependencies, database
 test: setup ## the whole test suite against the real services (own database and Redis db)
 	$(PY) -m pytest
 
-lint:
+lint: ## ruff and mypy; then ESLint on the islands and their unit tests (Node's test runner) when npm is here
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	@if command -v npm >/dev/null 2>&1; then \
+		if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+			npm ci --no-audit --no-fund --silent; \
+		fi; \
+		npm run --silent lint && npm test --silent; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "make lint: npm is missing, and CI must run ESLint and the front-end tests" >&2; exit 1; \
+	else \
+		echo "make lint: npm is missing: skipped ESLint and the front-end tests (CI runs them)"; \
+	fi
 
 format:
 	$(PY) -m ruff format .

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from models.schema import AgentTask, ExecutionSession, utcnow
+from models.vocabulary import AGENT_TASK_PROGRESS
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class _Tokens:
                 data = json.loads(message["data"])
             except (TypeError, ValueError):
                 continue
-            if isinstance(data, dict) and data.get("type") == "agent_task_progress":
+            if isinstance(data, dict) and data.get("type") == AGENT_TASK_PROGRESS:
                 task_id, tokens = data.get("task_id"), data.get("completion_tokens")
                 if isinstance(task_id, int) and isinstance(tokens, int):
                     self.counts[task_id] = max(tokens, self.counts.get(task_id, 0))

@@ -15,7 +15,7 @@ from app.errors import register_error_handlers
 from app.live import Hub
 from app.login_sessions import COOKIE_NAME
 from app.passwords import HashPool
-from app.schemas import document_responses
+from app.schemas import DocumentProvider, document_responses
 from models.db import close_database, db, init_database
 from models.settings import Settings
 
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         swagger_ui_path=None,
         scalar_ui_path=None,
         redoc_ui_path=None,
+        openapi_provider_class=DocumentProvider,
     )
     QuartAuth(app)
     register_error_handlers(app)

@@ -30,11 +30,17 @@ from models.events import channel, namespace, revocations_channel
 from models.schema import utcnow
 from models.serialize import iso
 
+# Message types and close codes are the vocabulary shared with the bundle (models/vocabulary.py).
+from models.vocabulary import (
+    ACCESS_REVOKED,
+    CLOSE_POLICY,
+    CLOSE_REVOKED,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_SLOW,
+    EPHEMERAL_TYPES,
+)
+
 log = logging.getLogger(__name__)
-
-
-#: Messages sent as they come, outside the `seq` log (docs/api.md, "Ephemeral messages").
-EPHEMERAL_TYPES = frozenset({"agent_task_progress"})
 
 
 def is_ephemeral(item: Any) -> bool:
@@ -212,12 +218,6 @@ class Hub:
                     await client.aclose()
 
 
-CLOSE_REVOKED = 4403
-CLOSE_TOO_SLOW = 4008
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-
-
 async def guard_inbound(
     receive: Callable[[], Awaitable[str | bytes | None]],
     max_bytes: int,
@@ -285,7 +285,7 @@ async def stream_events(
                 continue
             item = REVOKED
         if item == REVOKED:
-            await send({"type": "access_revoked", "seq": None, "at": utc_iso_now()})
+            await send({"type": ACCESS_REVOKED, "seq": None, "at": utc_iso_now()})
             return CLOSE_REVOKED
         if item == OVERFLOW:
             return CLOSE_TOO_SLOW

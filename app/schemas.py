@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Quart
+from quart_schema.openapi import OpenAPIProvider
 from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
+
+from models.vocabulary import EVENT_TYPES
 
 
 class Shape(BaseModel):
@@ -182,7 +185,8 @@ class RerunStarted(Started):
 
 
 class Event(Shape):
-    type: str
+    # The stored event types (models/vocabulary.py), listed as the document's enum.
+    type: str = Field(json_schema_extra={"enum": list(EVENT_TYPES)})
     seq: int
     at: str
 
@@ -317,6 +321,34 @@ ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 415, 429, 500, 503)
 
 class _Empty(BaseModel):
     """No body (204)."""
+
+
+#: Answers that are not (only) JSON, by method and OpenAPI path: their status and media types.
+#: quart-schema describes every body as JSON, so these are put right in the document.
+NOT_JSON: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
+    ("get", "/sessions/{session_id}/export"): (
+        200,
+        {"text/markdown": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}},
+    ),
+}
+
+
+class DocumentProvider(OpenAPIProvider):
+    """quart-schema's OpenAPI document, with the media types of the answers in NOT_JSON, and
+    no body on a 204 (quart-schema would describe an empty JSON object)."""
+
+    def schema(self) -> dict[str, Any]:
+        document = super().schema()
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and 204 in operation.get("responses", {}):
+                    operation["responses"][204].pop("content", None)
+        for (method, path), (status, content) in NOT_JSON.items():
+            operation = document.get("paths", {}).get(path, {}).get(method)
+            if operation is not None:
+                # quart-schema keys the responses by the status as an int.
+                operation["responses"].setdefault(status, {"description": ""})["content"] = content
+        return document
 
 
 def document_responses(app: Quart) -> list[tuple[str, str]]:

@@ -74,6 +74,9 @@ async def add_headers(response: Response) -> Response:
     """Set the strict headers on every response (a route may set its own first)."""
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if response.status_code == 204:
+        # No body, so no Content-Type (Quart's default would claim text/html).
+        response.headers.pop("Content-Type", None)
     return response
 
 

@@ -19,9 +19,10 @@ from app.access import require_session, team_role
 from app.csrf import origin_allowed
 from app.db_thread import run_db
 from app.errors import ApiError, error_response
-from app.live import CLOSE_POLICY, CLOSE_REVOKED, CLOSE_TOO_BIG, CLOSE_TOO_SLOW, guard_inbound, stream_events
+from app.live import guard_inbound, stream_events
 from app.login_sessions import auth_id_from_cookie, user_id_from_auth_id
 from models.events import events_after
+from models.vocabulary import CLOSE_POLICY, CLOSE_REVOKED, CLOSE_TOO_BIG, CLOSE_TOO_SLOW
 
 blueprint = Blueprint("live", __name__)
 

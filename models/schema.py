@@ -24,6 +24,7 @@ import peewee
 from peewee import SQL, Check, fn
 
 from models.db import db
+from models.vocabulary import EVENT_TYPES as EVENT_TYPES  # the one list the bundle shares (models/vocabulary.py)
 
 # Value lists that request bodies also validate are written as Literal types (which a type checker
 # can read) and the tuples taken from them, so each list is still written once.
@@ -60,15 +61,6 @@ Category = Literal[
     "user_experience",
 ]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
-EVENT_TYPES = (
-    "session_started",
-    "agent_task_started",
-    "agent_task_completed",
-    "agent_task_retrying",
-    "decision_created",
-    "session_completed",
-    "session_error",
-)
 DECISION_SOURCES = ("agent", "user")
 INVITABLE_ROLES = ("member", "viewer")
 INVITATION_STATUSES = ("pending", "accepted", "declined", "cancelled")

@@ -1,9 +1,12 @@
 // Build the front-end we serve ourselves (never from a CDN):
 // - copy Alpine's CSP build (no eval or Function(): the pages run under a strict CSP) into static/vendor/;
+// - write the vocabulary the islands share with the server (static/src/islands/vocabulary.js, event
+//   names and WebSocket close codes) from its one source, models/vocabulary.py;
 // - bundle the React islands (static/src/islands/*.jsx, with React from npm) into static/build/.
-// Both outputs are committed, so Docker and Node-less machines serve them as they are.
+// All outputs are committed, so Docker and Node-less machines serve them as they are.
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -23,6 +26,18 @@ mkdirSync(join(root, "tests/vendor"), { recursive: true });
 for (const [from, to] of vendored) {
   copyFileSync(join(root, from), join(root, to));
   console.log(`vendored ${from} -> ${to}`);
+}
+
+// models/vocabulary.py imports nothing, so any Python 3 runs it; the project's own is preferred.
+const python = process.env.PYTHON || (existsSync(join(root, ".venv/bin/python")) ? join(root, ".venv/bin/python") : "python3");
+const exported = spawnSync(python, ["models/vocabulary.py"], { cwd: root, encoding: "utf8" });
+if (exported.status !== 0) {
+  throw new Error(`${python} models/vocabulary.py failed: ${exported.error || exported.stderr}`);
+}
+const vocabulary = join(root, "static/src/islands/vocabulary.js");
+if (!existsSync(vocabulary) || readFileSync(vocabulary, "utf8") !== exported.stdout) {
+  writeFileSync(vocabulary, exported.stdout);
+  console.log("wrote static/src/islands/vocabulary.js from models/vocabulary.py");
 }
 
 const entries = { session: "static/src/islands/session.jsx" };

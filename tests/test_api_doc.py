@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from app import create_app
+from models.vocabulary import EVENT_TYPES
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
@@ -92,3 +93,24 @@ async def test_the_openapi_document_describes_bodies_and_errors(client):
     error = teams["404"]["content"]["application/json"]["schema"]
     assert error["title"] == "ErrorEnvelope" and error["required"] == ["error"]
     assert spec["paths"]["/sessions"]["post"]["responses"]["202"]
+
+
+async def test_the_openapi_document_gives_the_export_its_media_types_and_a_204_no_body(client):
+    spec = await (await client.get("/openapi.json")).get_json()
+    export = spec["paths"]["/sessions/{session_id}/export"]["get"]["responses"]["200"]
+    assert set(export["content"]) == {"text/markdown", "application/json"}
+    logout = spec["paths"]["/auth/logout"]["post"]["responses"]["204"]
+    assert "content" not in logout
+    events = spec["components"]["schemas"]["Event"]["properties"]["type"]
+    assert events["enum"] == list(EVENT_TYPES)
+
+
+async def test_a_204_answer_carries_no_content_type():
+    # On the wire (the fuzz run checks it there too); Quart's test client would add its default back.
+    from quart import Response
+
+    from app.security import add_headers
+
+    answer = await add_headers(Response(status=204))
+    assert "Content-Type" not in answer.headers
+    assert (await add_headers(Response("{}", status=200, mimetype="application/json"))).mimetype == "application/json"

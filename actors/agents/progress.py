@@ -17,10 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from models.events import channel, namespace
+from models.vocabulary import AGENT_TASK_PROGRESS
 
 log = logging.getLogger(__name__)
 
-PROGRESS_TYPE = "agent_task_progress"
+PROGRESS_TYPE = AGENT_TASK_PROGRESS
 
 
 class ProgressPublisher:

@@ -123,7 +123,7 @@ function Context({ context }) {
       ) : null}
       {upstream && Object.keys(upstream).length ? (
         <>
-          <p className="muted">Earlier agents' work it read:</p>
+          <p className="muted">Earlier agents&apos; work it read:</p>
           <ul>
             {Object.entries(upstream).map(([role, u]) => (
               <li key={role}>
@@ -262,7 +262,7 @@ export default function AgentStateViewer({ live }) {
       </div>
       <p className="muted">{task.task_description}</p>
       {!snapshot ? (
-        <p className="notice">No snapshot yet: an agent's state is recorded when its task completes.</p>
+        <p className="notice">No snapshot yet: an agent&apos;s state is recorded when its task completes.</p>
       ) : raw ? (
         <section className="state-viewer__section">
           <h4>Raw snapshot</h4>

@@ -111,7 +111,7 @@ function RerunForm({ config, onClose }) {
   }, [sessionId]);
 
   if (loadError) return <p className="alert" role="alert">{loadError}</p>;
-  if (!loaded) return <p className="muted">Loading the session's decisions…</p>;
+  if (!loaded) return <p className="muted">Loading the session&rsquo;s decisions…</p>;
 
   const edited = asBody(rows);
   const warnings = rerunWarnings(sessionId, pipeline, fromRole, loaded.decisions, edited);

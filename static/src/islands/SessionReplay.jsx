@@ -9,89 +9,8 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import { parseTime, roleLabel, seconds } from "./api.js";
 import { setQueryParam } from "./live.js";
+import { autoSpeed, describe, foldEvents, SPEEDS, speedLabel, splitRun, taskBars, ticks } from "./replay.js";
 import { useStore } from "./store.js";
-
-const SPEEDS = [0.01, 0.1, 0.25, 0.5, 1, 2, 4, 16, 64];
-const PLAYBACK_MS = 12_000;
-
-export function autoSpeed(totalMs) {
-  return Math.min(1000, Math.max(0.001, totalMs / PLAYBACK_MS));
-}
-
-function speedLabel(speed) {
-  return speed >= 1 ? `${Math.round(speed * 10) / 10}×` : `${Number(speed.toPrecision(2))}×`;
-}
-
-// About `count` round ticks over [0, total] ms: steps of 1, 2 or 5 times a power of ten.
-export function ticks(total, count = 6) {
-  const raw = total / count;
-  const power = 10 ** Math.floor(Math.log10(Math.max(raw, 1e-3)));
-  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) || raw;
-  const out = [];
-  for (let t = 0; t <= total + 1e-9; t += step) out.push(t);
-  return out;
-}
-
-// Events of the run and those after it: the run ends with the last task event or the session's
-// end, whichever is later; only decisions can come after it.
-export function splitRun(events, active) {
-  if (active || !events.length) return { run: events, late: [], end: events.length ? events[events.length - 1]._t : 0 };
-  let end = events[0]._t;
-  for (const e of events) if (e.type !== "decision_created") end = Math.max(end, e._t);
-  return { run: events.filter((e) => e._t <= end), late: events.filter((e) => e._t > end), end };
-}
-
-// The state of the session after every event with time <= t.
-export function foldEvents(events, t) {
-  const tasks = {};
-  const decisions = new Map(); // a user's task decision may also come back in its task's payload
-  let status = "not started";
-  let last = null;
-  let count = 0;
-  for (const event of events) {
-    if (event._t > t) break;
-    count += 1;
-    last = event;
-    if (event.type === "session_started") status = "active";
-    if (event.type === "session_completed") {
-      status = event.session && event.session.end_reason === "user" ? "ended early" : "completed";
-    }
-    if (event.type === "session_error") status = "error";
-    if (event.task) tasks[event.task.agent_role] = event.task;
-    if (event.type === "agent_task_completed") {
-      for (const d of event.task.decisions || []) {
-        decisions.set(`task:${d.id}`, { ...d, scope: "task", agent_role: event.task.agent_role });
-      }
-    }
-    if (event.type === "decision_created" && event.decision) {
-      decisions.set(`${event.decision.scope || "session"}:${event.decision.id}`, event.decision);
-    }
-  }
-  return { tasks, decisions: [...decisions.values()], status, last, count };
-}
-
-function describe(event) {
-  if (!event) return "Before the session started.";
-  const who = event.task ? roleLabel(event.task.agent_role) : "";
-  switch (event.type) {
-    case "session_started":
-      return "The session started.";
-    case "agent_task_started":
-      return `${who} started.`;
-    case "agent_task_completed":
-      return `${who} completed.`;
-    case "agent_task_retrying":
-      return `${who} failed and will retry in ${event.retry_in_seconds} s.`;
-    case "decision_created":
-      return `A decision was recorded: ${event.decision?.decision_text ?? ""}`;
-    case "session_completed":
-      return "The session completed.";
-    case "session_error":
-      return `The session stopped: ${event.error}`;
-    default:
-      return event.type;
-  }
-}
 
 export default function SessionReplay({ live }) {
   const rawEvents = useStore(live.store, (s) => s.events);
@@ -113,19 +32,20 @@ export default function SessionReplay({ live }) {
   const [playing, setPlaying] = useState(false);
   const [speedChoice, setSpeedChoice] = useState("auto");
   const speed = speedChoice === "auto" ? autoSpeed(total) : Number(speedChoice);
+  const [linked, setLinked] = useState(false);
   const frame = useRef(null);
-  const linked = useRef(false);
   const chosen = useRef(false); // the user picked a moment: it goes into the address
-  const at = position == null ? total : Math.min(position, total);
 
-  // `?t=<seq>`: open at the moment of that event, once the events are loaded.
-  useEffect(() => {
-    if (linked.current || !loaded || !all.length) return;
-    linked.current = true;
+  // `?t=<seq>`: open at the moment of that event, once the events are loaded. Set while
+  // rendering (React's "adjusting state when a prop changes"), not in an effect, so the first
+  // frame already shows that moment instead of the end and then jumping.
+  if (!linked && loaded && all.length) {
+    setLinked(true);
     const seq = Number(new URLSearchParams(window.location.search).get("t"));
     const event = seq ? all.find((e) => e.seq === seq) : null;
     if (event) setPosition(Math.min(event._t - start, total));
-  }, [loaded, all, start, total]);
+  }
+  const at = position == null ? total : Math.min(position, total);
 
   useEffect(() => {
     if (!playing) return undefined;
@@ -155,19 +75,7 @@ export default function SessionReplay({ live }) {
     setQueryParam("t", known.last ? known.last.seq : null);
   }, [playing, position, known.last]);
 
-  // Bars come from the event times, so they show what was recorded, not what a task row says now.
-  const bars = useMemo(() => {
-    const out = {};
-    for (const e of events) {
-      if (!e.task) continue;
-      const bar = out[e.task.agent_role] || (out[e.task.agent_role] = { from: null, to: null, status: "pending", id: e.task.id });
-      if (e.type === "agent_task_started" && bar.from == null) bar.from = e._t - start;
-      if (e.type === "agent_task_completed" || (e.task.status === "error" && e.type !== "agent_task_started")) {
-        bar.to = e._t - start;
-      }
-    }
-    return out;
-  }, [events, start]);
+  const bars = useMemo(() => taskBars(events, start), [events, start]);
 
   if (!loaded) return <p className="muted">Loading the recorded events…</p>;
   if (!events.length) return <p className="muted">No events recorded yet.</p>;

@@ -7,10 +7,10 @@
 // live the page also asks the server a tiny question every second (HEAD /favicon.ico, no
 // database behind it); a failed or slow answer shows "connection lost" at once and reconnects.
 import { api, ApiFailure } from "./api.js";
-import { createStore, mergeSession, mergeTask } from "./store.js";
+import { applyEvent, applyProgress, applyReconcile, applyReplay } from "./events.js";
+import { createStore, mergeSession } from "./store.js";
+import { CLOSE, TYPE } from "./vocabulary.js";
 
-export const CLOSE_REVOKED = 4403;
-export const CLOSE_TOO_SLOW = 4008;
 const PROBE_EVERY_MS = 1000;
 const PROBE_TIMEOUT_MS = 1000;
 
@@ -22,10 +22,10 @@ export function setQueryParam(name, value) {
   if (url.href !== window.location.href) window.history.replaceState(window.history.state, "", url);
 }
 
-function byId(list) {
-  const out = {};
-  for (const item of list) out[item.id] = item;
-  return out;
+// How long to wait before reconnecting after the `attempts`-th close in a row: too slow (4008)
+// resumes at once from the last seq; anything else backs off a little, up to 8 s.
+export function reconnectDelay(code, attempts) {
+  return code === CLOSE.TOO_SLOW ? 0 : Math.min(500 * 2 ** (attempts - 1), 8000);
 }
 
 export function createLive(config) {
@@ -80,62 +80,13 @@ export function createLive(config) {
     }, PROBE_EVERY_MS);
   }
 
-  function mergeTasks(state, tasks) {
-    const merged = { ...state.tasks };
-    for (const task of tasks) merged[task.id] = mergeTask(merged[task.id], task);
-    return merged;
-  }
-
   function apply(event) {
-    store.set((state) => {
-      if (typeof event.seq !== "number" || event.seq <= state.lastSeq) return null; // seen already
-      const next = { lastSeq: event.seq, events: [...state.events, event] };
-      switch (event.type) {
-        case "session_started":
-        case "session_completed":
-          next.session = mergeSession(state.session, event.session);
-          break;
-        case "session_error":
-          next.session = mergeSession(state.session, {
-            ...state.session,
-            status: "error",
-            error_message: event.error,
-            ended_at: state.session?.ended_at || event.at,
-          });
-          break;
-        case "agent_task_started":
-          next.tasks = mergeTasks(state, [event.task]);
-          break;
-        case "agent_task_retrying":
-          next.tasks = mergeTasks(state, [event.task]);
-          next.retries = {
-            ...state.retries,
-            [event.task.id]: { error: event.error, retry_in_seconds: event.retry_in_seconds, at: event.at },
-          };
-          break;
-        case "agent_task_completed":
-          next.tasks = mergeTasks(state, [event.task]);
-          if (event.snapshot) next.snapshots = { ...state.snapshots, [event.task.id]: event.snapshot };
-          next.decisionsVersion = state.decisionsVersion + 1;
-          break;
-        case "decision_created":
-          next.decisionsVersion = state.decisionsVersion + 1;
-          break;
-        default:
-          break;
-      }
-      return next;
-    });
-    if (event.type === "session_error") reconcile();
+    store.set((state) => applyEvent(state, event));
+    if (event.type === TYPE.SESSION_ERROR) reconcile();
   }
 
-  // Ephemeral: no seq, never stored; the latest text wins and the token count never goes down.
   function progress(event) {
-    store.set((state) => {
-      const held = state.progress[event.task_id];
-      const tokens = Math.max(held ? held.completion_tokens : 0, event.completion_tokens || 0);
-      return { progress: { ...state.progress, [event.task_id]: { text: event.text || "", completion_tokens: tokens } } };
-    });
+    store.set((state) => applyProgress(state, event));
   }
 
   function leave() {
@@ -164,10 +115,7 @@ export function createLive(config) {
   async function reconcile() {
     try {
       const body = await api("GET", `/sessions/${config.sessionId}`);
-      store.set((state) => ({
-        session: mergeSession(state.session, body.session),
-        tasks: mergeTasks(state, body.tasks),
-      }));
+      store.set((state) => applyReconcile(state, body));
     } catch (error) {
       refused(error);
     }
@@ -191,11 +139,11 @@ export function createLive(config) {
       } catch (_) {
         return;
       }
-      if (event.type === "access_revoked") {
+      if (event.type === TYPE.ACCESS_REVOKED) {
         leave();
         return;
       }
-      if (event.type === "agent_task_progress") {
+      if (event.type === TYPE.AGENT_TASK_PROGRESS) {
         progress(event);
         return;
       }
@@ -205,13 +153,12 @@ export function createLive(config) {
       socket = null;
       stopProbe();
       if (left) return;
-      if (close.code === CLOSE_REVOKED) {
+      if (close.code === CLOSE.REVOKED) {
         leave();
         return;
       }
       attempts += 1;
-      // Too slow (4008): resume at once from the last seq; anything else: back off a little.
-      const delay = close.code === CLOSE_TOO_SLOW ? 0 : Math.min(500 * 2 ** (attempts - 1), 8000);
+      const delay = reconnectDelay(close.code, attempts);
       store.set((state) => ({ connection: "reconnecting", reconnects: state.reconnects + 1 }));
       timer = window.setTimeout(async () => {
         // A refused handshake looks like any other drop: ask the API why before retrying.
@@ -228,22 +175,9 @@ export function createLive(config) {
   async function start() {
     try {
       const body = await api("GET", `/sessions/${config.sessionId}/replay`);
-      const snapshots = {};
-      for (const task of body.tasks) if (task.snapshot) snapshots[task.id] = task.snapshot;
-      const tasks = body.tasks.map(({ snapshot, ...task }) => task);
-      const lastSeq = body.events.reduce((max, e) => Math.max(max, e.seq), 0);
       // A deep link (`?agent=dba`) selects that agent once its task is known.
       const wanted = new URLSearchParams(window.location.search).get("agent");
-      const linked = wanted ? tasks.find((t) => t.agent_role === wanted) : null;
-      store.set((state) => ({
-        session: mergeSession(state.session, body.session),
-        tasks: { ...byId(tasks), ...state.tasks },
-        snapshots: { ...snapshots, ...state.snapshots },
-        events: body.events,
-        lastSeq: Math.max(lastSeq, state.lastSeq),
-        loaded: true,
-        selectedTaskId: state.selectedTaskId ?? (linked ? linked.id : null),
-      }));
+      store.set((state) => applyReplay(state, body, wanted));
     } catch (error) {
       if (refused(error)) return;
       store.set({ loadError: error.message || "The session could not be loaded.", loaded: true });
