@@ -17,7 +17,14 @@ from __future__ import annotations
 import peewee as pw
 from peewee_migrate import Migrator
 
-VECTOR = "to_tsvector('english', coalesce({title}, '') || ' ' || coalesce({body}, ''))"
+# The words, plus scope lexemes (`t:<team>`, `k:<kind>`, `r:<role>`, `c:<category>`) that no text
+# can produce, so that the caller's teams and filters are part of the GIN lookup itself: a common
+# word in another team, or under another filter, costs nothing to rule out.
+VECTOR = (
+    "to_tsvector('english', coalesce({title}, '') || ' ' || coalesce({body}, ''))"
+    " || array_to_tsvector(array_remove(ARRAY['t:' || team_id, 'k:' || kind, 'r:' || agent_role,"
+    " 'c:' || category], NULL))"
+)
 WORDS = "tsvector_to_array(to_tsvector('simple', coalesce({title}, '') || ' ' || coalesce({body}, '')))"
 
 # kind -> (SELECT of the documents of the rows in `rows`, the source table, its UPDATE condition)

@@ -85,7 +85,8 @@ RECENT_DOCUMENTS = 20_000
 
 CANDIDATES_SQL = """
     SELECT id FROM search_documents
-    WHERE {window} AND tsv @@ to_tsquery('english', %(tsq)s) AND team_id = ANY(%(teams)s){filters}
+    WHERE {window} AND tsv @@ (to_tsquery('english', %(tsq)s) && %(scope)s::tsquery)
+          AND team_id = ANY(%(teams)s){filters}
     ORDER BY {order} DESC LIMIT %(wanted)s
 """
 # `id + 0` keeps PostgreSQL from walking the primary key backwards over the older documents.
@@ -98,6 +99,19 @@ RANK_SQL = """
     FROM search_documents WHERE id = ANY(%(ids)s)
     ORDER BY rank DESC, id DESC LIMIT %(limit)s
 """
+
+
+def scope_query(filters: Filters) -> str:
+    """The scope lexemes a document must carry (migration 007): one of the teams, and the filters.
+
+    `team_id` is checked again in SQL as well: access never rests on the index alone.
+    """
+    parts = ["(" + " | ".join(f"'t:{int(team)}'" for team in filters.team_ids) + ")"]
+    if filters.role is not None:
+        parts.append(f"'r:{_safe(filters.role)}'")
+    if filters.category is not None:
+        parts.append(f"'c:{_safe(filters.category)}'")
+    return " & ".join(parts)
 
 
 def _filters(filters: Filters) -> str:
@@ -143,6 +157,7 @@ def search(q: str, filters: Filters) -> list[dict[str, Any]]:
             "category": filters.category,
             "since": filters.since,
             "limit": filters.limit,
+            "scope": scope_query(filters),
         }
         ids = _candidates(params, filters)
         rows = db.execute_sql(RANK_SQL, {**params, "ids": ids}).fetchall() if ids else []

@@ -243,6 +243,10 @@ def test_triggers_keep_a_document_per_searchable_row_and_its_words(personal_team
     docs = {(d.kind, d.decision_id): d for d in SearchDocument.select().where(SearchDocument.session == session.id)}
     assert docs[("feature", None)].title == "Ledger export"
     assert docs[("session_decision", decision.id)].category == "data"
+    # Scope lexemes put the team and the filters into the GIN lookup itself.
+    assert {f"'t:{personal_team.id}'", "'k:session_decision'", "'c:data'"} <= set(
+        docs[("session_decision", decision.id)].tsv.split()
+    )
     assert sum(1 for kind, _ in docs if kind == "agent_decision") == 14  # seed_session's two per role
     assert {"parquet", "ledger"} <= {w.word for w in SearchWord.select()}
 
