@@ -123,8 +123,12 @@ class Session(Shape):
     duration_seconds: float | None
 
 
+class SessionInList(Session):
+    agents_done: int
+
+
 class SessionList(Shape):
-    sessions: list[Session]
+    sessions: list[SessionInList]
     next_before: int | None
 
 

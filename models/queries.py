@@ -167,16 +167,32 @@ def replay(session: ExecutionSession) -> dict[str, Any]:
 def team_sessions(
     team_id: int, status: str | None = None, limit: int = 50, before: int | None = None
 ) -> dict[str, Any]:
-    """`GET /teams/{id}/sessions`: newest first, keyset-paginated by id (one query)."""
-    query = ExecutionSession.select().where(ExecutionSession.team == team_id)
+    """`GET /teams/{id}/sessions`: newest first, keyset-paginated by id (one query).
+
+    Each session also carries `agents_done` (how many of its agents finished), so the history
+    can say how far a session someone ended early got.
+    """
+    query = ExecutionSession.select(ExecutionSession, _agents_done()).where(ExecutionSession.team == team_id)
     if status:
         query = query.where(ExecutionSession.status == status)
     if before is not None:
         query = query.where(ExecutionSession.id < before)
-    rows = list(query.order_by(ExecutionSession.id.desc()).limit(limit + 1))
+    rows: list[Any] = list(query.order_by(ExecutionSession.id.desc()).limit(limit + 1))  # with `agents_done`
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"sessions": [session_dict(s) for s in rows], "next_before": rows[-1].id if more and rows else None}
+    return {
+        "sessions": [{**session_dict(s), "agents_done": s.agents_done} for s in rows],
+        "next_before": rows[-1].id if more and rows else None,
+    }
+
+
+def _agents_done() -> Any:
+    """A correlated count of a session's completed tasks, selected as `agents_done`."""
+    return (
+        AgentTask.select(fn.COUNT(AgentTask.id))
+        .where((AgentTask.session == ExecutionSession.id) & (AgentTask.status == "completed"))
+        .alias("agents_done")
+    )
 
 
 def recent_sessions(user_id: int, limit: int = 10) -> list[dict[str, Any]]:
@@ -191,9 +207,7 @@ def recent_sessions(user_id: int, limit: int = 10) -> list[dict[str, Any]]:
             ExecutionSession,
             Team.name.alias("team_name"),
             starter.username.alias("started_by"),
-            AgentTask.select(fn.COUNT(AgentTask.id))
-            .where((AgentTask.session == ExecutionSession.id) & (AgentTask.status == "completed"))
-            .alias("agents_done"),
+            _agents_done(),
         )
         .join(Team, on=(ExecutionSession.team == Team.id))
         .join(mine, JOIN.LEFT_OUTER, on=((mine.team == Team.id) & (mine.user == user_id)))

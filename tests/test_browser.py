@@ -332,6 +332,7 @@ def test_an_ended_early_session_says_so_and_a_deep_link_survives_login_and_reloa
     page.goto(f"/dashboard/teams/{team.id}")
     expect(page.locator('.session-row [data-state="ended early"]')).to_have_count(1)
     expect(page.locator(".session-row")).to_contain_text("by mia")
+    expect(page.locator(".session-row")).to_contain_text("3 of 7 agents had finished")
     assert_no_sideways_scroll(page)
     assert_accessible(page)
     page.goto("/dashboard")

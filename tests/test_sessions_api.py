@@ -183,6 +183,8 @@ async def test_team_sessions_are_listed_newest_first_with_a_keyset_cursor(login_
     first = await (await owner.get(f"/teams/{team.id}/sessions?limit=2")).get_json()
     ids = [s["id"] for s in first["sessions"]]
     assert ids == sorted(ids, reverse=True) and len(ids) == 2 and first["next_before"] == ids[-1]
+    # How far each got: the running one has no agent done, a seeded one its architect.
+    assert [s["agents_done"] for s in first["sessions"]] == [0, 1]
     seen = list(ids)
     cursor = first["next_before"]
     while cursor is not None:

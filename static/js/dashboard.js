@@ -256,7 +256,8 @@ document.addEventListener("alpine:init", () => {
     endedBy(s) {
       const member = this.members.list.find((m) => m.user_id === s.ended_by);
       const who = s.ended_by == null ? "a former member" : member ? member.username : "a former member";
-      return `by ${who}, ${this.when(s.ended_at)}`;
+      const done = s.agents_done == null ? "" : `: ${s.agents_done} of 7 agents had finished`;
+      return `by ${who}, ${this.when(s.ended_at)}${done}`;
     },
     stateClass(s) {
       return this.stateOf(s).replace(" ", "-");
