@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import threading
 from typing import Any
 
@@ -13,11 +14,12 @@ from models.db import close_database, db, init_database
 from models.settings import Settings
 
 
-class AfterEachMessage(Middleware):
+class AfterEachMessage(Middleware, abc.ABC):
     """A middleware with one hook, `after_message`, run after every message, processed or skipped."""
 
+    @abc.abstractmethod
     def after_message(self) -> None:
-        raise NotImplementedError
+        """What to undo once the message is done."""
 
     def after_process_message(
         self,

@@ -42,7 +42,7 @@ class Row:
 
 
 def _usage_tokens(task: AgentTask) -> int | None:
-    usage = getattr(task, "usage", None)
+    usage = task.usage
     if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
         return int(usage["completion_tokens"])
     return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors.pipeline import SessionNotFound, _outside_transaction, _publish, _task_payload, start_session
+from models.compare import same_text
 from models.db import db
 from models.events import record_event
 from models.schema import (
@@ -56,7 +57,7 @@ def _remap_output(output: dict[str, Any], decision_ids: dict[int, int], session_
 
 def _decision_signature(decision: dict[str, Any]) -> tuple:
     return (
-        " ".join(str(decision.get("decision_text", "")).lower().split()),
+        same_text(str(decision.get("decision_text", ""))),
         decision.get("category"),
         decision.get("confidence") or "high",
     )
@@ -118,35 +119,37 @@ def rerun_session(
             current_stage=from_stage,
             brain=brain or original.brain,
         )
-        session_ids = {}
         old_decisions = list(
             SessionDecision.select().where(SessionDecision.session == session_id).order_by(SessionDecision.id)
         )
         if decisions is None:
-            for decision in old_decisions:
-                copy = SessionDecision.create(
-                    session=rerun,
-                    user=decision.user_id,
-                    decision_text=decision.decision_text,
-                    category=decision.category,
-                    confidence=decision.confidence,
-                )
-                session_ids[decision.id] = copy.id
+            given = [
+                {
+                    "decision_text": d.decision_text,
+                    "category": d.category,
+                    "confidence": d.confidence,
+                    "user": d.user_id,
+                }
+                for d in old_decisions
+            ]
         else:
-            # A kept decision (same text) stands for its original in the copied stages' provenance;
-            # a removed or edited one is still cited by them with its original id: what they saw.
-            by_text = {" ".join(d.decision_text.lower().split()): d for d in old_decisions}
-            for given in decisions:
-                copy = SessionDecision.create(
-                    session=rerun,
-                    user=user_id if user_id is not None else original.user_id,
-                    decision_text=given["decision_text"],
-                    category=given.get("category"),
-                    confidence=given.get("confidence") or "high",
-                )
-                kept = by_text.get(" ".join(copy.decision_text.lower().split()))
-                if kept is not None:
-                    session_ids[kept.id] = copy.id
+            author = user_id if user_id is not None else original.user_id
+            given = [{**d, "user": author} for d in decisions]
+        # A kept decision (same text) stands for its original in the copied stages' provenance;
+        # a removed or edited one is still cited by them with its original id: what they saw.
+        by_text = {same_text(d.decision_text): d for d in old_decisions}
+        session_ids = {}
+        for decision in given:
+            copy = SessionDecision.create(
+                session=rerun,
+                user=decision["user"],
+                decision_text=decision["decision_text"],
+                category=decision.get("category"),
+                confidence=decision.get("confidence") or "high",
+            )
+            kept = by_text.get(same_text(copy.decision_text))
+            if kept is not None:
+                session_ids[kept.id] = copy.id
         events.append(record_event(rerun.id, "session_started", {"session": session_dict(rerun)}))
         decision_ids: dict[int, int] = {}
         for role in AGENT_ROLES:

@@ -27,8 +27,6 @@ from models.teams import visible_teams
 blueprint = Blueprint("steer_pages", __name__)
 blueprint.register_error_handler(_LoggedOut, _to_login)
 
-ROLE_NAMES = ROLE_TITLES
-
 
 def segments(snippet: str, highlights: list[list[int]]) -> list[tuple[str, bool]]:
     """The snippet as (text, highlighted) pieces, for the template to wrap in <mark>."""
@@ -82,7 +80,7 @@ def _search_page(user_id: int, args: dict[str, str]) -> dict[str, Any]:
         "teams": teams,
         "problems": problems,
         "results": results,
-        "roles": ROLE_NAMES,
+        "roles": ROLE_TITLES,
         "categories": CATEGORIES,
     }
 
@@ -117,13 +115,13 @@ def _compare_page(user_id: int, a: int, b: int) -> dict[str, Any]:
         for c in compared["session_decisions"]["changed"]
     } | {f"session_decision:{d['id']}": d["decision_text"] for d in compared["session_decisions"]["added"]}
     for agent in compared["agents"]:
-        agent["name"] = ROLE_NAMES[agent["agent_role"]]
+        agent["name"] = ROLE_TITLES[agent["agent_role"]]
         causes = {c["key"]: c["via"] for c in agent["caused_by"]}
         agent["effects"] = causes
         agent["chains"] = {
             key: [
                 session_texts.get(step, texts.get(step, step)) if step.startswith("session_decision:")
-                else f"{ROLE_NAMES.get(step.split('.')[0], step.split('.')[0])}: {texts.get(step, step)}"
+                else f"{ROLE_TITLES.get(step.split('.')[0], step.split('.')[0])}: {texts.get(step, step)}"
                 for step in via
             ]
             for key, via in causes.items()

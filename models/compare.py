@@ -116,15 +116,18 @@ def diff_decisions(before: list[dict], after: list[dict]) -> dict[str, list]:
     }
 
 
-def _norm(text: str) -> str:
+def same_text(text: str) -> str:
+    """A decision text as compared: case and runs of white space do not make another decision."""
     return " ".join(text.lower().split())
 
 
 def diff_session_decisions(before: list[dict], after: list[dict]) -> dict[str, list]:
     """Session decisions have no key: the same text is the same decision; of the rest, one per
     category on each side is an edit (`changed`); anything left was added or removed."""
-    old_left = [d for d in before if _norm(d["decision_text"]) not in {_norm(x["decision_text"]) for x in after}]
-    new_left = [d for d in after if _norm(d["decision_text"]) not in {_norm(x["decision_text"]) for x in before}]
+    texts_before = {same_text(d["decision_text"]) for d in before}
+    texts_after = {same_text(d["decision_text"]) for d in after}
+    old_left = [d for d in before if same_text(d["decision_text"]) not in texts_after]
+    new_left = [d for d in after if same_text(d["decision_text"]) not in texts_before]
     changed = []
     for new in list(new_left):
         match = next((old for old in old_left if old["category"] == new["category"]), None)
@@ -151,7 +154,7 @@ def _side(session_id: int) -> dict[str, Any]:
 
 
 def _usage(task: AgentTask | None) -> Any:
-    return getattr(task, "usage", None) if task is not None else None
+    return task.usage if task is not None else None
 
 
 def compare_sessions(a_id: int, b_id: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ Every call, failed ones included, is kept in `calls` for the task's usage and th
 
 from __future__ import annotations
 
+import abc
 import email.utils
 import json
 import os
@@ -99,7 +100,7 @@ class _Stream:
         return self.parts[0] if self.parts else ""
 
 
-class ModelBrain:
+class ModelBrain(abc.ABC):
     """The shared part of the model brains: prompt, call, validate, repair once, record."""
 
     name = "model"
@@ -267,8 +268,9 @@ class ModelBrain:
             raise failed
         return answer
 
+    @abc.abstractmethod
     def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
-        raise NotImplementedError
+        """One streamed request in the provider's wire format (each provider's SDK differs)."""
 
     def _describe(self, exc: Exception, timeout: float, streaming: bool = False) -> BrainError:
         """One line for a failed call, from the SDK's exception (status, never the key)."""

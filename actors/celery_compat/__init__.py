@@ -55,6 +55,7 @@ from actors.celery_compat.result import (
     NoBackendError,
     TaskRevokedError,
     TimeoutError,
+    Unsupported,
 )
 
 #: Celery's name for what a time limit raises in the task (see `app.limit_ms`).
@@ -86,6 +87,7 @@ __all__ = [
     "TaskRevokedError",
     "TimeLimitExceeded",
     "TimeoutError",
+    "Unsupported",
     "chain",
     "chord",
     "chunks",

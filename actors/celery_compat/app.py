@@ -23,7 +23,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from actors.celery_compat.result import AsyncResult, DisabledBackend, ResultBackend
+from actors.celery_compat.result import AsyncResult, DisabledBackend, ResultBackend, Unsupported
 
 # The result class under a name that Celery's `AsyncResult` methods below do not shadow.
 _AsyncResult = AsyncResult
@@ -312,7 +312,7 @@ class BoundTask:
         so `raise self.retry(...)` reads as in Celery.
         """
         if args is not None or kwargs is not None or options:
-            raise NotImplementedError("retry() with new arguments or options: the same message is retried")
+            raise Unsupported("retry() with new arguments or options: the same message is retried")
         limit = max_retries
         if limit is None:
             limit = self.task.max_retries if self.request.max_retries is None else self.request.max_retries
@@ -352,7 +352,7 @@ class Task:
     def __init__(self, app: Celery, fn: Callable[..., Any], **options: Any) -> None:
         for key in options:
             if key in UNSUPPORTED:
-                raise NotImplementedError(f"task option {key}=: {UNSUPPORTED[key]}")
+                raise Unsupported(f"task option {key}=: {UNSUPPORTED[key]}")
             if key not in TASK_OPTIONS:
                 raise TypeError(f"unknown task option {key}=")
         check_serializer(options.get("serializer"))
@@ -494,7 +494,7 @@ class Task:
 def check_serializer(serializer: str | None) -> None:
     """Messages and results are JSON: `serializer="json"` is accepted, any other refused."""
     if serializer not in (None, "json"):
-        raise NotImplementedError(f"serializer={serializer!r}: messages and results are always JSON")
+        raise Unsupported(f"serializer={serializer!r}: messages and results are always JSON")
 
 
 def limit_ms(time_limit: float | None, soft_time_limit: float | None) -> float:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from actors.celery_compat.app import UNSUPPORTED, Celery, check_serializer, current_app, get_task, new_id
-from actors.celery_compat.result import AsyncResult, GroupResult
+from actors.celery_compat.result import AsyncResult, GroupResult, Unsupported
 
 #: Calling options honoured by `apply_async` / `.set()`; the ones in app.UNSUPPORTED raise.
 CALL_OPTIONS = {
@@ -39,12 +39,12 @@ def seconds_until(when: dt.datetime | float) -> float:
 def _check_options(options: dict[str, Any]) -> None:
     for key in options:
         if key in UNSUPPORTED:
-            raise NotImplementedError(f"calling option {key}=: {UNSUPPORTED[key]}")
+            raise Unsupported(f"calling option {key}=: {UNSUPPORTED[key]}")
         if key not in CALL_OPTIONS:
             raise TypeError(f"unknown calling option {key}=")
     check_serializer(options.get("serializer"))
     if options.get("retry"):
-        raise NotImplementedError("retry=True: publishing is not retried; a failed send raises (retry=False)")
+        raise Unsupported("retry=True: publishing is not retried; a failed send raises (retry=False)")
 
 
 def _normalize(options: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from actors.celery_compat.result import (
     ChordError,
     ResultBackend,
     TaskRevokedError,
+    Unsupported,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ FIRING_LEASE = 2.0
 def _needs_backend(sig: Signature) -> ResultBackend:
     backend = sig._app().backend
     if not isinstance(backend, ResultBackend):
-        raise NotImplementedError("groups inside chains, and chords, need a result backend: Celery(backend=...)")
+        raise Unsupported("groups inside chains, and chords, need a result backend: Celery(backend=...)")
     return backend
 
 
@@ -359,7 +360,7 @@ def broker_from_url(url: str, transport_options: dict[str, Any] | None = None) -
     options = dict(transport_options or {})
     visibility = options.pop("visibility_timeout", 60)
     if options:
-        raise NotImplementedError(f"broker_transport_options {sorted(options)}: only visibility_timeout is supported")
+        raise Unsupported(f"broker_transport_options {sorted(options)}: only visibility_timeout is supported")
     broker: dramatiq.Broker
     if url.startswith(("redis://", "rediss://", "unix://")):
         broker = WakeableRedisBroker(
@@ -373,7 +374,7 @@ def broker_from_url(url: str, transport_options: dict[str, Any] | None = None) -
         broker = StubBroker()
         broker.add_middleware(CurrentMessage())
     else:
-        raise NotImplementedError(f"broker {url.split(':', 1)[0]}://: only redis:// (and memory://) are supported")
+        raise Unsupported(f"broker {url.split(':', 1)[0]}://: only redis:// (and memory://) are supported")
     broker.add_middleware(Composition())
     return broker
 

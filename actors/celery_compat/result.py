@@ -39,7 +39,12 @@ class ChordError(Exception):
     """A member of a chord's header (or of a group inside a chain) failed, so the body cannot run."""
 
 
-class NoBackendError(NotImplementedError):
+class Unsupported(NotImplementedError):
+    """A Celery option or feature this interface refuses at once instead of ignoring it (issue 12:
+    "an option that cannot be honoured raises at once"); the README's Celery table says why."""
+
+
+class NoBackendError(Unsupported):
     """The app has no result backend, so results cannot be read (Celery's DisabledBackend)."""
 
 
@@ -234,7 +239,7 @@ class AsyncResult:
     def revoke(self, terminate: bool = False, signal: Any = None) -> None:
         """Keep the task from running; `terminate=True` (killing a running task) is not supported."""
         if terminate:
-            raise NotImplementedError("revoke(terminate=True): a running Dramatiq worker thread cannot be killed")
+            raise Unsupported("revoke(terminate=True): a running Dramatiq worker thread cannot be killed")
         self.backend.revoke(self.id)
 
     def __eq__(self, other: object) -> bool:

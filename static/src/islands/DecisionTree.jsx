@@ -5,6 +5,23 @@ import { useEffect, useState } from "react";
 import { api, roleLabel, sessionState } from "./api.js";
 import { useStore } from "./store.js";
 
+
+// The category picker of every decision form (the journal's and the rerun dialog's).
+export function CategorySelect({ value, onChange, categories }) {
+  return (
+    <label>
+      Category
+      <select name="category" value={value} onChange={onChange}>
+        <option value="">none</option>
+        {categories.map((c) => (
+          <option key={c} value={c}>
+            {c.replace("_", " ")}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
 function useDecisions(live) {
   const version = useStore(live.store, (s) => s.decisionsVersion);
   const { sessionId } = useStore(live.store, (s) => s.config);
@@ -131,17 +148,7 @@ function DecisionForm({ label, withRationale, withConfidence, categories, confid
       ) : null}
       <FieldError field="rationale" reason={fields.rationale} />
       <div className="decision-form__row">
-        <label>
-          Category
-          <select name="category" value={values.category} onChange={set("category")}>
-            <option value="">none</option>
-            {categories.map((c) => (
-              <option key={c} value={c}>
-                {c.replace("_", " ")}
-              </option>
-            ))}
-          </select>
-        </label>
+        <CategorySelect value={values.category} onChange={set("category")} categories={categories} />
         {withConfidence ? (
           <label>
             Confidence

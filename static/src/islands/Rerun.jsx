@@ -4,7 +4,7 @@
 // so an untouched rerun keeps the original's decisions and brain exactly as the CLI would.
 import { useEffect, useRef, useState } from "react";
 import { api, roleLabel } from "./api.js";
-import { fieldSentence } from "./DecisionTree.jsx";
+import { CategorySelect, fieldSentence } from "./DecisionTree.jsx";
 import { useStore } from "./store.js";
 
 const WARNINGS_KEY = "sage:rerun-warnings:";
@@ -217,17 +217,7 @@ function RerunForm({ config, onClose }) {
               <p className="field-error">{fieldSentence("decision_text", fieldOf(index, "decision_text"))}</p>
             ) : null}
             <div className="decision-form__row">
-              <label>
-                Category
-                <select name="category" value={r.category} onChange={setRow(index, "category")}>
-                  <option value="">none</option>
-                  {categories.map((c) => (
-                    <option key={c} value={c}>
-                      {c.replace("_", " ")}
-                    </option>
-                  ))}
-                </select>
-              </label>
+              <CategorySelect value={r.category} onChange={setRow(index, "category")} categories={categories} />
               <label>
                 Confidence
                 <select name="confidence" value={r.confidence} onChange={setRow(index, "confidence")}>
