@@ -50,11 +50,12 @@ class Counts:
         self.reset()
 
     def reset(self) -> None:
+        """Zero the counts; calls still in flight stay counted as such (and are the new peak)."""
         self.calls = 0  # chat completion requests received
         self.completed = 0  # answered to the end
         self.repairs = 0  # calls that carry an earlier answer back (a repair round)
-        self.in_flight = 0
-        self.peak = 0
+        self.in_flight = getattr(self, "in_flight", 0)
+        self.peak = self.in_flight
         self.first_at: float | None = None
         self.last_at: float | None = None
 
