@@ -495,10 +495,13 @@ def report(run: Run, args: argparse.Namespace) -> None:
         print(f"  wall time             {run.wall:8.1f} s   (submitting took {run.submit_seconds:.1f} s)")
         print(f"  ideal at the cap      {ideal:8.1f} s   ({bound}); ratio {run.wall / ideal:.2f}x")
     else:
-        rate = run.finished / run.elapsed if run.elapsed else 0
-        projected = f"{args.sessions / rate:.0f} s" if rate else "unknown (none ended)"
+        # Sessions advance stage by stage side by side and end together, so the calls answered,
+        # not the sessions ended, say how far the run got.
+        rate = run.stats.get("completed", 0) / run.elapsed if run.elapsed else 0
+        total = args.sessions * CALLS_PER_SESSION
+        projected = f"{total / rate:.0f} s" if rate else "unknown (no call answered)"
         print(f"  TIMED OUT after {run.elapsed:.0f} s: {run.finished} of {run.sessions} ended")
-        print(f"  at that rate all {run.sessions} would take {projected}; ideal {ideal:.1f} s ({bound})")
+        print(f"  at {rate:.1f} calls/s all {total:,} calls would take {projected}; ideal {ideal:.1f} s ({bound})")
     wall = run.wall or run.elapsed
     expected = run.finished * CALLS_PER_SESSION
     print(
