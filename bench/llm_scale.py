@@ -11,7 +11,7 @@ counts calls and the peak of calls in flight, which shows whether the cap held.
 
 Product: `python -m app` and `python -m actors worker` (WORKER_PROCESSES x WORKER_THREADS) on the
 bench database and Redis (BENCH_DATABASE_URL, BENCH_REDIS_URL), with SAGE_BRAIN=openai pointed at
-the local endpoint and SAGE_LLM_MAX_CONCURRENCY=--cap. After one warm-up session, --sessions
+the local endpoint and SAGE_LLM_MAX_CONCURRENCY=--cap. After a warm-up, --sessions
 sessions are posted at once (POST /sessions with `"brain": "openai"`), and the bench polls the
 database until every one has ended. Then it checks that each is fully stored: completed, with 7
 completed tasks that have an output and model usage.
@@ -57,6 +57,9 @@ STAGES = 4
 MODEL = "bench-model"
 API_KEY = "bench-key"
 POLL_SECONDS = 0.25
+#: Sessions run before the measured ones, so that every worker process has imported the SDK and
+#: opened its connections, and the idle memory figure is not the first call's imports.
+WARM_UP = 8
 #: POSTs in flight at once while the sessions are created (the web answers each in milliseconds).
 POST_CONNECTIONS = 32
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -309,7 +312,7 @@ def wait_sessions(ids: list[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while session_progress(ids)[0] < len(ids):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the warm-up session did not end within {timeout:.0f} s; see /tmp/sage-bench-llm-*.log")
+            raise RuntimeError(f"the warm-up did not end within {timeout:.0f} s; see /tmp/sage-bench-llm-*.log")
         time.sleep(POLL_SECONDS)
 
 
@@ -327,10 +330,11 @@ def product_run(args: argparse.Namespace, endpoint: Endpoint, timeout: float) ->
     with common.web_server(env) as base:
         cookie = common.login_cookie(base, "llmscale")
         with common.process("actors", "worker", env=env, log="/tmp/sage-bench-llm-worker.log") as worker:
-            warm = asyncio.run(post_sessions(base, cookie, team_id, ["Warm-up"]))
-            wait_sessions(warm, 120)
+            warm_names = [f"Warm-up {index}" for index in range(WARM_UP)]
+            warm = asyncio.run(post_sessions(base, cookie, team_id, warm_names))
+            wait_sessions(warm, 300)
             if session_progress(warm)[1]:
-                raise RuntimeError(f"the warm-up session failed: {first_error(warm)}")
+                raise RuntimeError(f"a warm-up session failed: {first_error(warm)}")
             ids: list[int] = []
 
             def submit() -> None:
@@ -449,12 +453,12 @@ def celery_run(args: argparse.Namespace, endpoint: Endpoint, timeout: float) -> 
                     )
                 )
             )  # fmt: skip
-        warm = uuid.uuid4().hex
+        warm = [uuid.uuid4().hex for _ in range(WARM_UP)]
         with celery_submitter() as warm_up:
-            warm_up.communicate(warm + "\n", timeout=60)
+            warm_up.communicate(" ".join(warm) + "\n", timeout=60)
         stamps: dict[str, int] = {}
-        deadline = time.monotonic() + 120
-        while stamps.get(warm, 0) < 2:
+        deadline = time.monotonic() + 300
+        while any(stamps.get(run_id, 0) < 2 for run_id in warm):
             if time.monotonic() > deadline:
                 raise RuntimeError("the Celery warm-up run did not end; see /tmp/sage-bench-llm-celery-*.log")
             if item := client.blpop([DONE_KEY], timeout=1):
@@ -569,4 +573,5 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
+        print("\ninterrupted: the processes the bench started are stopped", file=sys.stderr)
         sys.exit(130)
