@@ -264,12 +264,33 @@ async def post_sessions(base: str, cookie: str, team_id: int, names: list[str]) 
 
         async def post(name: str) -> int:
             body = {"team_id": team_id, "feature_name": name, "brain": "openai"}
-            response = await client.post("/sessions", json=body)
+            for attempt in range(3):
+                try:
+                    response = await client.post("/sessions", json=body)
+                    break
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError):
+                    # A keep-alive connection the loaded server closed as the request went out.
+                    # The session may exist all the same: find it by its name before posting again.
+                    await asyncio.sleep(1)
+                    if found := await asyncio.to_thread(session_named, team_id, name):
+                        return found
+                    if attempt == 2:
+                        raise
             if response.status_code != 202:
                 raise RuntimeError(f"POST /sessions answered {response.status_code}: {response.text[:300]}")
             return response.json()["session_id"]
 
         return list(await asyncio.gather(*(post(name) for name in names)))
+
+
+def session_named(team_id: int, name: str) -> int | None:
+    """The id of the team's session called `name` (names are unique within a bench run)."""
+    from models.db import db
+
+    row = db.execute_sql(
+        "SELECT id FROM execution_sessions WHERE team_id = %s AND feature_name = %s", (team_id, name)
+    ).fetchone()
+    return row[0] if row else None
 
 
 def session_progress(ids: list[int]) -> tuple[int, int]:
