@@ -540,8 +540,10 @@ def report(run: Run, args: argparse.Namespace) -> None:
     grown = run.peak_rss - run.idle_rss
     per_call = f"{grown / peak * 1024:.0f} KB per in-flight call" if peak else "no call in flight"
     print(f"  worker memory         {run.idle_rss:8.0f} MB idle, {run.peak_rss:.0f} MB at most: {per_call}")
-    per_session = f"{run.cpu / run.finished * 1000:.1f} ms per session" if run.finished else ""
-    print(f"  worker CPU            {run.cpu:8.1f} s    {per_session}")
+    answered = stats.get("completed", 0)
+    per = [f"{run.cpu / answered * 1000:.1f} ms per call answered"] if answered else []
+    per += [f"{run.cpu / run.finished * 1000:.0f} ms per session ended"] if run.finished else []
+    print(f"  worker CPU            {run.cpu:8.1f} s    {', '.join(per)}")
     if run.stored is not None:
         status = "every session" if run.stored == run.sessions else f"{run.stored} of {run.sessions}"
         print(f"  fully stored          {status} (completed, 7 completed tasks with output and usage)")
