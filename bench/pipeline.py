@@ -4,12 +4,12 @@
                                        [--worker-timeouts 1000,100,20]
 
 Product: `python -m app` and `python -m actors worker` as the Procfile starts them, on the bench
-database and Redis db 11, agents with their default brain. A session is `POST /sessions`, then
+database and Redis (BENCH_DATABASE_URL, BENCH_REDIS_URL: see common.py), agents with their default brain. A session is `POST /sessions`, then
 its WebSocket until `session_completed`; its latency runs from sending the POST to receiving
 that event. Under load, N sessions are posted at once; at idle, one at a time, each after
 --idle-pause seconds of quiet (so a worker's poll backoff is at its cap, as when really idle).
 
-Peers, on Redis db 10 with the same worker processes x threads: the same 7-task shape
+Peers, on their own Redis (BENCH_PEER_REDIS_URL, see peer_shape.py) with the same worker processes x threads: the same 7-task shape
 (1 + 2 + 2 + 2, no-op tasks) as a Celery canvas (`chain` of `group`s, Redis broker and result
 backend; two `celery worker --pool threads` instances) and as bare Dramatiq groups (see
 peer_dramatiq.py). A peer run's latency runs from submitting it to the later of the last
@@ -277,7 +277,8 @@ def main() -> None:
     p, t = args.processes, args.threads
     print(f"{p} worker processes x {t} threads; {args.sessions} sessions at once; {args.idle} one at a time")
 
-    with common.web_server() as base:
+    # One user opens every session's socket at once: lift the per-user socket cap above the load.
+    with common.web_server(common.bench_env(WS_MAX_SOCKETS_PER_USER=str(args.sessions + 10))) as base:
         cookie = common.login_cookie(base, "pipeline")
         env = product_worker_env(p, t, args.worker_timeout)
         with common.process("actors", "worker", env=env, log="/tmp/sage-bench-worker.log"):
