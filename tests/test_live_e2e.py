@@ -64,10 +64,23 @@ async def test_a_session_streams_every_event_once_and_matches_the_rest_views(liv
     assert detail["session"]["status"] == "completed"
     assert streamed[-1]["session"]["status"] == "completed"
     assert {t["status"] for t in detail["tasks"]} == {"completed"}
-    final_tasks = {m["task"]["id"]: m["task"] for m in streamed if m["type"] == "agent_task_completed"}
-    assert {t["id"]: t["output_data"] for t in detail["tasks"]} == {i: t["output_data"] for i, t in final_tasks.items()}
+    # An `agent_task_completed` carries each thing once (docs/api.md, "What events carry"): the
+    # task and its snapshot together give back the stored rows exactly.
+    completed = {m["task"]["id"]: m for m in streamed if m["type"] == "agent_task_completed"}
+    for task in detail["tasks"]:
+        event = completed[task["id"]]
+        assert "decisions" not in event["task"]["output_data"]
+        assert {**event["task"]["output_data"], "decisions": event["snapshot"]["decisions"]} == task["output_data"]
+        assert event["task"]["decisions"] == task["decisions"]
     replay = await (await viewer.get(f"/sessions/{session_id}/replay")).get_json()
     assert replay["events"] == streamed
+    for row in replay["tasks"]:
+        snapshot = completed[row["id"]]["snapshot"]
+        given = {
+            k: completed[row["id"]]["task"]["input_data"][k]
+            for k in ("task_description", "feature_name", "description")
+        }
+        assert {**snapshot, "context_state": {**snapshot["context_state"], **given}} == row["snapshot"]
     snapshots = {m["task"]["id"]: m["snapshot"]["id"] for m in streamed if m["type"] == "agent_task_completed"}
     assert {t["id"]: t["snapshot"]["id"] for t in replay["tasks"]} == snapshots
     # The pipeline order holds in the stream: no stage starts before the previous one completed.
