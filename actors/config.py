@@ -43,6 +43,6 @@ def redis_client() -> redis.Redis:
         return _redis
 
 
-# The lifecycle's one publisher (models.events.publish_committed) sends through this client, so
+# The lifecycle's one publisher (in models.events) sends through this client, so
 # `set_settings` in tests moves it along with everything else of the workers.
 _events.use_redis(redis_client)

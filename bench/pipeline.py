@@ -9,10 +9,12 @@ its WebSocket until `session_completed`; its latency runs from sending the POST 
 that event. Under load, N sessions are posted at once; at idle, one at a time, each after
 --idle-pause seconds of quiet (so a worker's poll backoff is at its cap, as when really idle).
 
-Peers, on their own Redis (BENCH_PEER_REDIS_URL, see peer_shape.py) with the same worker processes x threads: the same 7-task shape
-(1 + 2 + 2 + 2, no-op tasks) as a Celery canvas (`chain` of `group`s, Redis broker and result
-backend; two `celery worker --pool threads` instances) and as bare Dramatiq groups (see
-peer_dramatiq.py). A peer run's latency runs from submitting it to the later of the last
+Peers, on their own Redis (BENCH_PEER_REDIS_URL, see peer_shape.py) with the same worker
+processes x threads: the same 7-task shape (1 + 2 + 2 + 2, no-op tasks) as a Celery canvas
+(`chain` of `group`s, Redis broker and result backend; two `celery worker --pool threads`
+instances), the same canvas writing the product's rows and events in plain SQL ("Celery+SQL",
+peer_celery_db.py: what a user would build from Celery and our tables), and as bare Dramatiq
+groups (see peer_dramatiq.py). A peer run's latency runs from submitting it to the later of the last
 stage's two completion stamps, so it leaves out the delivery to a client that the product's
 figure includes.
 
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -170,8 +173,14 @@ def peer_run(name: str, submit: Callable[[str], None], sessions: int, idle: int)
     return Figures(name, sessions / elapsed, load, idle_latencies)
 
 
+#: The team the persistence peer's sessions belong to (set by main; see peer_celery_db.py).
+PEER_TEAM_ID = 0
+
+
 def peer_env(timeout_ms: int) -> dict[str, str]:
-    return common.bench_env(PYTHONPATH=str(BENCH), dramatiq_worker_timeout=str(timeout_ms))
+    return common.bench_env(
+        PYTHONPATH=str(BENCH), dramatiq_worker_timeout=str(timeout_ms), PEER_TEAM_ID=str(PEER_TEAM_ID)
+    )
 
 
 class Submitter:
@@ -198,20 +207,25 @@ class Submitter:
         self.proc.wait(10)
 
 
-def celery_figures(processes: int, threads: int, sessions: int, idle: int) -> Figures:
+def celery_figures(
+    processes: int, threads: int, sessions: int, idle: int, module: str = "peer_celery", name: str = "Celery"
+) -> Figures:
+    """The canvas peer (peer_celery.py), or with `module="peer_celery_db"` the same canvas writing
+    the product's rows and events in plain SQL (peer_celery_db.py)."""
     redis.Redis.from_url(PEER_REDIS_URL).flushdb()
+    statement = "peer_celery_db.submit(run)" if module == "peer_celery_db" else f"{module}.canvas(run).apply_async()"
     with contextlib.ExitStack() as stack:
         for index in range(processes):
             stack.enter_context(
                 common.process(
-                    "celery", "-A", "peer_celery", "worker", "--pool", "threads", "--concurrency", str(threads),
+                    "celery", "-A", module, "worker", "--pool", "threads", "--concurrency", str(threads),
                     "-n", f"bench{index}@%h", "--without-mingle", "--without-gossip", "--loglevel", "WARNING",
-                    env=peer_env(0), log=f"/tmp/sage-bench-celery-{index}.log", cwd=BENCH,
+                    env=peer_env(0), log=f"/tmp/sage-bench-{module}-{index}-{os.getpid()}.log", cwd=BENCH,
                 )
             )  # fmt: skip
-        submit = Submitter("peer_celery", "peer_celery.canvas(run).apply_async()")
+        submit = Submitter(module, statement)
         try:
-            figures = peer_run("Celery", submit, sessions, idle)
+            figures = peer_run(name, submit, sessions, idle)
         finally:
             submit.close()
     redis.Redis.from_url(PEER_REDIS_URL).flushdb()
@@ -274,6 +288,7 @@ def main() -> None:
     from models import Team
 
     team_id = Team.create(name="Bench", owner=common.make_account("pipeline")).id
+    globals()["PEER_TEAM_ID"] = team_id
     p, t = args.processes, args.threads
     print(f"{p} worker processes x {t} threads; {args.sessions} sessions at once; {args.idle} one at a time")
 
@@ -286,6 +301,7 @@ def main() -> None:
         peers = []
         if not args.skip_peers:
             peers.append(celery_figures(p, t, args.sessions, args.idle))
+            peers.append(celery_figures(p, t, args.sessions, args.idle, "peer_celery_db", "Celery+SQL"))
             peers.append(dramatiq_figures(p, t, args.worker_timeout, args.sessions, args.idle))
         print(f"\nWORKER_TIMEOUT_MS={args.worker_timeout}")
         report(product, peers)

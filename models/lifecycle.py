@@ -603,6 +603,7 @@ _ADVANCE_SQL = (
 )
 
 
+@reconnecting(idempotent=True)  # a compare-and-set: once moved, running it again changes nothing
 def advance(session_id: int, stage: int, send: Callable[[], Any]) -> Outcome[bool]:
     """The gate of a stage's barrier: the compare-and-set `current_stage = stage -> stage + 1`,
     made only when the session is active and every task of `stage` is completed; then `send()`
