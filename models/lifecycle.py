@@ -23,10 +23,11 @@ At-least-once delivery is made harmless here:
   inside that transaction, so a crash can duplicate the next stage's messages (turned away by
   the claims) but never lose them.
 
-Cost per task (the pipeline bench): a claim is one locked read of session and task, the agent's
-context in one query, one UPDATE ... RETURNING and one INSERT of its event; a completion is one
-lock, one INSERT of the decisions, one UPDATE ... RETURNING (which also counts what the finish
-check needs), one INSERT of the snapshot and one INSERT of its event(s).
+Cost per task (bench/lifecycle_cost.py counts it): a claim is one locked read of session and
+task that also brings the agent's context, one UPDATE ... RETURNING, one INSERT of its event
+and the COMMIT; a completion is one lock, one INSERT of the decisions, one UPDATE ... RETURNING
+(which also counts what the finish check needs), one INSERT of the snapshot, one INSERT of its
+event(s) and the COMMIT. BEGIN travels with the first statement (`models.db.PostgresDatabase`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import peewee
+from peewee import SQL
 
 from models.brains import add_calls, add_session_usage, default_brain
 from models.compare import same_text
@@ -284,33 +286,37 @@ def abandon(session_id: int, cutoff: dt.datetime, now: dt.datetime) -> Outcome[s
 
 # --- claim ----------------------------------------------------------------------------------
 
-# The agent's whole context in one round trip: completed upstream outputs and session decisions.
-_CONTEXT_SQL = (
-    "SELECT (SELECT coalesce(json_agg(json_build_array(t.agent_role, t.id, t.output_data) ORDER BY t.id), '[]') "
-    "FROM agent_tasks t WHERE t.session_id = %s AND t.stage < %s AND t.status = 'completed'), "
+# The agent's whole context, read with the claim's locked row: its completed upstream outputs and
+# the session decisions, as JSON arrays ("t1" is the claimed task in the claim's query).
+_UPSTREAM_SQL = (
+    "(SELECT coalesce(json_agg(json_build_array(u.agent_role, u.id, u.output_data) ORDER BY u.id), '[]') "
+    'FROM agent_tasks u WHERE u.session_id = "t1"."session_id" AND u.stage < "t1"."stage" '
+    "AND u.status = 'completed') AS upstream_rows"
+)
+_DECISIONS_SQL = (
     "(SELECT coalesce(json_agg(json_build_array(d.id, d.decision_text, d.category, d.confidence) ORDER BY d.id), "
-    "'[]') FROM session_decisions d WHERE d.session_id = %s)"
+    '\'[]\') FROM session_decisions d WHERE d.session_id = "t1"."session_id") AS decision_rows'
 )
 
 
 def context(session: ExecutionSession, role: str) -> dict[str, Any]:
-    """What the agent sees: the feature, the user's session decisions, completed upstream outputs."""
+    """What the agent sees: the feature, the user's session decisions, completed upstream outputs
+    (two queries; a claim on PostgreSQL reads them with its locked row instead)."""
     stage = STAGE_OF_ROLE[role]
-    if isinstance(db.obj, peewee.PostgresqlDatabase):
-        upstream_rows, decision_rows = db.execute_sql(_CONTEXT_SQL, (session.id, stage, session.id)).fetchone()
-        if isinstance(upstream_rows, str):  # json, not jsonb: psycopg2 decodes both, but be sure
-            upstream_rows, decision_rows = json.loads(upstream_rows), json.loads(decision_rows)
-    else:
-        upstream_rows = [
-            (t.agent_role, t.id, t.output_data)
-            for t in AgentTask.select()
-            .where((AgentTask.session == session.id) & (AgentTask.stage < stage) & (AgentTask.status == "completed"))
-            .order_by(AgentTask.id)
-        ]
-        decision_rows = [
-            (d.id, d.decision_text, d.category, d.confidence)
-            for d in SessionDecision.select().where(SessionDecision.session == session.id).order_by(SessionDecision.id)
-        ]
+    upstream_rows = [
+        (t.agent_role, t.id, t.output_data)
+        for t in AgentTask.select()
+        .where((AgentTask.session == session.id) & (AgentTask.stage < stage) & (AgentTask.status == "completed"))
+        .order_by(AgentTask.id)
+    ]
+    decision_rows = [
+        (d.id, d.decision_text, d.category, d.confidence)
+        for d in SessionDecision.select().where(SessionDecision.session == session.id).order_by(SessionDecision.id)
+    ]
+    return _context_of(session, upstream_rows, decision_rows)
+
+
+def _context_of(session: ExecutionSession, upstream_rows: Any, decision_rows: Any) -> dict[str, Any]:
     upstream = {r: {"task_id": i, "output": o} for r, i, o in upstream_rows}
     return {
         "feature_name": session.feature_name,
@@ -340,9 +346,14 @@ _CLAIM_SQL = (
 def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict) -> Outcome[Claim | str]:
     """Claim the task for this message: the value is a `Claim` to run, or the reason not to run."""
     _outside_transaction("claim")
+    fused = isinstance(db.obj, peewee.PostgresqlDatabase)
+    extra = [SQL(_UPSTREAM_SQL), SQL(_DECISIONS_SQL)] if fused else []
     with db.atomic():
+        # The session is locked; the context comes with it. Its reads see the upstream tasks as
+        # they were when this statement began, which holds all of them: they committed before
+        # the stage gate that sent this message did.
         row = (
-            AgentTask.select(AgentTask, ExecutionSession)
+            AgentTask.select(AgentTask, ExecutionSession, *extra)
             .join(ExecutionSession)
             .where(AgentTask.id == task_id)
             .for_update("FOR NO KEY UPDATE", of=ExecutionSession)  # type: ignore[arg-type]  # task: the UPDATE checks it
@@ -355,7 +366,7 @@ def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict
             return Outcome(f"session is {session.status}", [])
         if session.current_stage != row.stage:
             return Outcome(f"session is at stage {session.current_stage}, task belongs to {row.stage}", [])
-        seen = context(session, row.agent_role)
+        seen = _context_of(session, row.upstream_rows, row.decision_rows) if fused else context(session, row.agent_role)
         input_data = {
             "task_description": row.task_description,
             "context_data": context_data,
