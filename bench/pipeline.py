@@ -49,6 +49,50 @@ BENCH = Path(__file__).resolve().parent
 IDLE_PAUSE = 2.0
 
 
+#: A whole session's stored events: session_started, 7 x (started, completed), session_completed.
+EVENTS_PER_SESSION = 16
+
+
+def check_stored(team_id: int) -> int:
+    """Every product session of the run is fully stored: completed, 7 completed tasks each with a
+    snapshot and decisions, and 16 events with seqs 1..16. Returns how many were checked."""
+    from peewee import fn
+
+    from models import AgentSnapshot, AgentTask, ExecutionSession, SessionEvent, TaskDecision
+
+    sessions = list(ExecutionSession.select().where(ExecutionSession.team == team_id))
+    for session in sessions:
+        tasks = list(AgentTask.select().where(AgentTask.session == session.id))
+        ids = [t.id for t in tasks]
+        seqs = [
+            e.seq
+            for e in SessionEvent.select(SessionEvent.seq)
+            .where(SessionEvent.session == session.id)
+            .order_by(SessionEvent.seq)
+        ]
+        snapshots = (
+            AgentSnapshot.select(fn.COUNT(fn.DISTINCT(AgentSnapshot.agent_task)))
+            .where(AgentSnapshot.agent_task.in_(ids))
+            .scalar()
+        )
+        decided = (
+            TaskDecision.select(fn.COUNT(fn.DISTINCT(TaskDecision.agent_task)))
+            .where(TaskDecision.agent_task.in_(ids))
+            .scalar()
+        )
+        whole = (
+            session.status == "completed"
+            and len(tasks) == 7
+            and all(t.status == "completed" for t in tasks)
+            and snapshots == 7
+            and decided == 7
+            and seqs == list(range(1, EVENTS_PER_SESSION + 1))
+        )
+        if not whole:
+            raise RuntimeError(f"session {session.id} is not fully stored")
+    return len(sessions)
+
+
 class Figures:
     """Throughput and latencies of one system."""
 
@@ -60,16 +104,25 @@ class Figures:
 
 
 async def product_session(client: httpx.AsyncClient, ws_base: str, cookie: str, team_id: int, name: str) -> float:
-    """POST a session and wait on its WebSocket for `session_completed`; return the seconds taken."""
+    """POST a session and wait on its WebSocket for `session_completed`; return the seconds taken.
+
+    Every stored event must arrive, once and in order: the seqs received are 1..N with no gap.
+    """
     started = time.monotonic()
     response = await client.post("/sessions", json={"team_id": team_id, "feature_name": name})
     response.raise_for_status()
     session_id = response.json()["session_id"]
+    seqs = []
     async with websockets.connect(f"{ws_base}/ws/{session_id}", additional_headers={"Cookie": cookie}) as ws:
         async for raw in ws:
             message = json.loads(raw)
+            if message.get("seq") is not None:
+                seqs.append(message["seq"])
             if message["type"] == "session_completed":
-                return time.monotonic() - started
+                elapsed = time.monotonic() - started
+                if seqs != list(range(1, len(seqs) + 1)) or len(seqs) != EVENTS_PER_SESSION:
+                    raise RuntimeError(f"session {session_id}: events received out of order or missing: {seqs}")
+                return elapsed
             if message["type"] == "session_error":
                 raise RuntimeError(f"session {session_id} failed: {message['error']}")
     raise RuntimeError(f"session {session_id}: socket closed before session_completed")
@@ -298,6 +351,7 @@ def main() -> None:
         env = product_worker_env(p, t, args.worker_timeout)
         with common.process("actors", "worker", env=env, log="/tmp/sage-bench-worker.log"):
             product = asyncio.run(product_run(base, cookie, team_id, args.sessions, args.idle))
+        print(f"{check_stored(team_id)} product sessions fully stored, every event delivered in order")
         peers = []
         if not args.skip_peers:
             peers.append(celery_figures(p, t, args.sessions, args.idle))
