@@ -113,7 +113,9 @@ async def product_session(client: httpx.AsyncClient, ws_base: str, cookie: str, 
     response.raise_for_status()
     session_id = response.json()["session_id"]
     seqs = []
-    async with websockets.connect(f"{ws_base}/ws/{session_id}", additional_headers={"Cookie": cookie}) as ws:
+    # A generous handshake timeout: on a loaded machine 100 sockets opening at once take a while.
+    socket = websockets.connect(f"{ws_base}/ws/{session_id}", additional_headers={"Cookie": cookie}, open_timeout=120)
+    async with socket as ws:
         async for raw in ws:
             message = json.loads(raw)
             if message.get("seq") is not None:

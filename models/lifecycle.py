@@ -128,14 +128,38 @@ def task_payload(task: AgentTask, decisions: list[TaskDecision] | list[dict[str,
 _CONTEXT_IN_TASK = ("task_description", "feature_name", "description")
 
 
-def snapshot_payload(snapshot: AgentSnapshot | None) -> dict[str, Any] | None:
-    """The `snapshot` of an event: the stored snapshot minus what its `task` already says (the
-    task description, feature and description of `context_state` are those of `task.input_data`).
-    GET /sessions/{id}/timeline serves the whole row."""
+#: An agent decision's fields that its stored row holds too (agent name -> row name).
+_DECISION_IN_ROW = {
+    "text": "decision_text",
+    "rationale": "rationale",
+    "category": "category",
+    "confidence": "confidence",
+    "based_on": "based_on",
+}
+
+
+def snapshot_payload(snapshot: AgentSnapshot | None, rows: list[dict[str, Any]] | None = None) -> dict | None:
+    """The `snapshot` of an event: the stored snapshot minus what its `task` already says.
+
+    `context_state` leaves out the task description, feature and description (`task.input_data`
+    has them); each of `decisions` whose row is among `rows` (the event's `task.decisions`)
+    leaves out the fields that row holds (`text` is its `decision_text`; `rationale`,
+    `category`, `confidence` and `based_on` have the same names), and keeps its `id`, `key` and
+    anything else of its own. A decision is only shortened when its row says exactly the same,
+    so a client rebuilds the stored snapshot exactly; GET /sessions/{id}/timeline serves it whole.
+    """
     shape = snapshot_dict(snapshot)
     if shape is None:
         return None
     shape["context_state"] = {k: v for k, v in (shape["context_state"] or {}).items() if k not in _CONTEXT_IN_TASK}
+    by_id = {row["id"]: row for row in rows or []}
+    decisions = []
+    for decision in shape["decisions"] or []:
+        row = by_id.get(decision.get("id")) if isinstance(decision, dict) else None
+        if row is not None and all(decision.get(a) == row[r] and a in decision for a, r in _DECISION_IN_ROW.items()):
+            decision = {k: v for k, v in decision.items() if k not in _DECISION_IN_ROW}
+        decisions.append(decision)
+    shape["decisions"] = decisions
     return shape
 
 
@@ -517,7 +541,8 @@ def complete(
             )
             decisions = _user_decisions(task.id, done.n_user_decisions) + rows
             decisions.sort(key=lambda d: d.id)
-            payload = {"task": task_payload(done, decisions), "snapshot": snapshot_payload(snapshot)}
+            shown = task_payload(done, decisions)
+            payload = {"task": shown, "snapshot": snapshot_payload(snapshot, shown["decisions"])}
             written = [("agent_task_completed", payload)]
             if session.status == "active" and done.stage == LAST_STAGE and not done.unfinished:
                 written.append(_finish(session, "completed"))
@@ -804,8 +829,9 @@ def create_rerun(
                     decisions=output["decisions"],
                     execution_metadata={**(old_snapshot.execution_metadata or {}), "copied_from_task": old.id},
                 )
+            shown = task_payload(task, copies)
             written.append(
-                ("agent_task_completed", {"task": task_payload(task, copies), "snapshot": snapshot_payload(snapshot)})
+                ("agent_task_completed", {"task": shown, "snapshot": snapshot_payload(snapshot, shown["decisions"])})
             )
         events = record_events(rerun.id, written)
     return _done(rerun, events)

@@ -17,23 +17,38 @@ export function mergeTasks(tasks, incoming) {
   return merged;
 }
 
-// An `agent_task_completed` carries each thing once (docs/api.md, "What events carry"): the agent's
-// decisions in their own shape only in `snapshot.decisions`, and the task description, feature and
-// description only in `task.input_data`. Put back the copies the views read from the stored rows
-// (`task.output_data.decisions`, `snapshot.context_state`), so live and loaded tasks look the same.
+// An `agent_task_completed` carries each thing once (docs/api.md, "What events carry"): the
+// agent's decisions only in `snapshot.decisions`, each shortened to what its row in
+// `task.decisions` does not say; the task description, feature and description only in
+// `task.input_data`. Put back what the views read from the stored rows
+// (`task.output_data.decisions`, whole `snapshot.decisions` and `snapshot.context_state`), so live
+// and loaded tasks look the same.
 export function completedParts(task, snapshot) {
   if (!snapshot) return { task, snapshot };
+  const rows = {};
+  for (const row of task.decisions || []) rows[row.id] = row;
+  const decisions = Array.isArray(snapshot.decisions)
+    ? snapshot.decisions.map((d) => {
+        const row = d && rows[d.id];
+        if (!row || "text" in d) return d;
+        const { decision_text: text, rationale, category, confidence, based_on } = row;
+        return { ...d, text, rationale, category, confidence, based_on };
+      })
+    : snapshot.decisions;
   const output = task.output_data;
   const whole =
     output && typeof output === "object" && !("decisions" in output)
-      ? { ...task, output_data: { ...output, decisions: snapshot.decisions || [] } }
+      ? { ...task, output_data: { ...output, decisions: decisions || [] } }
       : task;
+  const shown = decisions === undefined ? { ...snapshot } : { ...snapshot, decisions };
   const context = snapshot.context_state;
-  if (!context || typeof context !== "object") return { task: whole, snapshot };
-  const input = task.input_data || {};
-  const given = {};
-  for (const key of ["task_description", "feature_name", "description"]) if (key in input) given[key] = input[key];
-  return { task: whole, snapshot: { ...snapshot, context_state: { ...given, ...context } } };
+  if (context && typeof context === "object") {
+    const input = task.input_data || {};
+    const given = {};
+    for (const key of ["task_description", "feature_name", "description"]) if (key in input) given[key] = input[key];
+    shown.context_state = { ...given, ...context };
+  }
+  return { task: whole, snapshot: shown };
 }
 
 // A stored event (it has a `seq`): applied once, in order; one at or below `lastSeq` is seen already.
