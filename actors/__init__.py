@@ -2,8 +2,8 @@
 
 `dramatiq actors` imports this package: the broker is set up first, from the environment,
 so that every actor declared below binds to it. Set `SAGE_STUB_BROKER=1` to use an in-memory
-broker. The web app imports `actors.pipeline` for `create_session`, `start_session` and
-`end_session`.
+broker. The web app imports `actors.pipeline` only to enqueue (`start_session`); the session
+lifecycle itself is `models.lifecycle`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import threading
 
 import redis
 
+from models import events as _events
 from models.settings import Settings
 
 _lock = threading.Lock()
@@ -40,3 +41,8 @@ def redis_client() -> redis.Redis:
         if _redis is None:
             _redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
         return _redis
+
+
+# The lifecycle's one publisher (in models.events) sends through this client, so
+# `set_settings` in tests moves it along with everything else of the workers.
+_events.use_redis(redis_client)

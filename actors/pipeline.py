@@ -1,4 +1,10 @@
-"""The agent pipeline: sessions, their seven tasks, and how a task runs, fails, retries and advances.
+"""The agent pipeline: the seven role actors, the chain of stages, and how a task runs.
+
+The session lifecycle itself (create, claim, complete, fail, advance, finish, end) has one owner,
+`models.lifecycle` (ARCHITECTURE.md decision 12): these functions call it, and it stores each
+change with its events in one transaction and publishes them after commit. What stays here is
+what needs the broker or the agents: building and sending the chain, running an agent, and the
+stage gate's `send` (the next stage's messages, sent inside the gate's transaction).
 
 Public entry points for the web app and the scripts (call them inside a database connection
 but outside any transaction: they commit their own and publish events after commit):
@@ -8,23 +14,11 @@ but outside any transaction: they commit their own and publish events after comm
 - `end_session(session_id)`, raising `SessionNotFound` (404) or `SessionAlreadyEnded` (409)
 - `resend_stage(session_id) -> int`: send the current stage's unfinished tasks again (watchdog)
 
-At-least-once delivery is made harmless here (ARCHITECTURE.md decision 3):
-
-- a task claims its row with a conditional UPDATE: `pending -> running`, or `running` again by
-  the same message id (Redis redelivers a dead worker's message under its id, so a row left
-  `running` by a killed worker is re-claimable by exactly that message and by no duplicate);
-- every claim, completion and failure first locks the session row, so the checks "is the session
-  active", "has its current stage reached mine" and "is every task of my stage completed" see
-  every committed change of the other members;
-- the chain moves in middleware (`actors.celery_compat.composition`), not in these bodies: a
-  stage's group is a barrier that counts its members by id, and the stage's gate
-  (`_stage_gate`) is the compare-and-set `current_stage = i -> i + 1`, taken with the session
-  locked and only when every task of stage i is completed in the database; the next stage's
-  messages are enqueued inside that transaction, before commit, so a crash can duplicate them
-  (turned away by the claims) but never lose them, and a message that arrives before the
-  commit waits on the session lock and then sees the new stage;
-- a task that finds its row already completed (a redelivery after its worker died between
-  commit and acknowledgement) returns the same result again, so its barrier still fills.
+The chain moves in middleware (`actors.celery_compat.composition`), not in these bodies: a
+stage's group is a barrier that counts its members by id, and the stage's gate (`_stage_gate`,
+which calls `lifecycle.advance`) is the compare-and-set `current_stage = i -> i + 1`. A task that
+finds its row already completed (a redelivery after its worker died between commit and
+acknowledgement) returns the same result again, so its barrier still fills.
 """
 
 from __future__ import annotations
@@ -43,65 +37,19 @@ from actors.agents import BrainError, get_brain, make_agent
 from actors.agents.llm import ModelBrain
 from actors.agents.progress import ProgressPublisher, redis_sender
 from actors.config import get_settings, redis_client
-from models import logs
-from models.brains import add_calls, add_session_usage, default_brain
-from models.db import db, reconnecting
-from models.events import publish, record_event
-from models.schema import (
-    AGENT_ROLES,
-    PIPELINE,
-    STAGE_OF_ROLE,
-    AgentSnapshot,
-    AgentTask,
-    ExecutionSession,
-    SessionDecision,
-    TaskDecision,
-    utcnow,
-)
-from models.serialize import session_dict, snapshot_dict, task_dict
+from models import lifecycle, logs
+from models.db import reconnecting
+from models.lifecycle import TASK_DESCRIPTIONS, SessionAlreadyEnded, SessionNotFound
+from models.schema import PIPELINE, AgentTask, ExecutionSession
 
 logger = logging.getLogger(__name__)
 
-TASK_DESCRIPTIONS = {
-    "architect": "Plan {feature}",
-    "backend_dev": "Implement the backend of {feature}",
-    "dba": "Design the database of {feature}",
-    "frontend_dev": "Implement the frontend of {feature}",
-    "ui_ux": "Design the UI of {feature}",
-    "security": "Audit the security of {feature}",
-    "it_admin": "Plan the deployment of {feature}",
-}
-
-
-class SessionNotFound(LookupError):
-    """No session with that id (the web layer answers 404)."""
-
-
-class SessionAlreadyEnded(Exception):
-    """The session is no longer active (the web layer answers 409)."""
-
-
-def _publish(messages: list[dict[str, Any]]) -> None:
-    try:
-        publish(redis_client(), messages)
-    except Exception:  # the event is stored; clients catch up by seq
-        logger.warning("could not publish %d events", len(messages), exc_info=True)
-
 
 def _outside_transaction(what: str) -> None:
+    from models.db import db
+
     if db.in_transaction():
         raise RuntimeError(f"{what} must run outside a transaction: it publishes events after its own commit")
-
-
-def _locked_session(session_id: int) -> ExecutionSession | None:
-    return ExecutionSession.select().where(ExecutionSession.id == session_id).for_update().first()
-
-
-def _task_payload(task_id: int, task: AgentTask | None = None) -> dict[str, Any]:
-    """The `task` of an event: the row (re-read unless the caller has it fresh) and its decisions."""
-    task = task or AgentTask.get_by_id(task_id)
-    decisions = list(TaskDecision.select().where(TaskDecision.agent_task == task_id).order_by(TaskDecision.id))
-    return task_dict(task, decisions)
 
 
 # --- sessions -------------------------------------------------------------------------------
@@ -115,31 +63,18 @@ def create_session(
     rerun_of: int | None = None,
     brain: str | None = None,
 ) -> ExecutionSession:
-    """Create an active session with its seven `pending` tasks and a `session_started` event.
+    """Create an active session with its seven `pending` tasks (see `lifecycle.create`)."""
+    return lifecycle.create(team_id, user_id, feature_name, description, rerun_of, brain).value
 
-    `brain` names the brain of every agent (default: `SAGE_BRAIN`, else the knowledge base);
-    the caller has checked that it is configured (`models.brains.usable_brain`).
-    """
-    _outside_transaction("create_session")
-    with db.atomic():
-        session = ExecutionSession.create(
-            team=team_id,
-            user=user_id,
-            feature_name=feature_name,
-            description=description,
-            rerun_of=rerun_of,
-            brain=brain or default_brain(),
-        )
-        for role in AGENT_ROLES:
-            AgentTask.create(
-                session=session,
-                agent_role=role,
-                stage=STAGE_OF_ROLE[role],
-                task_description=TASK_DESCRIPTIONS[role].format(feature=feature_name),
-            )
-        event = record_event(session.id, "session_started", {"session": session_dict(session)})
-    _publish([event])
-    return session
+
+def end_session(session_id: int, ended_by: int | None = None) -> ExecutionSession:
+    """End an active session now (see `lifecycle.end`)."""
+    return lifecycle.end(session_id, ended_by).value
+
+
+def fail_session(session_id: int, reason: str) -> bool:
+    """Mark an active session `error` with `reason` (see `lifecycle.fail_session`)."""
+    return lifecycle.fail_session(session_id, reason).value
 
 
 def _tasks_by_role(session_id: int) -> dict[str, AgentTask]:
@@ -214,7 +149,7 @@ def resend_stage(session_id: int) -> int:
     tasks = _tasks_by_role(session_id)
     unfinished = [tasks[r] for r in PIPELINE[stage] if tasks[r].status != "completed"]
     if not unfinished:
-        _stage_gate([{"session_id": session_id, "stage": stage}], lambda: False)
+        _stage_gate([{"session_id": session_id, "stage": stage}], lambda: False)  # sends the rest itself
         moved = ExecutionSession.get_by_id(session_id)
         return len(PIPELINE[moved.current_stage]) if moved.current_stage != stage else 0
     first = []
@@ -230,143 +165,7 @@ def resend_stage(session_id: int) -> int:
     return len(first)
 
 
-def end_session(session_id: int, ended_by: int | None = None) -> ExecutionSession:
-    """End an active session now: it becomes `completed` with `end_reason` "user", and tasks not
-    yet started never run.
-
-    `ended_by` is the user who ended it. Tasks already running finish and are recorded, but start
-    nothing after them. Emits `session_completed`. Raises SessionNotFound, or SessionAlreadyEnded
-    if it is not active.
-    """
-    _outside_transaction("end_session")
-    with db.atomic():
-        session = _locked_session(session_id)
-        if session is None:
-            raise SessionNotFound(session_id)
-        if session.status != "active":
-            raise SessionAlreadyEnded(session_id)
-        event = _finish_session(session, "completed", end_reason="user", ended_by=ended_by)
-    _publish([event])
-    return ExecutionSession.get_by_id(session_id)
-
-
-def fail_session(session_id: int, reason: str) -> bool:
-    """Mark an active session `error` with `reason` (e.g. its pipeline could not be queued).
-
-    Emits `session_error`; returns False when the session was not active any more.
-    """
-    _outside_transaction("fail_session")
-    with db.atomic():
-        session = _locked_session(session_id)
-        if session is None or session.status != "active":
-            return False
-        event = _finish_session(session, "error", reason)
-    _publish([event])
-    return True
-
-
-def _finish_session(
-    session: ExecutionSession,
-    status: str,
-    error: str | None = None,
-    task_id: int | None = None,
-    *,
-    end_reason: str | None = None,
-    ended_by: int | None = None,
-):
-    """Set the final status of a locked, active session and record its event (inside a transaction).
-
-    `end_reason` defaults to the status (`completed` or `error`); an early end passes "user".
-    """
-    now = utcnow()
-    session.status = status
-    session.end_reason = end_reason or status
-    session.ended_by_id = ended_by
-    session.ended_at = now
-    session.duration_seconds = round((now - session.started_at).total_seconds(), 3)
-    session.error_message = error
-    session.save(
-        only=[
-            ExecutionSession.status,
-            ExecutionSession.ended_at,
-            ExecutionSession.duration_seconds,
-            ExecutionSession.error_message,
-            ExecutionSession.end_reason,
-            ExecutionSession.ended_by,
-        ]
-    )
-    if status == "completed":
-        return record_event(session.id, "session_completed", {"session": session_dict(session)})
-    return record_event(session.id, "session_error", {"error": error, "task_id": task_id})
-
-
 # --- running one task -----------------------------------------------------------------------
-
-
-def _context(session: ExecutionSession, role: str) -> dict[str, Any]:
-    """What the agent sees: the feature, the user's session decisions, completed upstream outputs."""
-    upstream_roles = [r for r in AGENT_ROLES if STAGE_OF_ROLE[r] < STAGE_OF_ROLE[role]]
-    upstream = {}
-    for task in AgentTask.select().where(
-        (AgentTask.session == session.id)
-        & (AgentTask.agent_role.in_(upstream_roles))
-        & (AgentTask.status == "completed")
-    ):
-        upstream[task.agent_role] = {"task_id": task.id, "output": task.output_data}
-    decisions = [
-        {"id": d.id, "text": d.decision_text, "category": d.category, "confidence": d.confidence}
-        for d in SessionDecision.select().where(SessionDecision.session == session.id).order_by(SessionDecision.id)
-    ]
-    return {
-        "feature_name": session.feature_name,
-        "description": session.description,
-        "session_decisions": decisions,
-        "upstream": {r: upstream[r] for r in upstream_roles if r in upstream},
-    }
-
-
-@reconnecting(idempotent=True)  # a repeated claim by the same message is a re-claim
-def _claim(task_id: int, message_id: str | None, attempt: int, context_data: dict) -> tuple[str, Any]:
-    """Claim the task for this message. Returns ("run", (session, task, context)) or ("skip", reason)."""
-    with db.atomic():
-        task = AgentTask.get_or_none(AgentTask.id == task_id)
-        if task is None:
-            return "skip", "task no longer exists"
-        session = _locked_session(task.session_id)
-        assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
-        if session.status != "active":
-            return "skip", f"session is {session.status}"
-        if session.current_stage != task.stage:
-            return "skip", f"session is at stage {session.current_stage}, task belongs to {task.stage}"
-        context = _context(session, task.agent_role)
-        claimable = (AgentTask.status == "pending") | (
-            (AgentTask.status == "running") & (AgentTask.celery_task_id == message_id)
-        )
-        claimed = (
-            AgentTask.update(
-                status="running",
-                started_at=task.started_at or utcnow(),
-                celery_task_id=message_id,
-                retry_count=attempt,
-                input_data={
-                    "task_description": task.task_description,
-                    "context_data": context_data,
-                    "feature_name": session.feature_name,
-                    "description": session.description,
-                    "upstream_task_ids": {r: u["task_id"] for r, u in context["upstream"].items()},
-                    "session_decision_ids": [d["id"] for d in context["session_decisions"]],
-                },
-            )
-            .where((AgentTask.id == task_id) & claimable)
-            .returning(AgentTask)
-            .execute()
-        )
-        claimed = next(iter(claimed), None)
-        if claimed is None:
-            return "skip", f"task is {task.status} (claimed by {task.celery_task_id})"
-        event = record_event(session.id, "agent_task_started", {"task": _task_payload(task_id, claimed)})
-    _publish([event])
-    return "run", (session, claimed, context)
 
 
 def _test_hooks(role: str) -> None:
@@ -449,226 +248,82 @@ def _calls(agent) -> list[dict[str, Any]]:
     return list(getattr(agent.brain, "calls", None) or []) if agent is not None else []
 
 
-def _add_usage(session: ExecutionSession, task_id: int, before: dict | None, calls: list[dict]) -> dict | None:
-    """Inside the transaction, with the session locked: add an attempt's calls to the task and session."""
-    after = add_calls(before, calls)
-    if after is not before:
-        AgentTask.update(usage=after).where(AgentTask.id == task_id).execute()
-        session.usage = add_session_usage(session.usage, before, after)
-        ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session.id).execute()
-    return after
+def _claim(task_id: int, message_id: str | None, attempt: int, context_data: dict) -> tuple[str, Any]:
+    """Claim the task for this message. Returns ("run", (session, task, context)) or ("skip", reason)."""
+    claimed = lifecycle.claim(task_id, message_id, attempt, context_data).value
+    if isinstance(claimed, str):
+        return "skip", claimed
+    return "run", tuple(claimed)
 
 
-@reconnecting(idempotent=True)  # completion is conditional on this message's claim
 def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: float) -> dict:
+    """Record the agent's output (`lifecycle.complete`) and return the task's result for the chain."""
     request = self.request
     settings = get_settings()
-    now = utcnow()
-    messages = []
-    with db.atomic():
-        session = _locked_session(session.id)
-        done = (
-            AgentTask.update(
-                status="completed",
-                completed_at=now,
-                duration_seconds=round((now - task.started_at).total_seconds(), 3),
-                error_message=None,
-            )
-            .where(
-                (AgentTask.id == task.id) & (AgentTask.status == "running") & (AgentTask.celery_task_id == request.id)
-            )
-            .returning(AgentTask)
-            .execute()
-        )
-        completed = next(iter(done), None)
-        if completed is None:
-            logger.info(
-                "%s of session %s finished by another delivery; dropping this result", task.agent_role, session.id
-            )
-            return _result(AgentTask.get_by_id(task.id))
-        calls = _calls(agent)
-        completed.usage = _add_usage(session, task.id, completed.usage, calls)
-        upstream_ids = {
-            d["key"]: d["id"]
-            for u in agent.context.get("upstream", {}).values()
-            for d in (u.get("output") or {}).get("decisions", [])
-            if "id" in d
-        }
-        for decision in output["decisions"]:
-            decision["based_on"] = sorted({upstream_ids[k] for k in decision["based_on_keys"] if k in upstream_ids})
-        if output["decisions"]:
-            inserted = (
-                TaskDecision.insert_many(
-                    [
-                        {
-                            "agent_task": task.id,
-                            "source": "agent",
-                            "decision_text": d["text"],
-                            "rationale": d["rationale"],
-                            "category": d["category"],
-                            "confidence": d["confidence"],
-                            "based_on": d["based_on"],
-                            "created_at": now,
-                        }
-                        for d in output["decisions"]
-                    ]
-                )
-                .returning(TaskDecision.id)
-                .execute()
-            )
-            # Rows come back in VALUES order; ids are assigned in that order too.
-            for decision, row in zip(output["decisions"], sorted(r.id for r in inserted), strict=True):
-                decision["id"] = row
-        AgentTask.update(output_data=output).where(AgentTask.id == task.id).execute()
-        completed.output_data = output
-        snapshot = AgentSnapshot.create(
-            agent_task=task.id,
-            agent_role=task.agent_role,
-            context_state={
-                "task_description": task.task_description,
-                "feature_name": agent.context.get("feature_name"),
-                "description": agent.context.get("description"),
-                "session_decisions": agent.context.get("session_decisions", []),
-                "upstream": {
-                    r: {"task_id": u["task_id"], "summary": (u.get("output") or {}).get("summary")}
-                    for r, u in agent.context.get("upstream", {}).items()
-                },
-            },
-            capabilities=[c.value for c in agent.capabilities],
-            decisions=output["decisions"],
-            execution_metadata={
-                "started_at": completed.started_at.isoformat() + "Z",
-                "completed_at": now.isoformat() + "Z",
-                "duration_seconds": completed.duration_seconds,
-                "attempt_seconds": round(elapsed, 3),
-                "attempt": attempt + 1,
-                "retries": attempt,
-                "worker": {"host": socket.gethostname(), "pid": os.getpid(), "thread": threading.current_thread().name},
-                "message_id": request.id,
-                "chain_id": request.chain_id,
-                "time_limit_seconds": settings.task_time_limit_seconds,
-                "brain": output["brain"],
-                **({"model": agent.brain.record()} if hasattr(agent.brain, "record") else {}),
-            },
-        )
-        messages.append(
-            record_event(
-                session.id,
-                "agent_task_completed",
-                {"task": _task_payload(task.id, completed), "snapshot": snapshot_dict(snapshot)},
-            )
-        )
-        if session.status == "active" and task.stage == len(PIPELINE) - 1:
-            messages += _finish_if_done(session)
-    _publish(messages)
+    metadata = {
+        "attempt_seconds": round(elapsed, 3),
+        "attempt": attempt + 1,
+        "retries": attempt,
+        "worker": {"host": _HOST, "pid": os.getpid(), "thread": threading.current_thread().name},
+        "message_id": request.id,
+        "chain_id": request.chain_id,
+        "time_limit_seconds": settings.task_time_limit_seconds,
+        "brain": output["brain"],
+        **({"model": agent.brain.record()} if hasattr(agent.brain, "record") else {}),
+    }
+    capabilities = [c.value for c in agent.capabilities]
+    done = lifecycle.complete(task, request.id, output, agent.context, capabilities, metadata, _calls(agent)).value
+    if done is None:
+        logger.info("%s of session %s finished by another delivery; dropping this result", task.agent_role, session.id)
+        return _result(AgentTask.get_by_id(task.id))
     logger.info("completed in %.3f s with %d decisions", elapsed, len(output["decisions"]))
-    return _result(completed)
+    return _result(done)
 
 
-def _finish_if_done(session: ExecutionSession) -> list[dict[str, Any]]:
-    """Inside the completing transaction of a last-stage task: finish the session when all are done."""
-    unfinished = (
-        AgentTask.select()
-        .where(
-            (AgentTask.session == session.id)
-            & (AgentTask.stage == len(PIPELINE) - 1)
-            & (AgentTask.status != "completed")
-        )
-        .count()
-    )
-    return [] if unfinished else [_finish_session(session, "completed")]
+_HOST = socket.gethostname()
 
 
 def _stage_gate(results: list[Any], send: Any) -> None:
-    """The gate of every stage's barrier: advance `current_stage = i -> i + 1`, then send stage i + 1.
+    """The gate of every stage's barrier: `lifecycle.advance`, then stage i + 1.
 
     Called by the canvas middleware once a stage's group has all its members (or after a stage of
-    one task), with their results. The compare-and-set runs with the session locked and only when
-    every task of stage i is completed in the database and the session is active, so it succeeds
-    once whatever the deliveries; the next stage is sent inside the same transaction (see the
-    module docstring). A stage that was run without a chain behind it (a message sent by hand)
-    starts the remaining stages as a new chain.
+    one task), with their results. `send` enqueues the rest of the chain inside the advance's
+    transaction; when it has nothing to send (a stage run without a chain behind it: a message
+    sent by hand, or `resend_stage`), the remaining stages start as a new chain.
     """
     heads = [r for r in results if isinstance(r, dict) and "session_id" in r and "stage" in r]
     if not heads:
         return
     session_id, stage = heads[0]["session_id"], heads[0]["stage"]
-    with db.atomic():
-        session = _locked_session(session_id)
-        if session is None or session.status != "active" or session.current_stage != stage:
-            return
-        unfinished = (
-            AgentTask.select()
-            .where((AgentTask.session == session_id) & (AgentTask.stage == stage) & (AgentTask.status != "completed"))
-            .count()
-        )
-        if unfinished or stage == len(PIPELINE) - 1:
-            return  # the last stage's final completion finishes the session itself
-        moved = (
-            ExecutionSession.update(current_stage=stage + 1)
-            .where(
-                (ExecutionSession.id == session_id)
-                & (ExecutionSession.current_stage == stage)
-                & (ExecutionSession.status == "active")
-            )
-            .execute()
-        )
-        if moved and not send():
+
+    def send_next() -> None:
+        if not send():
             celery.chain(*_stages(session_id, _tasks_by_role(session_id))[stage + 1 :]).apply_async()
 
+    lifecycle.advance(session_id, stage, send_next)
 
-@reconnecting(idempotent=True)  # the failure is conditional on this message's claim
+
 def _fail(self, task: AgentTask, attempt: int, exc: BaseException, calls: list[dict] | None = None) -> None:
-    """Record a failed attempt (and the model calls it paid for); raise Retry with the exact delay
-    (or the endpoint's longer `Retry-After`), or end the task and session in error."""
+    """Record a failed attempt (`lifecycle.fail`); raise Retry with the exact delay (or the
+    endpoint's longer `Retry-After`), or re-raise once the task and session are in error."""
     delays = get_settings().retry_delays_seconds
     if isinstance(exc, BrainError):
         error = str(exc)  # already one line for the user, naming the brain and model
     else:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    now = utcnow()
-    retry_in = None
-    messages = []
-    with db.atomic():
-        session = _locked_session(task.session_id)
-        assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
-        mine = (
-            (AgentTask.id == task.id) & (AgentTask.status == "running") & (AgentTask.celery_task_id == self.request.id)
-        )
-        if calls:
-            held = AgentTask.select(AgentTask.usage).where(AgentTask.id == task.id).scalar()
-            _add_usage(session, task.id, held, calls)
-        if attempt < len(delays) and session.status == "active":
-            retry_in = delays[attempt]
-            wait = getattr(exc, "retry_after", None)
-            if wait and wait > retry_in:
-                retry_in = round(wait, 3)  # the endpoint asked for longer: honour it
-            if AgentTask.update(status="pending", retry_count=attempt + 1, error_message=error).where(mine).execute():
-                messages.append(
-                    record_event(
-                        session.id,
-                        "agent_task_retrying",
-                        {"task": _task_payload(task.id), "error": error, "retry_in_seconds": retry_in},
-                    )
-                )
-        else:
-            assert task.started_at is not None  # set when this attempt claimed the task
-            AgentTask.update(
-                status="error",
-                completed_at=now,
-                duration_seconds=round((now - task.started_at).total_seconds(), 3),
-                error_message=error,
-                retry_count=attempt,
-            ).where(mine).execute()
-            if session.status == "active":
-                reason = f"{task.agent_role} failed after {attempt} retries: {error}"
-                messages.append(_finish_session(session, "error", reason, task.id))
-    _publish(messages)
-    if retry_in is not None:
+    failure = lifecycle.fail(
+        task, self.request.id, attempt, error, delays, getattr(exc, "retry_after", None), calls
+    ).value
+    if failure.retry_in is not None:
         logger.info(
-            "%s of session %s failed (%s); retry %d in %ss", task.agent_role, session.id, error, attempt + 1, retry_in
+            "%s of session %s failed (%s); retry %d in %ss",
+            task.agent_role,
+            task.session_id,
+            error,
+            attempt + 1,
+            failure.retry_in,
         )
-        self.retry(exc=exc if isinstance(exc, Exception) else None, countdown=retry_in, max_retries=len(delays))
+        self.retry(exc=exc if isinstance(exc, Exception) else None, countdown=failure.retry_in, max_retries=len(delays))
     raise exc
 
 
@@ -722,6 +377,7 @@ ROLE_TASKS: dict[str, celery.Task] = {
 
 __all__ = [
     "ROLE_TASKS",
+    "TASK_DESCRIPTIONS",
     "SessionAlreadyEnded",
     "SessionNotFound",
     "create_session",

@@ -25,7 +25,6 @@ import datetime as dt
 import logging
 import threading
 import time
-from typing import Any
 
 import dramatiq
 import redis
@@ -33,9 +32,9 @@ from dramatiq.middleware import Middleware
 from peewee import fn
 
 from actors.config import redis_client
+from models import lifecycle
 from models.db import db
-from models.events import publish
-from models.schema import AgentTask, ExecutionSession, SessionEvent, utcnow
+from models.schema import ExecutionSession, SessionEvent, utcnow
 from models.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,8 +51,6 @@ def stall_seconds(settings: Settings) -> float:
 
 def sweep(settings: Settings, now: dt.datetime | None = None, stall: float | None = None) -> list[int]:
     """Mark every stalled active session `error`; return their ids. Call inside a connection."""
-    from actors.pipeline import _finish_session, _locked_session
-
     now = now or utcnow()
     cutoff = now - dt.timedelta(seconds=stall if stall is not None else stall_seconds(settings))
     last_event = (
@@ -69,32 +66,9 @@ def sweep(settings: Settings, now: dt.datetime | None = None, stall: float | Non
     ]
     swept = []
     for session_id in candidates:
-        messages: list[dict[str, Any]] = []
-        with db.atomic():
-            session = _locked_session(session_id)
-            last = (
-                SessionEvent.select(fn.MAX(SessionEvent.created_at)).where(SessionEvent.session == session_id).scalar()
-            )
-            if session is None or session.status != "active" or (last is not None and last >= cutoff):
-                continue  # it moved, or ended, since the first look
-            stuck = list(
-                AgentTask.select().where(
-                    (AgentTask.session == session_id)
-                    & (AgentTask.stage == session.current_stage)
-                    & (AgentTask.status != "completed")
-                )
-            )
-            roles = ", ".join(f"{t.agent_role} ({t.status})" for t in stuck) or "none"
-            silent = int((now - last).total_seconds()) if last else 0
-            reason = f"no progress for {silent} s at stage {session.current_stage}: {roles}"
-            AgentTask.update(status="error", completed_at=now, error_message=f"abandoned: {reason}").where(
-                (AgentTask.session == session_id) & (AgentTask.status == "running")
-            ).execute()
-            messages.append(_finish_session(session, "error", reason, stuck[0].id if stuck else None))
-        try:
-            publish(redis_client(), messages)
-        except redis.RedisError:
-            logger.warning("could not publish the sweep of session %s", session_id)
+        reason = lifecycle.abandon(session_id, cutoff, now).value
+        if reason is None:
+            continue  # it moved, or ended, since the first look
         logger.warning("session %s marked error: %s", session_id, reason)
         swept.append(session_id)
     return swept

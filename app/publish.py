@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import logging
 from typing import Any
 
-from quart import current_app
-from redis.exceptions import RedisError
+from quart.utils import run_sync
 
-from models.events import channel, namespace
-
-log = logging.getLogger(__name__)
+from models.events import publish_committed
 
 
 async def publish_events(messages: list[dict[str, Any]]) -> None:
-    """Publish events already committed to `session_events`.
+    """Publish events already committed to `session_events`, through the one publisher.
 
-    A failure is logged, not raised: the event is stored, and every WebSocket fills such a gap
-    from the database, so the request that made the change still succeeds.
+    `models.events.publish_committed` holds the policy: a failure is logged, not raised (the event
+    is stored, and every WebSocket fills such a gap from the database), so the request that made
+    the change still succeeds. It blocks on Redis, so it runs off the event loop.
     """
-    if not messages:
-        return
-    client = current_app.extensions["sage_redis"]
-    prefix = namespace(client)
-    try:
-        async with client.pipeline(transaction=False) as pipe:
-            for message in messages:
-                pipe.publish(channel(message["session_id"], prefix), json.dumps(message, separators=(",", ":")))
-            await pipe.execute()
-    except (RedisError, OSError) as exc:
-        log.warning("could not publish %d event(s): %s", len(messages), exc)
+    if messages:
+        await run_sync(publish_committed)(messages)

@@ -17,7 +17,7 @@ from app.db_thread import run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
 from app.validation import NonBlank
-from models import design_pack, queries
+from models import design_pack, lifecycle, queries
 from models.brains import BrainConfigError, usable_brain
 from models.db import reconnecting
 from models.events import events_after
@@ -65,23 +65,21 @@ def start_or_fail(session_id: int, what: str = "session") -> None:
 
     Never leaves a session `active` with nothing queued: it fails at once, visibly.
     """
-    from actors.pipeline import fail_session, start_session
+    from actors.pipeline import start_session
 
     try:
         # The session is committed, so the route cannot run again; starting is idempotent, so it may.
         reconnecting(start_session, idempotent=True)(session_id)
     except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:
         log.warning("could not queue %s %s: %s", what, session_id, exc)
-        fail_session(session_id, f"the task queue was unavailable; start the {what} again")
+        lifecycle.fail_session(session_id, f"the task queue was unavailable; start the {what} again")
         raise ApiError(503, "the task queue is unavailable; try again in a moment") from None
 
 
 def _create(user_id: int, body: StartSession) -> int:
-    from actors.pipeline import create_session
-
     require_team(user_id, body.team_id, "write")
     brain = usable_brain_or_400(body.brain)
-    session = create_session(body.team_id, user_id, body.feature_name, body.description, brain=brain)
+    session = lifecycle.create(body.team_id, user_id, body.feature_name, body.description, brain=brain).value
     start_or_fail(session.id)
     return session.id
 
@@ -167,12 +165,10 @@ async def events(session_id: int, query_args: EventsQuery):
 
 
 def _end(user_id: int, session_id: int) -> dict:
-    from actors.pipeline import SessionAlreadyEnded, end_session
-
     require_session(user_id, session_id, "write")
     try:
-        return session_dict(end_session(session_id, ended_by=user_id))
-    except SessionAlreadyEnded:
+        return session_dict(lifecycle.end(session_id, ended_by=user_id).value)
+    except lifecycle.SessionAlreadyEnded:
         raise ApiError(409, "this session has already ended") from None
 
 

@@ -21,6 +21,7 @@ from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required
 from app.sessions import start_or_fail, usable_brain_or_400
 from app.validation import NonBlank
+from models import lifecycle
 from models.compare import compare_sessions
 from models.schema import AgentRole, Category, Confidence
 
@@ -43,17 +44,15 @@ class Rerun(BaseModel):
 
 
 def _rerun(user_id: int, session_id: int, body: Rerun) -> dict:
-    from actors.reruns import NotRerunnable, rerun_session, rerun_warnings
+    from actors.reruns import rerun_warnings
 
     require_session(user_id, session_id, "write")
     brain = None if body.brain is None else usable_brain_or_400(body.brain)  # None keeps the original's
     decisions = None if body.decisions is None else [d.model_dump() for d in body.decisions]
     warnings = rerun_warnings(session_id, body.from_role, decisions)
     try:
-        rerun = rerun_session(
-            session_id, body.from_role, user_id=user_id, start=False, decisions=decisions, brain=brain
-        )
-    except NotRerunnable as exc:
+        rerun = lifecycle.create_rerun(session_id, body.from_role, user_id, decisions, brain).value
+    except lifecycle.NotRerunnable as exc:
         raise ApiError(409, f"cannot rerun from {body.from_role}: {exc}") from None
     start_or_fail(rerun.id, "rerun")
     return {"session_id": rerun.id, "status": "active", "warnings": warnings}

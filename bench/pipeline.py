@@ -4,15 +4,17 @@
                                        [--worker-timeouts 1000,100,20]
 
 Product: `python -m app` and `python -m actors worker` as the Procfile starts them, on the bench
-database and Redis db 11, agents with their default brain. A session is `POST /sessions`, then
+database and Redis (BENCH_DATABASE_URL, BENCH_REDIS_URL: see common.py), agents with their default brain. A session is `POST /sessions`, then
 its WebSocket until `session_completed`; its latency runs from sending the POST to receiving
 that event. Under load, N sessions are posted at once; at idle, one at a time, each after
 --idle-pause seconds of quiet (so a worker's poll backoff is at its cap, as when really idle).
 
-Peers, on Redis db 10 with the same worker processes x threads: the same 7-task shape
-(1 + 2 + 2 + 2, no-op tasks) as a Celery canvas (`chain` of `group`s, Redis broker and result
-backend; two `celery worker --pool threads` instances) and as bare Dramatiq groups (see
-peer_dramatiq.py). A peer run's latency runs from submitting it to the later of the last
+Peers, on their own Redis (BENCH_PEER_REDIS_URL, see peer_shape.py) with the same worker
+processes x threads: the same 7-task shape (1 + 2 + 2 + 2, no-op tasks) as a Celery canvas
+(`chain` of `group`s, Redis broker and result backend; two `celery worker --pool threads`
+instances), the same canvas writing the product's rows and events in plain SQL ("Celery+SQL",
+peer_celery_db.py: what a user would build from Celery and our tables), and as bare Dramatiq
+groups (see peer_dramatiq.py). A peer run's latency runs from submitting it to the later of the last
 stage's two completion stamps, so it leaves out the delivery to a client that the product's
 figure includes.
 
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,6 +49,50 @@ BENCH = Path(__file__).resolve().parent
 IDLE_PAUSE = 2.0
 
 
+#: A whole session's stored events: session_started, 7 x (started, completed), session_completed.
+EVENTS_PER_SESSION = 16
+
+
+def check_stored(team_id: int) -> int:
+    """Every product session of the run is fully stored: completed, 7 completed tasks each with a
+    snapshot and decisions, and 16 events with seqs 1..16. Returns how many were checked."""
+    from peewee import fn
+
+    from models import AgentSnapshot, AgentTask, ExecutionSession, SessionEvent, TaskDecision
+
+    sessions = list(ExecutionSession.select().where(ExecutionSession.team == team_id))
+    for session in sessions:
+        tasks = list(AgentTask.select().where(AgentTask.session == session.id))
+        ids = [t.id for t in tasks]
+        seqs = [
+            e.seq
+            for e in SessionEvent.select(SessionEvent.seq)
+            .where(SessionEvent.session == session.id)
+            .order_by(SessionEvent.seq)
+        ]
+        snapshots = (
+            AgentSnapshot.select(fn.COUNT(fn.DISTINCT(AgentSnapshot.agent_task)))
+            .where(AgentSnapshot.agent_task.in_(ids))
+            .scalar()
+        )
+        decided = (
+            TaskDecision.select(fn.COUNT(fn.DISTINCT(TaskDecision.agent_task)))
+            .where(TaskDecision.agent_task.in_(ids))
+            .scalar()
+        )
+        whole = (
+            session.status == "completed"
+            and len(tasks) == 7
+            and all(t.status == "completed" for t in tasks)
+            and snapshots == 7
+            and decided == 7
+            and seqs == list(range(1, EVENTS_PER_SESSION + 1))
+        )
+        if not whole:
+            raise RuntimeError(f"session {session.id} is not fully stored")
+    return len(sessions)
+
+
 class Figures:
     """Throughput and latencies of one system."""
 
@@ -57,16 +104,27 @@ class Figures:
 
 
 async def product_session(client: httpx.AsyncClient, ws_base: str, cookie: str, team_id: int, name: str) -> float:
-    """POST a session and wait on its WebSocket for `session_completed`; return the seconds taken."""
+    """POST a session and wait on its WebSocket for `session_completed`; return the seconds taken.
+
+    Every stored event must arrive, once and in order: the seqs received are 1..N with no gap.
+    """
     started = time.monotonic()
     response = await client.post("/sessions", json={"team_id": team_id, "feature_name": name})
     response.raise_for_status()
     session_id = response.json()["session_id"]
-    async with websockets.connect(f"{ws_base}/ws/{session_id}", additional_headers={"Cookie": cookie}) as ws:
+    seqs = []
+    # A generous handshake timeout: on a loaded machine 100 sockets opening at once take a while.
+    socket = websockets.connect(f"{ws_base}/ws/{session_id}", additional_headers={"Cookie": cookie}, open_timeout=120)
+    async with socket as ws:
         async for raw in ws:
             message = json.loads(raw)
+            if message.get("seq") is not None:
+                seqs.append(message["seq"])
             if message["type"] == "session_completed":
-                return time.monotonic() - started
+                elapsed = time.monotonic() - started
+                if seqs != list(range(1, len(seqs) + 1)) or len(seqs) != EVENTS_PER_SESSION:
+                    raise RuntimeError(f"session {session_id}: events received out of order or missing: {seqs}")
+                return elapsed
             if message["type"] == "session_error":
                 raise RuntimeError(f"session {session_id} failed: {message['error']}")
     raise RuntimeError(f"session {session_id}: socket closed before session_completed")
@@ -170,8 +228,14 @@ def peer_run(name: str, submit: Callable[[str], None], sessions: int, idle: int)
     return Figures(name, sessions / elapsed, load, idle_latencies)
 
 
+#: The team the persistence peer's sessions belong to (set by main; see peer_celery_db.py).
+PEER_TEAM_ID = 0
+
+
 def peer_env(timeout_ms: int) -> dict[str, str]:
-    return common.bench_env(PYTHONPATH=str(BENCH), dramatiq_worker_timeout=str(timeout_ms))
+    return common.bench_env(
+        PYTHONPATH=str(BENCH), dramatiq_worker_timeout=str(timeout_ms), PEER_TEAM_ID=str(PEER_TEAM_ID)
+    )
 
 
 class Submitter:
@@ -198,20 +262,25 @@ class Submitter:
         self.proc.wait(10)
 
 
-def celery_figures(processes: int, threads: int, sessions: int, idle: int) -> Figures:
+def celery_figures(
+    processes: int, threads: int, sessions: int, idle: int, module: str = "peer_celery", name: str = "Celery"
+) -> Figures:
+    """The canvas peer (peer_celery.py), or with `module="peer_celery_db"` the same canvas writing
+    the product's rows and events in plain SQL (peer_celery_db.py)."""
     redis.Redis.from_url(PEER_REDIS_URL).flushdb()
+    statement = "peer_celery_db.submit(run)" if module == "peer_celery_db" else f"{module}.canvas(run).apply_async()"
     with contextlib.ExitStack() as stack:
         for index in range(processes):
             stack.enter_context(
                 common.process(
-                    "celery", "-A", "peer_celery", "worker", "--pool", "threads", "--concurrency", str(threads),
+                    "celery", "-A", module, "worker", "--pool", "threads", "--concurrency", str(threads),
                     "-n", f"bench{index}@%h", "--without-mingle", "--without-gossip", "--loglevel", "WARNING",
-                    env=peer_env(0), log=f"/tmp/sage-bench-celery-{index}.log", cwd=BENCH,
+                    env=peer_env(0), log=f"/tmp/sage-bench-{module}-{index}-{os.getpid()}.log", cwd=BENCH,
                 )
             )  # fmt: skip
-        submit = Submitter("peer_celery", "peer_celery.canvas(run).apply_async()")
+        submit = Submitter(module, statement)
         try:
-            figures = peer_run("Celery", submit, sessions, idle)
+            figures = peer_run(name, submit, sessions, idle)
         finally:
             submit.close()
     redis.Redis.from_url(PEER_REDIS_URL).flushdb()
@@ -274,17 +343,21 @@ def main() -> None:
     from models import Team
 
     team_id = Team.create(name="Bench", owner=common.make_account("pipeline")).id
+    globals()["PEER_TEAM_ID"] = team_id
     p, t = args.processes, args.threads
     print(f"{p} worker processes x {t} threads; {args.sessions} sessions at once; {args.idle} one at a time")
 
-    with common.web_server() as base:
+    # One user opens every session's socket at once: lift the per-user socket cap above the load.
+    with common.web_server(common.bench_env(WS_MAX_SOCKETS_PER_USER=str(args.sessions + 10))) as base:
         cookie = common.login_cookie(base, "pipeline")
         env = product_worker_env(p, t, args.worker_timeout)
         with common.process("actors", "worker", env=env, log="/tmp/sage-bench-worker.log"):
             product = asyncio.run(product_run(base, cookie, team_id, args.sessions, args.idle))
+        print(f"{check_stored(team_id)} product sessions fully stored, every event delivered in order")
         peers = []
         if not args.skip_peers:
             peers.append(celery_figures(p, t, args.sessions, args.idle))
+            peers.append(celery_figures(p, t, args.sessions, args.idle, "peer_celery_db", "Celery+SQL"))
             peers.append(dramatiq_figures(p, t, args.worker_timeout, args.sessions, args.idle))
         print(f"\nWORKER_TIMEOUT_MS={args.worker_timeout}")
         report(product, peers)

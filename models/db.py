@@ -43,7 +43,9 @@ class _TracksCommits(peewee.Database):
         return None
 
     def commit(self):
-        xid = self._transaction_id()  # fails (and counts nothing) if the connection is gone
+        # An idempotent unit (see `reconnecting`) never asks whether a lost commit was rolled
+        # back, so it skips the round trip that reads the transaction id.
+        xid = None if getattr(_commits, "idempotent", False) else self._transaction_id()
         _commits.count = getattr(_commits, "count", 0) + 1
         _commits.failed = None
         try:
@@ -53,9 +55,47 @@ class _TracksCommits(peewee.Database):
             raise
 
 
+_deferred = threading.local()
+
+
 class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
     """The pooled PostgreSQL database (peewee's pool checks a connection out with a round trip,
-    so one terminated while idle is dropped there; one lost while in use is `reconnecting`'s)."""
+    so one terminated while idle is dropped there; one lost while in use is `reconnecting`'s).
+
+    A transaction's BEGIN is not a round trip of its own: it goes out in front of the
+    transaction's first statement (`BEGIN; <statement>`, one message to the server), and a
+    transaction that ran no statement sends neither BEGIN nor COMMIT. Every statement goes
+    through `execute_sql` (Peewee's queries, savepoints and `SELECT txid_...` alike).
+    """
+
+    def begin(self, isolation_level=None):
+        if isolation_level is None and not self._isolation_level and not self.is_closed():
+            _deferred.conn = self._state.conn
+            return
+        super().begin(isolation_level)  # type: ignore[call-arg]  # PostgreSQL's takes a level
+
+    def _take_begin(self) -> bool:
+        """True once if this connection's BEGIN is still to be sent (and forget it)."""
+        conn = getattr(_deferred, "conn", None)
+        if conn is None:
+            return False
+        _deferred.conn = None
+        return conn is self._state.conn
+
+    def execute_sql(self, sql, params=None):
+        if self._take_begin():
+            sql = "BEGIN; " + sql
+        return super().execute_sql(sql, params)
+
+    def commit(self):
+        if self._take_begin():
+            return None  # nothing ran: there is no transaction on the server to commit
+        return super().commit()
+
+    def rollback(self):
+        if self._take_begin():
+            return None
+        return super().rollback()
 
     def _transaction_id(self) -> int | None:
         # NULL for a transaction that has written nothing; it assigns no id of its own.
@@ -209,6 +249,15 @@ def reconnecting(func: Callable[P, R] | None = None, *, idempotent: bool = False
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if db.obj is None or db.in_transaction():
                 return func(*args, **kwargs)
+            # Commits skip the transaction id only while every enclosing unit is idempotent.
+            outer = getattr(_commits, "idempotent", None)
+            _commits.idempotent = idempotent if outer is None else (outer and idempotent)
+            try:
+                return attempt(*args, **kwargs)
+            finally:
+                _commits.idempotent = outer
+
+        def attempt(*args: P.args, **kwargs: P.kwargs) -> R:
             commits = _commit_count()
             try:
                 return func(*args, **kwargs)

@@ -9,14 +9,19 @@ session commit in `seq` order and a reader of the table never sees a gap that la
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import logging
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import peewee
+from redis.exceptions import RedisError
 
 from models.db import db
 from models.schema import EVENT_TYPES, ExecutionSession, SessionEvent, utcnow
-from models.serialize import event_dict
+from models.serialize import event_dict, iso
+
+logger = logging.getLogger(__name__)
 
 
 def namespace(client_or_db: Any) -> str:
@@ -43,40 +48,62 @@ def revocations_channel(prefix: str = "sage:0:") -> str:
     return f"{prefix}revocations"
 
 
-# One round trip on PostgreSQL: advance the counter under the session row's lock and insert the
-# event with the new seq in the same statement (every state change of a session writes one).
+# One round trip on PostgreSQL: advance the counter under the session row's lock by the number of
+# events and insert them with consecutive seqs in the same statement (a state change writes one or
+# two events; a rerun's copied stages write several at once).
 _APPEND_SQL = (
-    "WITH next AS (UPDATE execution_sessions SET last_seq = last_seq + 1 WHERE id = %s RETURNING id, last_seq) "
+    "WITH next AS (UPDATE execution_sessions SET last_seq = last_seq + %s WHERE id = %s RETURNING id, last_seq) "
     "INSERT INTO session_events (session_id, seq, type, payload, created_at) "
-    "SELECT id, last_seq, %s, %s, %s FROM next RETURNING seq"
+    "SELECT next.id, next.last_seq - %s + v.n, v.type, v.payload::jsonb, v.created_at "
+    "FROM next, (VALUES {rows}) AS v (n, type, payload, created_at) RETURNING seq"
 )
 
 
 def record_event(session_id: int, type_: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Append an event to the session's log; call inside `db.atomic()`. Returns the message."""
-    if type_ not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type_!r}")
+    return record_events(session_id, [(type_, payload)])[0]
+
+
+def record_events(session_id: int, events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Append events (type, payload) to the session's log in order, in one statement on PostgreSQL;
+    call inside `db.atomic()`. Returns the messages, as `publish` sends them."""
+    for type_, _ in events:
+        if type_ not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type_!r}")
     if not db.in_transaction():
         raise RuntimeError("record_event must run inside a transaction")
+    if not events:
+        return []
     created_at = utcnow()
     if isinstance(db.obj, peewee.PostgresqlDatabase):
-        encoded = SessionEvent.payload.db_value(payload)
-        row = db.execute_sql(_APPEND_SQL, (session_id, type_, encoded, created_at)).fetchone()
-        if row is None:
+        count = len(events)
+        rows = ", ".join(["(%s::integer, %s, %s, %s::timestamp)"] * count)
+        params: list[Any] = [count, session_id, count]
+        for index, (type_, payload) in enumerate(events, 1):
+            params += [index, type_, json.dumps(payload, separators=(",", ":")), created_at]
+        seqs = [r[0] for r in db.execute_sql(_APPEND_SQL.format(rows=rows), params).fetchall()]
+        if not seqs:
             raise LookupError(f"session {session_id} does not exist")
-        event = SessionEvent(session=session_id, seq=row[0], type=type_, payload=payload, created_at=created_at)
-        return event_dict(event)
-    rows = (
-        ExecutionSession.update(last_seq=ExecutionSession.last_seq + 1)
-        .where(ExecutionSession.id == session_id)
-        .returning(ExecutionSession.last_seq)
-        .execute()
-    )
-    seqs = [r.last_seq for r in rows]
-    if not seqs:
-        raise LookupError(f"session {session_id} does not exist")
-    event = SessionEvent.create(session=session_id, seq=seqs[0], type=type_, payload=payload, created_at=created_at)
-    return event_dict(event)
+        first, at = min(seqs), iso(created_at)
+        # The message as `serialize.event_dict` builds it from the stored row, without re-reading it.
+        return [
+            {**payload, "type": type_, "seq": first + index, "at": at, "session_id": session_id}
+            for index, (type_, payload) in enumerate(events)
+        ]
+    messages = []
+    for type_, payload in events:
+        rows = (
+            ExecutionSession.update(last_seq=ExecutionSession.last_seq + 1)
+            .where(ExecutionSession.id == session_id)
+            .returning(ExecutionSession.last_seq)
+            .execute()
+        )
+        seq = [r.last_seq for r in rows]
+        if not seq:
+            raise LookupError(f"session {session_id} does not exist")
+        event = SessionEvent.create(session=session_id, seq=seq[0], type=type_, payload=payload, created_at=created_at)
+        messages.append(event_dict(event))
+    return messages
 
 
 def events_after(session_id: int, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
@@ -101,3 +128,53 @@ def publish(redis_client: Any, messages: Iterable[dict[str, Any]]) -> None:
     for message in messages:
         pipe.publish(channel(message["session_id"], prefix), json.dumps(message, separators=(",", ":")))
     pipe.execute()
+
+
+# --- the one publisher ----------------------------------------------------------------------
+
+_client_lock = threading.Lock()
+_client_factory: Callable[[], Any] | None = None
+_client: Any = None
+
+
+def use_redis(factory: Callable[[], Any] | None) -> None:
+    """Set how the publisher gets its synchronous Redis client (a process's shared, thread-safe
+    one: the workers' `actors.config.redis_client`); None goes back to a client of `REDIS_URL`."""
+    global _client_factory, _client
+    with _client_lock:
+        _client_factory, _client = factory, None
+
+
+def _redis() -> Any:
+    global _client
+    if _client_factory is not None:
+        return _client_factory()
+    with _client_lock:
+        if _client is None:
+            import redis
+
+            from models.settings import Settings
+
+            url = Settings.from_env().redis_url
+            _client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        return _client
+
+
+def publish_committed(messages: Iterable[dict[str, Any]]) -> None:
+    """The one publisher of stored events: send them once their transaction has committed.
+
+    Every writer of the log (`models.lifecycle`, and the web's decision journal through
+    `app.publish`) hands its events here or follows this policy: stored events are the truth, so a
+    failed publish is logged and never raised (the change it describes has committed; every
+    client fills the gap by `seq`). Refuses to run inside a transaction, where a publish could
+    announce an event that is then rolled back.
+    """
+    messages = list(messages)
+    if not messages:
+        return
+    if db.obj is not None and db.in_transaction():
+        raise RuntimeError("events are published after their transaction commits, never inside it")
+    try:
+        publish(_redis(), messages)
+    except (RedisError, OSError) as exc:  # Redis down or slow: the log has the events
+        logger.warning("could not publish %d event(s): %s", len(messages), exc)

@@ -65,3 +65,25 @@ def team_cast(team: Team, owner: User) -> dict[str, User]:
         people[role] = make_user(role)
         add_member(team, people[role], role)
     return people
+
+
+def rebuild_completed(task: dict[str, Any], snapshot: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stored `output_data` and snapshot of an `agent_task_completed` event's `task` and
+    `snapshot`, put back together as docs/api.md ("What events carry") says a client does."""
+    rows = {row["id"]: row for row in task["decisions"]}
+    decisions = []
+    for decision in snapshot["decisions"]:
+        row = rows.get(decision.get("id"))
+        if row is not None and "text" not in decision:
+            decision = {
+                **decision,
+                "text": row["decision_text"],
+                "rationale": row["rationale"],
+                "category": row["category"],
+                "confidence": row["confidence"],
+                "based_on": row["based_on"],
+            }
+        decisions.append(decision)
+    given = {k: task["input_data"][k] for k in ("task_description", "feature_name", "description")}
+    whole = {**snapshot, "decisions": decisions, "context_state": {**given, **snapshot["context_state"]}}
+    return {**task["output_data"], "decisions": decisions}, whole

@@ -7,6 +7,7 @@ import {
   applyProgress,
   applyReconcile,
   applyReplay,
+  completedParts,
   mergeTasks,
 } from "../../static/src/islands/events.js";
 import { reconnectDelay } from "../../static/src/islands/live.js";
@@ -55,6 +56,37 @@ describe("applyEvent", () => {
     assert.deepEqual(state.retries[3], { error: "boom", retry_in_seconds: 5, at: "t3" });
     assert.deepEqual(state.snapshots[3], { v: 1 });
     assert.equal(state.decisionsVersion, 2, "a completed task and a decision both refresh the decisions");
+  });
+
+  test("a completed task gets back the copies its event leaves out (docs/api.md)", () => {
+    const whole = [
+      { id: 7, key: "dba.engine", text: "Target postgresql", rationale: "why", category: "data", confidence: "high", based_on: [1], based_on_keys: ["architect.database"] },
+    ];
+    const task = dba("completed", {
+      task_description: "Design the database of Chat",
+      input_data: { task_description: "Design the database of Chat", feature_name: "Chat", description: null },
+      output_data: { summary: "2 tables", artifacts: { engine: "postgresql" } },
+      decisions: [{ id: 7, decision_text: "Target postgresql", rationale: "why", category: "data", confidence: "high", based_on: [1], source: "agent" }],
+    });
+    const snapshot = {
+      id: 5,
+      decisions: [{ id: 7, key: "dba.engine", based_on_keys: ["architect.database"] }],
+      context_state: { upstream: {}, session_decisions: [] },
+    };
+    const state = fold(initial(), [{ type: TYPE.AGENT_TASK_COMPLETED, seq: 1, at: "t1", task, snapshot }]);
+    assert.deepEqual(state.tasks[3].output_data, { ...task.output_data, decisions: whole });
+    assert.deepEqual(state.snapshots[3].decisions, whole);
+    assert.deepEqual(state.snapshots[3].context_state, {
+      task_description: "Design the database of Chat",
+      feature_name: "Chat",
+      description: null,
+      upstream: {},
+      session_decisions: [],
+    });
+    // A whole row (the timeline's, or an older event that still has them) is left as it is.
+    const stored = { ...task, output_data: { ...task.output_data, decisions: whole } };
+    assert.equal(completedParts(stored, { ...snapshot, decisions: whole }).task, stored);
+    assert.deepEqual(completedParts(stored, { ...snapshot, decisions: whole }).snapshot.decisions, whole);
   });
 
   test("applies each seq once: a repeated or older event changes nothing", () => {

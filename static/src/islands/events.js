@@ -17,6 +17,40 @@ export function mergeTasks(tasks, incoming) {
   return merged;
 }
 
+// An `agent_task_completed` carries each thing once (docs/api.md, "What events carry"): the
+// agent's decisions only in `snapshot.decisions`, each shortened to what its row in
+// `task.decisions` does not say; the task description, feature and description only in
+// `task.input_data`. Put back what the views read from the stored rows
+// (`task.output_data.decisions`, whole `snapshot.decisions` and `snapshot.context_state`), so live
+// and loaded tasks look the same.
+export function completedParts(task, snapshot) {
+  if (!snapshot) return { task, snapshot };
+  const rows = {};
+  for (const row of task.decisions || []) rows[row.id] = row;
+  const decisions = Array.isArray(snapshot.decisions)
+    ? snapshot.decisions.map((d) => {
+        const row = d && rows[d.id];
+        if (!row || "text" in d) return d;
+        const { decision_text: text, rationale, category, confidence, based_on } = row;
+        return { ...d, text, rationale, category, confidence, based_on };
+      })
+    : snapshot.decisions;
+  const output = task.output_data;
+  const whole =
+    output && typeof output === "object" && !("decisions" in output)
+      ? { ...task, output_data: { ...output, decisions: decisions || [] } }
+      : task;
+  const shown = decisions === undefined ? { ...snapshot } : { ...snapshot, decisions };
+  const context = snapshot.context_state;
+  if (context && typeof context === "object") {
+    const input = task.input_data || {};
+    const given = {};
+    for (const key of ["task_description", "feature_name", "description"]) if (key in input) given[key] = input[key];
+    shown.context_state = { ...given, ...context };
+  }
+  return { task: whole, snapshot: shown };
+}
+
 // A stored event (it has a `seq`): applied once, in order; one at or below `lastSeq` is seen already.
 export function applyEvent(state, event) {
   if (typeof event.seq !== "number" || event.seq <= state.lastSeq) return null;
@@ -44,11 +78,13 @@ export function applyEvent(state, event) {
         [event.task.id]: { error: event.error, retry_in_seconds: event.retry_in_seconds, at: event.at },
       };
       break;
-    case TYPE.AGENT_TASK_COMPLETED:
-      next.tasks = mergeTasks(state.tasks, [event.task]);
-      if (event.snapshot) next.snapshots = { ...state.snapshots, [event.task.id]: event.snapshot };
+    case TYPE.AGENT_TASK_COMPLETED: {
+      const { task, snapshot } = completedParts(event.task, event.snapshot);
+      next.tasks = mergeTasks(state.tasks, [task]);
+      if (snapshot) next.snapshots = { ...state.snapshots, [task.id]: snapshot };
       next.decisionsVersion = state.decisionsVersion + 1;
       break;
+    }
     case TYPE.DECISION_CREATED:
       next.decisionsVersion = state.decisionsVersion + 1;
       break;
