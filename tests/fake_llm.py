@@ -53,6 +53,10 @@ def answer_for(schema_name: str, prompt: str, mode: str) -> str:
     return json.dumps(output)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # hundreds of calls may connect at once (the default backlog is 5)
+
+
 class FakeModelServer:
     """The server; `with FakeModelServer() as fake:` starts it on a free port and stops it."""
 
@@ -69,7 +73,7 @@ class FakeModelServer:
         self.in_flight = 0
         self.peak = 0
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = _Server(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)

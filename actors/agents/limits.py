@@ -44,6 +44,8 @@ DEFAULT_PAUSE_SECONDS = 1.0
 #: How long a lowered cap lasts without successes to raise it (it then returns to the full cap).
 LOWERED_CAP_TTL_MS = 600_000
 FREED_CHANNEL = "sage:llm:freed"
+#: Redis connections of the limiter per process (its scripts take well under a millisecond).
+REDIS_CONNECTIONS = 16
 KEY_PREFIX = "sage:llm:"
 
 # KEYS: leases, pause, lowered cap. ARGV: now ms, lease ms, cap, token... -> {granted, pause ms}
@@ -237,7 +239,12 @@ class _Hub:
     """This process's Redis client, scripts, limiters and the one subscriber to FREED_CHANNEL."""
 
     def __init__(self, url: str) -> None:
-        self.client = aioredis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+        # A blocking pool: hundreds of calls releasing at once queue for a few connections
+        # (the pub/sub subscriber holds one of its own) instead of failing or opening hundreds.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_CONNECTIONS, timeout=10, socket_connect_timeout=3, socket_timeout=10
+        )
+        self.client = aioredis.Redis(connection_pool=pool)
         self.limiters: dict[tuple[str, int], EndpointLimiter] = {}
         self._scripts: dict[str, Any] = {}
         self._listener: asyncio.Task[None] | None = None
