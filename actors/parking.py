@@ -147,7 +147,7 @@ def park(coro: Coroutine[Any, Any, Any], then: Continuation) -> Any:
     outcome: Outcome = concurrent.futures.Future()
     try:
         outcome.set_result(run(coro))
-    except (Exception, TimeLimitExceeded) as exc:
+    except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - the continuation decides what it means
         outcome.set_exception(exc)
     return then(outcome)
 
@@ -156,10 +156,9 @@ def resumed() -> Callable[[], Any] | None:
     """The continuation of the current message's parked wait, bound to its outcome, if this
     processing of the message is its resumption; else None (run the body from the start)."""
     thread = threading.current_thread()
-    state = thread.resuming if isinstance(thread, ParkingWorkerThread) else None
-    if state is None:
+    if not isinstance(thread, ParkingWorkerThread) or thread.resuming is None:
         return None
-    thread.resuming = None
+    state, thread.resuming = thread.resuming, None
     then, outcome = state
     return lambda: then(outcome)
 
@@ -229,9 +228,7 @@ class ParkingWorkerThread(WorkerThread):
             message.stuff_exception(e)
             throws = message.options.get("throws") or (actor and actor.options.get("throws"))
             if throws and isinstance(e, throws):
-                self.logger.info(
-                    "Failed to process message %s with expected exception %s.", message, type(e).__name__
-                )
+                self.logger.info("Failed to process message %s with expected exception %s.", message, type(e).__name__)
             elif not isinstance(e, dramatiq.Retry | dramatiq.RateLimitExceeded):
                 self.logger.error("Failed to process message %s with unhandled exception.", message, exc_info=True)
             self.broker.emit_after("process_message", message, exception=e)

@@ -429,6 +429,7 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
     started = time.monotonic()
     agent = None
     thinking = None
+    output: dict[str, Any] = {}
     try:
         agent = make_agent(role, _brain_for(session, task))
         agent.set_context(context)

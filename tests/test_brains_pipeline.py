@@ -116,9 +116,11 @@ def test_a_429_storm_is_absorbed_inside_the_attempts_without_using_a_retry(
     fake.retry_after = "0.1"
     session = run(personal_team, user, wait)
     assert session.status == "completed", session.error_message
-    assert not SessionEvent.select().where(
-        (SessionEvent.session == session.id) & (SessionEvent.type == "agent_task_retrying")
-    ).exists()
+    assert (
+        not SessionEvent.select()
+        .where((SessionEvent.session == session.id) & (SessionEvent.type == "agent_task_retrying"))
+        .exists()
+    )
     tasks = tasks_of(session.id)
     assert all(t.retry_count == 0 and t.usage["calls"] == 1 for t in tasks.values())
     throttled = 0

@@ -10,7 +10,6 @@ decision keys that exist upstream and session decisions that exist.
 from __future__ import annotations
 
 import functools
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

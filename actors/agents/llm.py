@@ -451,7 +451,7 @@ async def _server_events(response: Any, who: str) -> AsyncIterator[dict[str, Any
         if data == "[DONE]":
             return
         payload = json.loads(data)
-        if payload.get("type") == "error" or "error" in payload and isinstance(payload["error"], dict):
+        if payload.get("type") == "error" or isinstance(payload.get("error"), dict):
             message = " ".join(str((payload.get("error") or {}).get("message") or "unknown error").split())
             raise BrainError(f"{who} the endpoint failed while streaming: {message[:200]}")
         yield payload
@@ -524,9 +524,7 @@ class AnthropicBrain(ModelBrain):
         )
 
 
-async def _stream_anthropic(
-    client: Any, request: dict[str, Any], deadline: float, stream: _Stream, who: str
-) -> Answer:
+async def _stream_anthropic(client: Any, request: dict[str, Any], deadline: float, stream: _Stream, who: str) -> Answer:
     """One streamed Messages call, start to finish; the forced tool's input JSON is the answer."""
     answer = Answer()
     async with client.messages.with_streaming_response.create(**request, stream=True) as response:
