@@ -449,7 +449,7 @@ async def _server_events(response: Any, who: str) -> AsyncIterator[dict[str, Any
             continue
         data = line[5:].strip()
         if data == "[DONE]":
-            return
+            continue  # the stream ends right after; read it to its end so the response closes cleanly
         payload = json.loads(data)
         if payload.get("type") == "error" or isinstance(payload.get("error"), dict):
             message = " ".join(str((payload.get("error") or {}).get("message") or "unknown error").split())
