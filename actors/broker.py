@@ -13,6 +13,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage, Middleware
 
+from actors import parking
 from actors.middleware import DatabaseMiddleware, LogContextMiddleware
 from models.settings import Settings
 
@@ -42,6 +43,12 @@ class _WakeableConsumer(_RedisConsumer):
     def __init__(self, broker, queue_name, prefetch, timeout) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
         self.wake_key = wake_key(broker, queue_name)
+
+    @property
+    def outstanding_message_count(self) -> int:
+        # A parked message (`actors.parking`) is unacked but holds no thread: counting it would
+        # cap a process at `prefetch` (threads x 2) model calls in flight.
+        return super().outstanding_message_count - parking.parked_count(self.queue_name)
 
     def __next__(self):  # the parent's loop, with the sleep replaced
         try:

@@ -15,7 +15,13 @@ from models.settings import Settings
 
 
 class AfterEachMessage(Middleware, abc.ABC):
-    """A middleware with one hook, `after_message`, run after every message, processed or skipped."""
+    """A middleware with one hook, `after_message`, run after every message, processed or skipped.
+
+    Its state belongs to the worker thread, so a parked message (`actors.parking`) runs it when
+    it gives the thread back, and the before-hook again when it resumes.
+    """
+
+    thread_bound = True
 
     @abc.abstractmethod
     def after_message(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from actors import celery_compat as celery
+from actors import parking
 from actors.agents import BrainError, get_brain, make_agent
 from actors.agents.llm import ModelBrain
 from actors.agents.progress import ProgressPublisher, redis_sender
@@ -206,6 +207,9 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
     Returns `_result(task)`; a message that must not run (session ended, stage not reached,
     task claimed by another live message) raises `Ignore`, so nothing after it starts.
     """
+    resume = parking.resumed()
+    if resume is not None:
+        return resume()  # back from a parked model call: only the continuation runs, not the claim
     request = self.request
     task_row = _task_of(session_id, role)
     if task_row is None:
@@ -223,15 +227,35 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
     session, task, context = value
     started = time.monotonic()
     agent = None
+    thinking = None
+    output: dict[str, Any] = {}
     try:
         agent = make_agent(role, _brain_for(session, task))
         agent.set_context(context)
         _test_hooks(role)
-        output = agent.execute_task(task_description)
+        if isinstance(agent.brain, ModelBrain):
+            thinking = agent.brain.athink(role, task_description, agent.context)
+        else:
+            output = agent.execute_task(task_description)
     except (Exception, TimeLimitExceeded) as exc:
         _fail(self, task, attempt, exc, _calls(agent))
         raise  # not reached: _fail raises
-    return _complete(self, session, task, agent, output, attempt, time.monotonic() - started)
+    if thinking is None:
+        return _complete(self, session, task, agent, output, attempt, time.monotonic() - started)
+    brained = agent
+
+    def then(outcome) -> dict:
+        logs.bind(session_id=session_id, task_id=task.id, agent_role=role)  # the thread may be another
+        try:
+            output = brained.conclude(task_description, outcome.result())
+        except (Exception, TimeLimitExceeded) as exc:
+            _fail(self, task, attempt, exc, _calls(brained))
+            raise  # not reached: _fail raises
+        return _complete(self, session, task, brained, output, attempt, time.monotonic() - started)
+
+    # Wait for the model without holding this thread (actors/parking.py): `then` runs when the
+    # answer is in, on whichever worker thread is free, with the time limit covering the wait.
+    return parking.park(thinking, then)
 
 
 def _brain_for(session: ExecutionSession, task: AgentTask):

@@ -220,18 +220,19 @@ def serve_one(threads: int, grace_seconds: float) -> int:
 
     import actors  # noqa: F401  (sets up the broker and declares the actors on it)
     from actors.config import get_settings
+    from actors.parking import ParkingWorker
 
     broker = dramatiq.get_broker()
     broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=get_settings().worker_timeout_ms)
+    worker = ParkingWorker(broker, worker_threads=threads, worker_timeout=get_settings().worker_timeout_ms)
     worker.start()
     log.info("worker process ready: %d threads", threads)
 
     while not flags.stop:
         time.sleep(POLL_SECONDS)
-    log.info("stopping: no new messages; running tasks have %.0f s to finish", grace_seconds)
+    log.info("stopping: no new messages; running and parked tasks have %.0f s to finish", grace_seconds)
     worker.stop(timeout=int(grace_seconds * 1000))
-    unfinished = sum(1 for thread in worker.workers if thread.is_alive())
+    unfinished = sum(1 for thread in worker.workers if thread.is_alive()) + worker.parked
     if unfinished:
         # Their messages stay unacked and are redelivered after the heartbeat timeout; the
         # database is left open under them (closing it would fail them and use up a retry).

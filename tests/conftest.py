@@ -225,10 +225,10 @@ def stub_broker(settings: Settings, database):
 
 @pytest.fixture
 def stub_worker(stub_broker):
-    """An in-process Dramatiq worker with four threads on the stub broker."""
-    import dramatiq
+    """An in-process Dramatiq worker with four threads on the stub broker (one that parks model calls)."""
+    from actors.parking import ParkingWorker
 
-    worker = dramatiq.Worker(stub_broker, worker_timeout=20, worker_threads=4)
+    worker = ParkingWorker(stub_broker, worker_timeout=20, worker_threads=4)
     worker.start()
     yield worker
     worker.stop()

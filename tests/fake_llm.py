@@ -8,9 +8,12 @@ requests get instead:
 
 - `ok`, `slow` (the same, streamed slowly), `invalid` (no `summary`), `bad-citation` (cites a
   decision that does not exist), `notjson`, `length` (cut by the token limit), `cut` (the
-  connection drops midway), `401`, `404`, `429` (with `Retry-After: retry_after`), `500`.
+  connection drops midway), `401`, `404`, `429` (with `Retry-After: retry_after`), `500`, `hang`
+  (no answer for `hang_seconds`).
 
-Every request is kept in `requests` (path, headers, body) for the tests to inspect.
+Every request is kept in `requests` (path, headers, body) for the tests to inspect. Each waits
+`latency` seconds before it is answered; `in_flight` and `peak` count the requests being
+answered at once (now, and at most).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ def answer_for(schema_name: str, prompt: str, mode: str) -> str:
     return json.dumps(output)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # hundreds of calls may connect at once (the default backlog is 5)
+
+
 class FakeModelServer:
     """The server; `with FakeModelServer() as fake:` starts it on a free port and stops it."""
 
@@ -61,8 +68,12 @@ class FakeModelServer:
         self.default = "ok"
         self.retry_after = "1"
         self.requests: list[dict[str, Any]] = []
+        self.latency = 0.0
+        self.hang_seconds = 60.0
+        self.in_flight = 0
+        self.peak = 0
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = _Server(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -102,11 +113,26 @@ class FakeModelServer:
                     fake.requests.append(
                         {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                     )
+                    fake.in_flight += 1
+                    fake.peak = max(fake.peak, fake.in_flight)
+                try:
+                    self._answer(body)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, body: dict) -> None:
                 anthropic = self.path.rstrip("/").endswith("/messages")
                 mode = fake.next_mode()
                 given = self.headers.get("x-api-key") or self.headers.get("Authorization", "").removeprefix("Bearer ")
                 if fake.key is not None and given != fake.key:
                     mode = "401"
+                if fake.latency:
+                    time.sleep(fake.latency)
+                if mode == "hang":
+                    time.sleep(fake.hang_seconds)
+                    self.close_connection = True
+                    return
                 if mode in {"401", "404", "429", "500"}:
                     self._error(int(mode), anthropic)
                     return

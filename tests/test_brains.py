@@ -212,6 +212,8 @@ def test_each_failure_is_one_clear_line_without_the_key_and_the_sdk_does_not_ret
     fake.plan = [mode, mode]
     fake.retry_after = "7"
     brain = brain_class()
+    if mode == "429":
+        brain.time_limit = 10  # a wait of 7 s does not fit in what is left: the task's failure
     with pytest.raises(BrainError) as raised:
         brain.think("architect", "Plan it", CONTEXT["architect"][0])
     text = str(raised.value)
@@ -224,6 +226,18 @@ def test_each_failure_is_one_clear_line_without_the_key_and_the_sdk_does_not_ret
         assert all(call["validation_errors"] and call["error"] is None for call in brain.calls)
     else:
         assert brain.calls[-1]["error"] == text
+
+
+@pytest.mark.parametrize("brain_class", BRAINS, ids=["openai", "anthropic"])
+def test_a_429_that_fits_in_the_attempt_is_waited_out_and_asked_again_within_the_same_call(fake, brain_class):
+    fake.plan = ["429", "429"]
+    fake.retry_after = "0.2"
+    brain = brain_class()
+    output = brain.think("architect", "Plan it", CONTEXT["architect"][0])
+    assert output["summary"]
+    assert len(fake.requests) == 3  # two refused, one answered
+    [call] = brain.calls
+    assert call["throttled"] == 2 and call["error"] is None and call["completion_tokens"]
 
 
 @pytest.mark.parametrize("brain_class", BRAINS, ids=["openai", "anthropic"])

@@ -109,16 +109,26 @@ def test_a_failed_attempts_calls_count_in_the_usage_and_the_retry_succeeds(
     assert session.usage["calls"] == 9
 
 
-def test_a_retry_after_longer_than_the_next_delay_is_honoured(fake, personal_team, user, stub_worker, wait):
-    fake.plan = ["429"]
-    fake.retry_after = "1"
+def test_a_429_storm_is_absorbed_inside_the_attempts_without_using_a_retry(
+    fake, personal_team, user, stub_worker, wait
+):
+    fake.plan = ["429"] * 6
+    fake.retry_after = "0.1"
     session = run(personal_team, user, wait)
-    assert session.status == "completed"
-    [retrying] = SessionEvent.select().where(
-        (SessionEvent.session == session.id) & (SessionEvent.type == "agent_task_retrying")
+    assert session.status == "completed", session.error_message
+    assert (
+        not SessionEvent.select()
+        .where((SessionEvent.session == session.id) & (SessionEvent.type == "agent_task_retrying"))
+        .exists()
     )
-    assert retrying.payload["retry_in_seconds"] == 1.0  # not the configured 0.05
-    assert "rate limited (429); retry after 1 s" in retrying.payload["error"]
+    tasks = tasks_of(session.id)
+    assert all(t.retry_count == 0 and t.usage["calls"] == 1 for t in tasks.values())
+    throttled = 0
+    for task in tasks.values():
+        [snapshot] = AgentSnapshot.select().where(AgentSnapshot.agent_task == task.id)
+        [call] = snapshot.execution_metadata["model"]["calls"]
+        throttled += call["throttled"]
+    assert throttled == 6 and len(fake.requests) == 7 + 6
 
 
 def test_a_failure_that_persists_ends_the_session_in_error_with_that_reason(

@@ -43,7 +43,11 @@ class Agent:
 
     def execute_task(self, description: str) -> dict[str, Any]:
         """Do the role's work on `description` in the current context and return its output data."""
-        raw = self.brain.think(self.role, description, self.context)
+        return self.conclude(description, self.brain.think(self.role, description, self.context))
+
+    def conclude(self, description: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """The output data from the brain's answer `raw` (checked, with role, brain and provenance);
+        `execute_task`'s second half, for a caller that awaited the brain itself."""
         output = self._validated(raw)
         output["role"] = self.role
         output["task_description"] = description

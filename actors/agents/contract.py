@@ -9,6 +9,7 @@ decision keys that exist upstream and session decisions that exist.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -206,8 +207,9 @@ def schema_name(role: str) -> str:
     return f"{role}_output"
 
 
+@functools.cache  # generating it costs about a millisecond; it is the same for every call
 def json_schema(role: str) -> dict[str, Any]:
-    """The JSON Schema of the role's output, as sent to a model."""
+    """The JSON Schema of the role's output, as sent to a model (shared: do not change it)."""
     return OUTPUTS[role].model_json_schema()
 
 

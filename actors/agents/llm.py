@@ -3,8 +3,15 @@
 Both go through the providers' official SDKs with their own retries off (`max_retries=0`): the
 pipeline's policy (ARCHITECTURE.md decision 5) is the only one. Every call streams, so the
 browser sees the answer grow (`on_progress`) and token counts are the endpoint's own. A call
-is one function per provider (`_stream_openai`, `_stream_anthropic`) holding the whole
-streaming loop, so it can move onto an event loop later without reshaping the brain.
+is one coroutine per provider (`_stream_openai`, `_stream_anthropic`) on the async clients
+(`AsyncOpenAI`, `AsyncAnthropic`), one client per endpoint per process, reused by every call on
+the process's event loop (`actors.parking`): the pipeline parks the worker thread while
+`athink` runs, and `think` (tests, `brains check`) runs the same coroutine and waits for it.
+
+Calls to an endpoint go through its limiter (`actors.agents.limits`): at most
+`SAGE_LLM_MAX_CONCURRENCY` in flight across the deployment, and a 429 pauses the endpoint and
+is tried again inside the same attempt (counted in the call's `throttled`), unless the wait
+would outlast the attempt (then it is the task's failure, and its retry honours `Retry-After`).
 
 `think` asks for the role's JSON Schema as structured output, validates the answer with
 `contract.check_output`, sends the errors back once for a repair, and raises `BrainError` (one
@@ -15,15 +22,17 @@ Every call, failed ones included, is kept in `calls` for the task's usage and th
 from __future__ import annotations
 
 import abc
+import asyncio
 import email.utils
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.agents import contract
+from actors import parking
+from actors.agents import contract, limits
 from actors.agents.prompts import PROMPT_VERSION, build_prompt, estimate_tokens, repair_message
 from models.brains import brain_info, cost_usd
 
@@ -116,18 +125,15 @@ class ModelBrain(abc.ABC):
         self.timeout = _env_number("SAGE_LLM_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS)
         self.max_tokens = int(_env_number("SAGE_LLM_MAX_TOKENS", DEFAULT_MAX_TOKENS))
         self.time_limit: float | None = None  # the attempt's limit; calls end before it
-        self._client: Any = None
 
     # --- the Brain interface ----------------------------------------------------------------
 
     def think(self, role: str, task_description: str, context: dict[str, Any]) -> dict[str, Any]:
-        """Ask the model for the role's output; valid, or BrainError."""
-        try:
-            return self._think(role, task_description, context)
-        finally:
-            self.close()
+        """Ask the model for the role's output; valid, or BrainError (waits for `athink`)."""
+        return parking.run(self.athink(role, task_description, context))
 
-    def _think(self, role: str, task_description: str, context: dict[str, Any]) -> dict[str, Any]:
+    async def athink(self, role: str, task_description: str, context: dict[str, Any]) -> dict[str, Any]:
+        """`think` as a coroutine, for the process's event loop."""
         self.calls = []
         info = brain_info(self.name)
         if not info.configured:
@@ -139,7 +145,7 @@ class ModelBrain(abc.ABC):
         keys, session_ids = contract.upstream_keys(context), contract.session_decision_ids(context)
         name, schema = contract.schema_name(role), contract.json_schema(role)
         for round_ in ("answer", "repair"):
-            answer = self._call(name, schema, system, messages, deadline)
+            answer = await self._call(name, schema, system, messages, deadline)
             try:
                 data = json.loads(answer.text)
             except json.JSONDecodeError as exc:
@@ -164,7 +170,7 @@ class ModelBrain(abc.ABC):
         info = brain_info(self.name)
         if not info.configured:
             raise BrainError(f"{self.name}: not configured ({info.reason})")
-        try:
+        parking.run(
             self._call(
                 PING_SCHEMA_NAME,
                 PING_SCHEMA,
@@ -172,15 +178,8 @@ class ModelBrain(abc.ABC):
                 [{"role": "user", "content": 'Answer {"ok": true}.'}],
                 time.monotonic() + self.timeout,
             )
-        finally:
-            self.close()
+        )
         return dict(self.calls[-1])
-
-    def close(self) -> None:
-        """Close the SDK client's connections (a brain serves one attempt)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def record(self) -> dict[str, Any]:
         """What the snapshot keeps about this brain's work on the attempt."""
@@ -198,14 +197,16 @@ class ModelBrain(abc.ABC):
     def _who(self) -> str:
         return f"{self.name} model {self.model!r}:"
 
-    def _call(
+    async def _call(
         self, name: str, schema: dict[str, Any], system: str, messages: list[dict[str, Any]], deadline: float
     ) -> Answer:
-        """One streamed call with its record in `calls`; BrainError unless it finished normally."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 1:
+        """One streamed call with its record in `calls`; BrainError unless it finished normally.
+
+        A 429 before any output waits (the endpoint's pause) and asks again, inside this call.
+        """
+        if deadline - time.monotonic() <= 1:
             raise BrainError(f"{self._who()} no time left in this attempt for another call")
-        timeout = min(self.timeout, remaining)
+        timeout = min(self.timeout, deadline - time.monotonic())
         sent = [{"role": "system", "content": system}, *messages]
         stream = _Stream(self.on_progress)
         started = time.monotonic()
@@ -223,11 +224,36 @@ class ModelBrain(abc.ABC):
             "latency_ms": None,
             "cost_usd": None,
             "error": None,
+            "throttled": 0,
         }
         self.calls.append(record)
         answer = Answer()
+        limiter = limits.limiter_for(self.name, self._base_url())
         try:
-            answer = self._stream(name, schema, system, messages, timeout, deadline, stream)
+            while True:
+                timeout = min(self.timeout, deadline - time.monotonic())
+                if timeout <= 1:
+                    raise BrainError(f"{self._who()} no time left in this attempt for another call")
+                try:
+                    slot = await limiter.slot(deadline - 1)
+                except limits.SlotTimeout:
+                    raise BrainError(
+                        f"{self._who()} no free slot before the attempt's time ran out "
+                        f"(SAGE_LLM_MAX_CONCURRENCY={limiter.cap})"
+                    ) from None
+                async with slot:
+                    try:
+                        answer = await self._stream(name, schema, system, messages, timeout, deadline, stream)
+                        slot.succeeded = True
+                        break
+                    except Exception as exc:
+                        if getattr(exc, "status_code", None) != 429 or stream.parts:
+                            raise
+                        wait = await limiter.throttled(_retry_after(getattr(exc, "response", None)))
+                        if time.monotonic() + wait > deadline - 2:
+                            raise  # no time to wait here: the task's retry honours Retry-After
+                record["throttled"] += 1
+                await asyncio.sleep(wait)
         except BrainError as exc:
             record["error"] = str(exc)
             raise
@@ -269,7 +295,7 @@ class ModelBrain(abc.ABC):
         return answer
 
     @abc.abstractmethod
-    def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
+    async def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
         """One streamed request in the provider's wire format (each provider's SDK differs)."""
 
     def _describe(self, exc: Exception, timeout: float, streaming: bool = False) -> BrainError:
@@ -351,13 +377,14 @@ class OpenAIBrain(ModelBrain):
     name = "openai"
     provider = "openai"
 
-    def _client_for(self, timeout: float):
+    def _client(self):
         import openai
 
-        if self._client is None:
-            key = os.environ.get("OPENAI_API_KEY") or "not-needed"  # local servers ignore it
-            self._client = openai.OpenAI(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None, max_retries=0)
-        return self._client.with_options(timeout=_timeout(openai, timeout))
+        key = os.environ.get("OPENAI_API_KEY") or "not-needed"  # local servers ignore it
+        base_url = os.environ.get("OPENAI_BASE_URL") or None
+        return _shared_client(
+            ("openai", base_url, key), lambda: openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0)
+        )
 
     def _secrets(self) -> list[str]:
         return [os.environ.get("OPENAI_API_KEY", "")]
@@ -368,15 +395,24 @@ class OpenAIBrain(ModelBrain):
     def _limit_parameter(self) -> str:
         return "max_completion_tokens" if "api.openai.com" in self._base_url() else "max_tokens"
 
-    def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
-        return _stream_openai(
-            self._client_for(timeout),
+    async def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
+        import openai
+
+        return await _stream_openai(
+            self._client(),
             {
                 "model": self.model,
-                "messages": [{"role": "system", "content": system}, *messages],
-                # OpenAI's own newer models refuse `max_tokens`; compatible servers know only it.
-                self._limit_parameter(): self.max_tokens,
-                "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}},
+                "messages": [],  # sent in `extra_body`, below
+                # The body is plain JSON already: in `extra_body` it is sent as is, where the SDK's
+                # typed transform would walk every message and every node of the schema on every
+                # call (a third of a call's CPU, and at thousands of calls CPU counts).
+                "extra_body": {
+                    "messages": [{"role": "system", "content": system}, *messages],
+                    # OpenAI's own newer models refuse `max_tokens`; compatible servers know only it.
+                    self._limit_parameter(): self.max_tokens,
+                    "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}},
+                },
+                "timeout": _timeout(openai, timeout),
             },
             deadline,
             stream,
@@ -389,24 +425,56 @@ def _timeout(sdk: Any, seconds: float):
     return sdk.Timeout(seconds, connect=min(CONNECT_TIMEOUT_SECONDS, seconds))
 
 
-def _stream_openai(client: Any, request: dict[str, Any], deadline: float, stream: _Stream, who: str) -> Answer:
+_clients: dict[tuple[str, str | None, str | None], Any] = {}
+
+
+def _shared_client(key: tuple[str, str | None, str | None], make: Callable[[], Any]) -> Any:
+    """One async SDK client per endpoint and key in this process (making one costs tens of ms of
+    CPU; its connection pool is reused). Only ever used on the process's event loop."""
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = make()
+    return client
+
+
+async def _server_events(response: Any, who: str) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent-event stream, read off the SDK's raw streaming response.
+
+    The SDK's own stream builds a typed model per chunk, which was most of a call's CPU; the
+    request, its authentication and its error statuses still go through the SDK. An error the
+    endpoint reports inside the stream is a BrainError, as the SDK's stream would raise.
+    """
+    async for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            continue  # the stream ends right after; read it to its end so the response closes cleanly
+        payload = json.loads(data)
+        if payload.get("type") == "error" or isinstance(payload.get("error"), dict):
+            message = " ".join(str((payload.get("error") or {}).get("message") or "unknown error").split())
+            raise BrainError(f"{who} the endpoint failed while streaming: {message[:200]}")
+        yield payload
+
+
+async def _stream_openai(client: Any, request: dict[str, Any], deadline: float, stream: _Stream, who: str) -> Answer:
     """One streamed Chat Completions call, start to finish."""
     answer = Answer()
-    response = client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True})
-    try:
-        for chunk in response:
-            if getattr(chunk, "usage", None) is not None:
-                answer.prompt_tokens = chunk.usage.prompt_tokens
-                answer.completion_tokens = chunk.usage.completion_tokens
-            for choice in chunk.choices or ():
-                if choice.delta is not None and choice.delta.content:
-                    stream.add(choice.delta.content)
-                if choice.finish_reason:
-                    answer.finish_reason = choice.finish_reason
+    create = client.chat.completions.with_streaming_response.create
+    async with create(**request, stream=True, stream_options={"include_usage": True}) as response:
+        async for chunk in _server_events(response, who):
+            usage = chunk.get("usage")
+            if usage:
+                answer.prompt_tokens = usage.get("prompt_tokens")
+                answer.completion_tokens = usage.get("completion_tokens")
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    stream.add(delta["content"])
+                if choice.get("finish_reason"):
+                    answer.finish_reason = choice["finish_reason"]
             if time.monotonic() > deadline:
                 raise BrainError(f"{who} the answer was still streaming when the attempt's time ran out")
-    finally:
-        response.close()
     answer.text, answer.first_token_at = stream.text, stream.first_token_at
     return answer
 
@@ -417,16 +485,15 @@ class AnthropicBrain(ModelBrain):
     name = "anthropic"
     provider = "anthropic"
 
-    def _client_for(self, timeout: float):
+    def _client(self):
         import anthropic
 
-        if self._client is None:
-            self._client = anthropic.Anthropic(
-                api_key=os.environ.get("ANTHROPIC_API_KEY"),
-                base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
-                max_retries=0,
-            )
-        return self._client.with_options(timeout=_timeout(anthropic, timeout))
+        key = os.environ.get("ANTHROPIC_API_KEY")
+        base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
+        return _shared_client(
+            ("anthropic", base_url, key),
+            lambda: anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0),
+        )
 
     def _secrets(self) -> list[str]:
         return [os.environ.get("ANTHROPIC_API_KEY", "")]
@@ -434,16 +501,22 @@ class AnthropicBrain(ModelBrain):
     def _base_url(self) -> str:
         return os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
 
-    def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
-        return _stream_anthropic(
-            self._client_for(timeout),
+    async def _stream(self, name, schema, system, messages, timeout, deadline, stream) -> Answer:
+        import anthropic
+
+        return await _stream_anthropic(
+            self._client(),
             {
                 "model": self.model,
-                "system": system,
-                "messages": messages,
+                "messages": [],  # sent in `extra_body`, as is (see OpenAIBrain._stream)
                 "max_tokens": self.max_tokens,
-                "tools": [{"name": name, "description": "Record the complete answer.", "input_schema": schema}],
-                "tool_choice": {"type": "tool", "name": name},
+                "extra_body": {
+                    "system": system,
+                    "messages": messages,
+                    "tools": [{"name": name, "description": "Record the complete answer.", "input_schema": schema}],
+                    "tool_choice": {"type": "tool", "name": name},
+                },
+                "timeout": _timeout(anthropic, timeout),
             },
             deadline,
             stream,
@@ -451,31 +524,29 @@ class AnthropicBrain(ModelBrain):
         )
 
 
-def _stream_anthropic(client: Any, request: dict[str, Any], deadline: float, stream: _Stream, who: str) -> Answer:
+async def _stream_anthropic(client: Any, request: dict[str, Any], deadline: float, stream: _Stream, who: str) -> Answer:
     """One streamed Messages call, start to finish; the forced tool's input JSON is the answer."""
     answer = Answer()
-    response = client.messages.create(**request, stream=True)
-    try:
-        for event in response:
-            kind = event.type
+    async with client.messages.with_streaming_response.create(**request, stream=True) as response:
+        async for event in _server_events(response, who):
+            kind = event.get("type")
             if kind == "message_start":
-                usage = event.message.usage
-                answer.prompt_tokens = usage.input_tokens
-                answer.completion_tokens = usage.output_tokens
+                usage = event["message"].get("usage") or {}
+                answer.prompt_tokens = usage.get("input_tokens")
+                answer.completion_tokens = usage.get("output_tokens")
             elif kind == "content_block_delta":
-                delta = event.delta
-                if delta.type == "input_json_delta":
-                    stream.add(delta.partial_json)
-                elif delta.type == "text_delta":
-                    stream.add(delta.text)
+                delta = event.get("delta") or {}
+                if delta.get("type") == "input_json_delta":
+                    stream.add(delta.get("partial_json") or "")
+                elif delta.get("type") == "text_delta":
+                    stream.add(delta.get("text") or "")
             elif kind == "message_delta":
-                if event.delta.stop_reason:
-                    answer.finish_reason = event.delta.stop_reason
-                if event.usage is not None and event.usage.output_tokens is not None:
-                    answer.completion_tokens = event.usage.output_tokens
+                if (event.get("delta") or {}).get("stop_reason"):
+                    answer.finish_reason = event["delta"]["stop_reason"]
+                output_tokens = (event.get("usage") or {}).get("output_tokens")
+                if output_tokens is not None:
+                    answer.completion_tokens = output_tokens
             if time.monotonic() > deadline:
                 raise BrainError(f"{who} the answer was still streaming when the attempt's time ran out")
-    finally:
-        response.close()
     answer.text, answer.first_token_at = stream.text, stream.first_token_at
     return answer

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,10 +71,53 @@ class ProgressPublisher:
 
 
 def redis_sender(redis_client: Any, session_id: int) -> Callable[[dict[str, Any]], None]:
-    """Publish a progress message on the session's channel (the same one events use)."""
+    """Publish a progress message on the session's channel (the same one events use).
+
+    The message is handed to this process's publishing thread, not sent by the caller: the
+    caller is the event loop that carries every model call in flight (`actors.parking`), and a
+    blocking Redis round trip there would stall them all.
+    """
     name = channel(session_id, namespace(redis_client))
 
     def send(message: dict[str, Any]) -> None:
-        redis_client.publish(name, json.dumps(message, separators=(",", ":")))
+        _outbox().put((redis_client, name, json.dumps(message, separators=(",", ":"))))
 
     return send
+
+
+_outbox_lock = threading.Lock()
+_queue: queue.SimpleQueue[tuple[Any, str, str]] | None = None
+
+#: Progress messages sent in one Redis round trip at most (what piled up while the last went).
+BATCH = 100
+
+
+def _outbox() -> queue.SimpleQueue[tuple[Any, str, str]]:
+    global _queue
+    with _outbox_lock:
+        if _queue is None:
+            _queue = queue.SimpleQueue()
+            threading.Thread(target=_publish_forever, args=(_queue,), name="sage-progress", daemon=True).start()
+        return _queue
+
+
+def _publish_forever(outbox: queue.SimpleQueue[tuple[Any, str, str]]) -> None:
+    """Publish what is queued, a batch per round trip; progress is best effort, so errors are dropped."""
+    while True:
+        batch = [outbox.get()]
+        while len(batch) < BATCH:
+            try:
+                batch.append(outbox.get_nowait())
+            except queue.Empty:
+                break
+        by_client: dict[int, list[tuple[Any, str, str]]] = {}
+        for item in batch:
+            by_client.setdefault(id(item[0]), []).append(item)
+        for items in by_client.values():
+            try:
+                pipe = items[0][0].pipeline(transaction=False)
+                for _, name, data in items:
+                    pipe.publish(name, data)
+                pipe.execute()
+            except Exception as exc:  # noqa: BLE001 - live progress is best effort; the result is in the log
+                log.debug("could not publish %d progress messages: %s", len(items), exc)
