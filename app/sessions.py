@@ -13,9 +13,9 @@ from quart_schema import validate_querystring, validate_request
 from redis.exceptions import RedisError
 
 from app.access import require_session, require_team
-from app.db_thread import run_connected, run_db
+from app.db_thread import read_db, run_connected, run_db
 from app.errors import ApiError
-from app.login_sessions import current_user_id, login_required
+from app.login_sessions import current_user_id, login_required, login_required_access_checked, login_user_id
 from app.validation import NonBlank
 from models import design_pack, queries
 from models.brains import BrainConfigError, usable_brain
@@ -96,22 +96,21 @@ async def start(data: StartSession):
 
 
 def _list(user_id: int, team_id: int, query: SessionList) -> dict:
-    require_team(user_id, team_id, "read")
+    require_team(user_id, team_id, "read", check_account=True)
     return queries.team_sessions(team_id, query.status, query.limit, query.before)
 
 
 @blueprint.get("/teams/<int:team_id>/sessions")
-@login_required
+@login_required_access_checked
 @validate_querystring(SessionList)
 async def list_sessions(team_id: int, query_args: SessionList):
     """The team's sessions, newest first, `limit` at a time before the `before` id."""
-    user_id = await current_user_id()
-    return jsonify(await run_db(_list, user_id, team_id, query_args))
+    return jsonify(await read_db(_list, await login_user_id(), team_id, query_args))
 
 
 def _read(view):
     def load(user_id: int, session_id: int) -> dict:
-        session, _ = require_session(user_id, session_id, "read")
+        session, _ = require_session(user_id, session_id, "read", check_account=True)
         return view(session)
 
     return load
@@ -126,44 +125,44 @@ _detail, _timeline, _replay, _tree = (
 
 
 @blueprint.get("/sessions/<int:session_id>")
-@login_required
+@login_required_access_checked
 async def detail(session_id: int):
     """The session with its decisions and tasks."""
-    return jsonify(await run_db(_detail, await current_user_id(), session_id))
+    return jsonify(await read_db(_detail, await login_user_id(), session_id))
 
 
 @blueprint.get("/sessions/<int:session_id>/timeline")
-@login_required
+@login_required_access_checked
 async def timeline(session_id: int):
     """Tasks with their snapshots, by start time then pipeline order."""
-    return jsonify(await run_db(_timeline, await current_user_id(), session_id))
+    return jsonify(await read_db(_timeline, await login_user_id(), session_id))
 
 
 @blueprint.get("/sessions/<int:session_id>/replay")
-@login_required
+@login_required_access_checked
 async def replay(session_id: int):
     """Everything needed to replay the session in a browser without running it again."""
-    return jsonify(await run_db(_replay, await current_user_id(), session_id))
+    return jsonify(await read_db(_replay, await login_user_id(), session_id))
 
 
 @blueprint.get("/sessions/<int:session_id>/decisions")
-@login_required
+@login_required_access_checked
 async def decisions(session_id: int):
     """The decision tree: session decisions, then each task's with what it used."""
-    return jsonify(await run_db(_tree, await current_user_id(), session_id))
+    return jsonify(await read_db(_tree, await login_user_id(), session_id))
 
 
 def _events(user_id: int, session_id: int, after: int) -> dict:
-    require_session(user_id, session_id, "read")
+    require_session(user_id, session_id, "read", check_account=True)
     return {"events": events_after(session_id, after)}
 
 
 @blueprint.get("/sessions/<int:session_id>/events")
-@login_required
+@login_required_access_checked
 @validate_querystring(EventsQuery)
 async def events(session_id: int, query_args: EventsQuery):
     """The catch-up feed: stored events with `seq > after`."""
-    return jsonify(await run_db(_events, await current_user_id(), session_id, query_args.after))
+    return jsonify(await read_db(_events, await login_user_id(), session_id, query_args.after))
 
 
 def _end(user_id: int, session_id: int) -> dict:
