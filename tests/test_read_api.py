@@ -183,3 +183,32 @@ def test_a_read_only_unit_whose_connection_died_at_commit_is_run_again(monkeypat
     assert unit_of_work(read, read_only=True)() == 0
     monkeypatch.undo()
     assert len(attempts) == 2
+
+
+def test_json_responses_are_encoded_by_orjson_with_the_same_json_as_before(app):
+    import dataclasses
+    import datetime as dt
+    import json
+    import uuid
+    from decimal import Decimal
+
+    import orjson
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    before = type(app.json).__mro__[1](app)  # the provider orjson's extends (quart-schema's)
+    value = {
+        "z": [1.5, None, True, "é \u2028 </script>"],
+        "a": {"when": dt.datetime(2026, 1, 2, 3, 4, 5), "day": dt.date(2026, 1, 2)},
+        "point": Point(1),
+        "id": uuid.UUID(int=7),
+        "price": Decimal("1.50"),
+        "big": 2**70,  # beyond orjson's 64 bits: the standard encoder takes over
+    }
+    encoded = app.json.dumps(value, separators=(",", ":"))
+    assert json.loads(encoded) == json.loads(before.dumps(value, separators=(",", ":")))
+    assert list(json.loads(encoded)) == sorted(value)  # keys stay sorted, as the default provider sorts them
+    assert orjson.loads(app.json.dumps({"k": 1})) == {"k": 1}
+    assert type(app.json).__name__ == "OrjsonProvider"
