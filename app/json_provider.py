@@ -43,5 +43,6 @@ def use_orjson(app: Quart) -> None:
                 return super().dumps(obj, **kwargs)
 
     provider = OrjsonProvider(app)
-    provider.sort_keys, provider.compact = app.json.sort_keys, app.json.compact
+    provider.sort_keys = getattr(app.json, "sort_keys", provider.sort_keys)
+    provider.compact = getattr(app.json, "compact", provider.compact)
     app.json = provider

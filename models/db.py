@@ -85,7 +85,8 @@ class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
     def _begin_read_only(self) -> None:
         # PostgreSQL refuses any write in it (so skipping the txid read is safe), and REPEATABLE
         # READ gives every query of the unit one snapshot: a view's rows agree with each other.
-        with peewee.__exception_wrapper__:
+        # As peewee's own begin(): its wrapper turns driver errors into peewee's (typeshed omits it).
+        with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
             self.cursor().execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def transaction_status(self, xid: int) -> str:

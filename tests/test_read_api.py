@@ -153,7 +153,10 @@ def test_a_read_only_unit_of_work_sees_one_snapshot(user):
         conn = psycopg2.connect(dbname=TEST_DB_NAME, **PG)
         try:
             with conn, conn.cursor() as cur:
-                cur.execute("INSERT INTO teams (name, owner_id, is_shared, created_at) VALUES ('Later', %s, false, now())", (user.id,))
+                cur.execute(
+                    "INSERT INTO teams (name, owner_id, is_shared, created_at) VALUES ('Later', %s, false, now())",
+                    (user.id,),
+                )
         finally:
             conn.close()
         return first, Team.select().count()
@@ -212,3 +215,181 @@ def test_json_responses_are_encoded_by_orjson_with_the_same_json_as_before(app):
     assert list(json.loads(encoded)) == sorted(value)  # keys stay sorted, as the default provider sorts them
     assert orjson.loads(app.json.dumps({"k": 1})) == {"k": 1}
     assert type(app.json).__name__ == "OrjsonProvider"
+
+
+# The cache of encoded session views (app/read_cache.py).
+
+VIEWS = {"": "detail", "/timeline": "timeline", "/replay": "replay", "/decisions": "decisions", "/events": "events"}
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """How many times each session view was built (not served from the cache)."""
+    from app.read_cache import BodyCache
+
+    counts = dict.fromkeys(VIEWS.values(), 0)
+    real_build = BodyCache.get_or_build
+
+    def counting(self, key, version, build):
+        def counted():
+            counts[key[0]] += 1
+            return build()
+
+        return real_build(self, key, version, counted)
+
+    monkeypatch.setattr(BodyCache, "get_or_build", counting)
+    return counts
+
+
+async def read(client, url, etag=None):
+    response = await client.get(url, headers={"If-None-Match": etag} if etag else None)
+    return response.status_code, response.headers.get("ETag"), await response.get_data()
+
+
+@pytest.mark.parametrize("path", list(VIEWS))
+async def test_a_second_read_is_served_from_the_cache_and_answers_304_to_its_etag(login_as, cast, builds, path):
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}{path}"
+    status, etag, body = await read(viewer, url)
+    assert status == 200 and etag and builds[VIEWS[path]] == 1
+    assert await read(viewer, url) == (200, etag, body)
+    status, again, empty = await read(viewer, url, etag=etag)
+    assert (status, again, empty) == (304, etag, b"")
+    assert builds[VIEWS[path]] == 1
+    response = await viewer.get(url)
+    assert response.headers["Cache-Control"] == "private, no-cache"
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def _write_decision(cast):
+    from models import SessionDecision
+
+    SessionDecision.create(session=cast["session"], user=cast["people"]["owner"], decision_text="Later thought")
+
+
+def _write_task_status(cast):
+    """A state change with no event at all: the cache must not rely on events."""
+    from models import AgentTask
+
+    AgentTask.update(error_message="looked at again").where(AgentTask.session == cast["session"].id).execute()
+
+
+def _write_task_decision(cast):
+    from models import TaskDecision
+
+    task = cast["session"].tasks.first()
+    TaskDecision.create(agent_task=task, user=None, source="agent", decision_text="Another", based_on=[])
+
+
+def _write_snapshot(cast):
+    from models import AgentSnapshot
+
+    task = cast["session"].tasks.first()
+    AgentSnapshot.create(
+        agent_task=task, agent_role=task.agent_role, context_state={"again": True}, capabilities=[], decisions=[]
+    )
+
+
+def _write_event(cast):
+    from models.events import record_event
+
+    with db.atomic():
+        record_event(cast["session"].id, "decision_created", {"decision": {"id": 0, "scope": "session"}})
+
+
+def _write_rerun(cast):
+    from models import ExecutionSession
+
+    ExecutionSession.create(
+        team=cast["team"], user=cast["people"]["owner"], feature_name="Again", rerun_of=cast["session"]
+    )
+
+
+def _member_decides(cast):
+    from models import SessionDecision
+
+    SessionDecision.create(session=cast["session"], user=cast["people"]["member"], decision_text="Member's")
+
+
+def _delete_a_decision_author(cast):
+    """ON DELETE SET NULL rewrites the decision row (its `user_id`), with no event and no app code."""
+    User.delete().where(User.id == cast["people"]["member"].id).execute()
+
+
+# (what exists before the views are cached, the write, the views it must change; the rest may
+# keep their cached body).
+WRITES = [
+    (None, _write_decision, ["", "/replay", "/decisions"]),
+    (None, _write_task_status, ["", "/timeline", "/replay"]),
+    (None, _write_task_decision, ["", "/timeline", "/replay", "/decisions"]),
+    (None, _write_snapshot, ["/timeline", "/replay"]),
+    (None, _write_event, ["/replay", "/events"]),
+    (None, _write_rerun, [""]),
+    (_member_decides, _delete_a_decision_author, ["", "/replay", "/decisions"]),
+]
+
+
+@pytest.mark.parametrize(("prepare", "write", "changed"), WRITES, ids=[w.__name__ for _, w, _ in WRITES])
+async def test_any_write_to_what_a_view_shows_is_seen_by_the_very_next_read(login_as, cast, prepare, write, changed):
+    owner = await login_as(cast["people"]["owner"])
+    if prepare:
+        prepare(cast)
+    then = {}
+    for path in VIEWS:  # each view read twice: built, then cached
+        await read(owner, f"/sessions/{cast['session'].id}{path}")
+        then[path] = await read(owner, f"/sessions/{cast['session'].id}{path}")
+    write(cast)
+    for path, (_, etag, body) in then.items():
+        url = f"/sessions/{cast['session'].id}{path}"
+        status, fresh_etag, fresh_body = await read(owner, url, etag=etag)
+        if path in changed:
+            assert status == 200 and fresh_etag != etag and fresh_body != body, path
+        # Whatever the cache held, the answer is what the database says now.
+        assert (await read(owner, url))[2] == await _uncached(owner, url), path
+
+
+async def _uncached(client, url):
+    """The body built from the database now, bypassing every cache."""
+    from app.read_cache import BodyCache
+
+    real = BodyCache.get_or_build
+    BodyCache.get_or_build = lambda self, key, version, build: real(self, key, None, build)  # type: ignore[method-assign]
+    try:
+        return (await read(client, url))[2]
+    finally:
+        BodyCache.get_or_build = real  # type: ignore[method-assign]
+
+
+async def test_events_after_different_seqs_are_kept_apart(login_as, cast):
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}/events"
+    everything = (await (await viewer.get(url)).get_json())["events"]
+    last = everything[-1]["seq"]
+    assert (await (await viewer.get(f"{url}?after={last - 1}")).get_json())["events"] == everything[-1:]
+    assert (await (await viewer.get(f"{url}?after={last}")).get_json())["events"] == []
+    assert (await (await viewer.get(url)).get_json())["events"] == everything
+
+
+async def test_a_removed_member_with_a_cached_body_and_its_etag_gets_404_not_304(login_as, cast):
+    member = cast["people"]["member"]
+    client = await login_as(member)
+    url = f"/sessions/{cast['session'].id}/replay"
+    _, etag, _ = await read(client, url)
+    assert (await read(client, url, etag=etag))[0] == 304
+    TeamMembership.delete().where(TeamMembership.user == member.id).execute()
+    assert (await read(client, url, etag=etag))[0] == 404
+
+
+def test_the_body_cache_keeps_only_the_version_it_was_built_from_and_stays_bounded():
+    from app.read_cache import BodyCache
+
+    cache = BodyCache(max_entries=2, max_body_bytes=10)
+    assert cache.get_or_build("a", "v1", lambda: b"one") == cache.get_or_build("a", "v1", lambda: b"never")
+    assert cache.get_or_build("a", "v2", lambda: b"two")[0] == b"two"
+    assert cache.get_or_build("a", None, lambda: b"three")[0] == b"three"  # not cacheable: built, and forgotten
+    assert cache.get_or_build("a", "v2", lambda: b"four")[0] == b"four"
+    cache.get_or_build("b", "v1", lambda: b"b")
+    cache.get_or_build("c", "v1", lambda: b"c")  # "a" was the least recently used
+    assert cache.get_or_build("a", "v2", lambda: b"rebuilt")[0] == b"rebuilt"
+    cache.get_or_build("big", "v1", lambda: b"x" * 11)  # over max_body_bytes: not kept
+    assert cache.get_or_build("big", "v1", lambda: b"y" * 11)[0] == b"y" * 11
