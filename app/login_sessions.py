@@ -98,7 +98,16 @@ async def resolve_session(redis: Any, settings: Settings, auth_id: str | None, *
     """The user id of a live session, refreshing its idle timeout; None if absent or expired."""
     if not auth_id:
         return None
-    record = await redis.hgetall(session_key(auth_id))
+    idle = min(settings.session_idle_seconds, settings.session_absolute_seconds)
+    if refresh:
+        # Read and refresh in one round trip (every request makes it); EXPIRE does nothing to a key
+        # that is gone. A session closer to its absolute end than `idle` is cut back just below.
+        pipe = redis.pipeline(transaction=False)
+        pipe.hgetall(session_key(auth_id))
+        pipe.expire(session_key(auth_id), idle)
+        record, _ = await pipe.execute()
+    else:
+        record = await redis.hgetall(session_key(auth_id))
     if not record:
         return None
     try:
@@ -111,8 +120,8 @@ async def resolve_session(redis: Any, settings: Settings, auth_id: str | None, *
     if remaining <= 0:
         await delete_session(redis, auth_id, user_id)
         return None
-    if refresh:
-        await redis.expire(session_key(auth_id), min(settings.session_idle_seconds, remaining))
+    if refresh and remaining < idle:
+        await redis.expire(session_key(auth_id), remaining)
     return user_id
 
 

@@ -393,3 +393,24 @@ def test_the_body_cache_keeps_only_the_version_it_was_built_from_and_stays_bound
     assert cache.get_or_build("a", "v2", lambda: b"rebuilt")[0] == b"rebuilt"
     cache.get_or_build("big", "v1", lambda: b"x" * 11)  # over max_body_bytes: not kept
     assert cache.get_or_build("big", "v1", lambda: b"y" * 11)[0] == b"y" * 11
+
+
+async def test_a_read_resolves_its_login_in_one_redis_round_trip(app, login_as, cast, monkeypatch):
+    from redis.asyncio.client import Pipeline, Redis
+
+    viewer = await login_as(cast["people"]["viewer"])
+    trips = []
+    command, execute = Redis.execute_command, Pipeline.execute
+
+    async def one_command(self, *args, **kwargs):
+        trips.append(args[0])
+        return await command(self, *args, **kwargs)
+
+    async def one_pipeline(self, *args, **kwargs):
+        trips.append([c[0][0] for c in self.command_stack])
+        return await execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(Redis, "execute_command", one_command)
+    monkeypatch.setattr(Pipeline, "execute", one_pipeline)
+    assert (await viewer.get(f"/sessions/{cast['session'].id}")).status_code == 200
+    assert trips == [["HGETALL", "EXPIRE"]]
