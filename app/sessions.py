@@ -111,7 +111,11 @@ async def list_sessions(team_id: int, query_args: SessionList):
 
 
 def _body_cache() -> BodyCache:
-    return current_app.extensions.setdefault("sage_read_cache", BodyCache())
+    """This app's cache of encoded session views (one per web process)."""
+    cache = current_app.extensions.get("sage_read_cache")
+    if cache is None:
+        cache = current_app.extensions["sage_read_cache"] = BodyCache()
+    return cache
 
 
 def _read(name: str, view: Callable[..., dict]):
