@@ -125,10 +125,14 @@ def require_team(user_id: int, team_id: int, action: Action, *, check_account: b
     return team, role
 
 
-def _require_in_team(query, user_id: int, action: Action, what: str, team_of, check_account: bool = False):
+def _require_in_team(
+    query, user_id: int, action: Action, what: str, team_of, check_account: bool = False, also: tuple = ()
+):
     """Run `query` (already joined to Team and the caller's membership), then apply the rules."""
     if check_account:
         query = query.select_extend(_account_column(user_id))
+    if also:
+        query = query.select_extend(*also)
     found = query.first()
     if check_account:
         _check_account(found, user_id)
@@ -138,9 +142,11 @@ def _require_in_team(query, user_id: int, action: Action, what: str, team_of, ch
 
 
 def require_session(
-    user_id: int, session_id: int, action: Action, *, check_account: bool = False
+    user_id: int, session_id: int, action: Action, *, check_account: bool = False, also: tuple = ()
 ) -> tuple[ExecutionSession, Role]:
     """The execution session (with `.team` loaded) and the user's role in its team, if allowed.
+
+    `also`: more aliased columns for the same query to load onto the session (a view's version).
 
     Raises:
         ApiError: 404 when the session does not exist or its team is not visible, 403 as `require_team`.
@@ -153,7 +159,7 @@ def require_session(
         .join(mine, JOIN.LEFT_OUTER, on=on)
         .where(ExecutionSession.id == session_id)
     )
-    return _require_in_team(query, user_id, action, "session", lambda session: session.team, check_account)
+    return _require_in_team(query, user_id, action, "session", lambda session: session.team, check_account, also)
 
 
 def require_task(user_id: int, task_id: int, action: Action) -> tuple[AgentTask, Role]:

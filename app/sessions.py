@@ -123,8 +123,10 @@ def _read(name: str, view: Callable[..., dict]):
     session's rows are still those it was built from (`app.read_cache`), else a new one."""
 
     def load(cache: BodyCache, encode: Callable[..., str], user_id: int, session_id: int, *args: Any):
-        session, _ = require_session(user_id, session_id, "read", check_account=True)
-        version = queries.session_version(session.id, queries.VIEW_PARTS[name])
+        column = queries.session_version_column(session_id, queries.VIEW_PARTS[name])
+        # The version rides on the access query: one statement to learn both.
+        session, _ = require_session(user_id, session_id, "read", check_account=True, also=(column,) if column else ())
+        version = getattr(session, "view_version", None)
 
         def build() -> bytes:
             return (encode(view(session, *args), separators=(",", ":")) + "\n").encode()

@@ -414,3 +414,20 @@ async def test_a_read_resolves_its_login_in_one_redis_round_trip(app, login_as, 
     monkeypatch.setattr(Pipeline, "execute", one_pipeline)
     assert (await viewer.get(f"/sessions/{cast['session'].id}")).status_code == 200
     assert trips == [["HGETALL", "EXPIRE"]]
+
+
+@pytest.mark.parametrize("path", list(VIEWS))
+async def test_a_cached_read_is_one_statement_that_checks_access_account_and_version(login_as, cast, monkeypatch, path):
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}{path}"
+    await viewer.get(url)
+    statements = []
+    execute_sql = PostgresDatabase.execute_sql
+
+    def spy(self, sql, *args, **kwargs):
+        statements.append(sql)
+        return execute_sql(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
+    assert (await viewer.get(url)).status_code == 200
+    assert len(statements) == 1 and "view_version" in statements[0] and "account_exists" in statements[0]
