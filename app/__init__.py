@@ -12,6 +12,7 @@ from quart_schema import Info, QuartSchema
 
 from app import csrf, security, static_assets
 from app.errors import register_error_handlers
+from app.json_provider import use_orjson
 from app.live import Hub
 from app.login_sessions import COOKIE_NAME
 from app.passwords import HashPool
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         redoc_ui_path=None,
         openapi_provider_class=DocumentProvider,
     )
+    use_orjson(app)  # after QuartSchema, whose provider it extends
     QuartAuth(app)
     register_error_handlers(app)
     csrf.register(app)

@@ -15,6 +15,12 @@ Rules (docs/api.md "Roles"):
 Each check is one query that also loads the object asked about. The functions are plain sync
 code: call them inside `run_db` (in the same unit of work as the rest of the route, so the check
 and the action see the same data). The WebSocket handshake calls them the same way.
+
+With `check_account=True` the same query also asks whether the caller's account still exists,
+and raises `AccountGone` when it does not: the read views, whose login check
+(`login_sessions.login_required_access_checked`) leaves that question to them, so a read costs
+one unit of work instead of two (issue 13). A deleted account never sees a 404 for it: when the
+object is missing, the account is looked up on its own.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from typing import Literal, cast
 from peewee import JOIN, fn
 
 from app.errors import ApiError
-from models.schema import AgentTask, ExecutionSession, Team, TeamMembership
+from models.schema import AgentTask, ExecutionSession, Team, TeamMembership, User
 from models.teams import role_for
+from models.users import user_exists
 
 Action = Literal["read", "write", "manage"]
 Role = Literal["owner", "member", "viewer"]
@@ -55,6 +62,26 @@ def _membership(user_id: int):
     )
 
 
+class AccountGone(Exception):
+    """The caller's account no longer exists (deleted by another path than `DELETE /auth/me`)."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"user {user_id} no longer exists")
+        self.user_id = user_id
+
+
+def _account_column(user_id: int):
+    """`account_exists`: whether the user row is still there, as a column of the access query."""
+    return fn.EXISTS(User.select(User.id).where(User.id == user_id)).alias("account_exists")
+
+
+def _check_account(found, user_id: int) -> None:
+    """Raise AccountGone unless the access query's row (or, without one, a lookup) finds the account."""
+    exists = found.account_exists if found is not None else user_exists(user_id)
+    if not exists:
+        raise AccountGone(user_id)
+
+
 def may(role: str | None, action: Action) -> bool:
     """Whether `role` (None: cannot see the team) allows `action`."""
     if action not in ALLOWED:
@@ -69,9 +96,12 @@ def _check(role: str | None, action: Action, what: str) -> None:
         raise ApiError(403, FORBIDDEN_MESSAGES.get(action, "forbidden"))
 
 
-def _load_team(user_id: int, team_id: int) -> tuple[Team | None, Role | None]:
+def _load_team(user_id: int, team_id: int, check_account: bool = False) -> tuple[Team | None, Role | None]:
     mine, on, role_column = _membership(user_id)
-    team = Team.select(Team, role_column).join(mine, JOIN.LEFT_OUTER, on=on).where(Team.id == team_id).objects().first()
+    columns = [Team, role_column, _account_column(user_id)] if check_account else [Team, role_column]
+    team = Team.select(*columns).join(mine, JOIN.LEFT_OUTER, on=on).where(Team.id == team_id).objects().first()
+    if check_account:
+        _check_account(team, user_id)
     role = None if team is None else role_for(team, user_id, team.membership_role)
     # The database's CHECK keeps a membership's role to TEAM_ROLES, so it is a Role.
     return team, cast("Role | None", role)
@@ -82,31 +112,45 @@ def team_role(user_id: int, team_id: int) -> Role | None:
     return _load_team(user_id, team_id)[1]
 
 
-def require_team(user_id: int, team_id: int, action: Action) -> tuple[Team, Role]:
+def require_team(user_id: int, team_id: int, action: Action, *, check_account: bool = False) -> tuple[Team, Role]:
     """The team and the user's role, if the user may do `action` to it.
 
     Raises:
         ApiError: 404 when the user may not see the team, 403 when the role does not allow `action`.
+        AccountGone: with `check_account`, when the user no longer exists.
     """
-    team, role = _load_team(user_id, team_id)
+    team, role = _load_team(user_id, team_id, check_account)
     _check(role, action, "team")
     assert team is not None and role is not None  # _check raised otherwise
     return team, role
 
 
-def _require_in_team(query, user_id: int, action: Action, what: str, team_of):
+def _require_in_team(
+    query, user_id: int, action: Action, what: str, team_of, check_account: bool = False, also: tuple = ()
+):
     """Run `query` (already joined to Team and the caller's membership), then apply the rules."""
+    if check_account:
+        query = query.select_extend(_account_column(user_id))
+    if also:
+        query = query.select_extend(*also)
     found = query.first()
+    if check_account:
+        _check_account(found, user_id)
     role = None if found is None else role_for(team_of(found), user_id, found.membership_role)
     _check(role, action, what)
     return found, role
 
 
-def require_session(user_id: int, session_id: int, action: Action) -> tuple[ExecutionSession, Role]:
+def require_session(
+    user_id: int, session_id: int, action: Action, *, check_account: bool = False, also: tuple = ()
+) -> tuple[ExecutionSession, Role]:
     """The execution session (with `.team` loaded) and the user's role in its team, if allowed.
+
+    `also`: more aliased columns for the same query to load onto the session (a view's version).
 
     Raises:
         ApiError: 404 when the session does not exist or its team is not visible, 403 as `require_team`.
+        AccountGone: with `check_account`, when the user no longer exists.
     """
     mine, on, role_column = _membership(user_id)
     query = (
@@ -115,7 +159,7 @@ def require_session(user_id: int, session_id: int, action: Action) -> tuple[Exec
         .join(mine, JOIN.LEFT_OUTER, on=on)
         .where(ExecutionSession.id == session_id)
     )
-    return _require_in_team(query, user_id, action, "session", lambda session: session.team)
+    return _require_in_team(query, user_id, action, "session", lambda session: session.team, check_account, also)
 
 
 def require_task(user_id: int, task_id: int, action: Action) -> tuple[AgentTask, Role]:

@@ -18,6 +18,12 @@ async def run_db(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     return await run_sync(unit_of_work(func))(*args, **kwargs)
 
 
+async def read_db(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """`run_db` for a view that only reads: one read-only transaction, so all of `func`'s queries
+    see one snapshot, PostgreSQL refuses a write, and the commit needs no transaction-id check."""
+    return await run_sync(unit_of_work(func, read_only=True))(*args, **kwargs)
+
+
 def _connected(func: Callable[P, R]) -> Callable[P, R]:
     @reconnecting
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -22,6 +22,7 @@ from typing import Any
 from quart import current_app, g
 from quart_auth import AuthUser, current_user, login_user, logout_user
 
+from app.access import AccountGone
 from app.db_thread import run_db
 from app.errors import ApiError
 from models.settings import Settings
@@ -97,7 +98,16 @@ async def resolve_session(redis: Any, settings: Settings, auth_id: str | None, *
     """The user id of a live session, refreshing its idle timeout; None if absent or expired."""
     if not auth_id:
         return None
-    record = await redis.hgetall(session_key(auth_id))
+    idle = min(settings.session_idle_seconds, settings.session_absolute_seconds)
+    if refresh:
+        # Read and refresh in one round trip (every request makes it); EXPIRE does nothing to a key
+        # that is gone. A session closer to its absolute end than `idle` is cut back just below.
+        pipe = redis.pipeline(transaction=False)
+        pipe.hgetall(session_key(auth_id))
+        pipe.expire(session_key(auth_id), idle)
+        record, _ = await pipe.execute()
+    else:
+        record = await redis.hgetall(session_key(auth_id))
     if not record:
         return None
     try:
@@ -110,8 +120,8 @@ async def resolve_session(redis: Any, settings: Settings, auth_id: str | None, *
     if remaining <= 0:
         await delete_session(redis, auth_id, user_id)
         return None
-    if refresh:
-        await redis.expire(session_key(auth_id), min(settings.session_idle_seconds, remaining))
+    if refresh and remaining < idle:
+        await redis.expire(session_key(auth_id), remaining)
     return user_id
 
 
@@ -180,6 +190,46 @@ async def current_user_id() -> int:
     if user_id is None:
         raise ApiError(401, "log in first")
     return user_id
+
+
+async def login_user_id() -> int:
+    """The user id of the request's live login session, *without* asking the database whether the
+    account still exists: only for views under `login_required_access_checked`, whose access check
+    asks that in the view's own query.
+
+    Raises:
+        ApiError: 401 `unauthenticated` when there is no valid, live session cookie.
+    """
+    if "sage_user_id" in g:  # already verified (or refused) in this request
+        user_id = g.sage_user_id
+    else:
+        if "sage_login_user_id" not in g:
+            g.sage_login_user_id = await resolve_session(_redis(), _settings(), auth_id_from_cookie())
+        user_id = g.sage_login_user_id
+    if user_id is None:
+        raise ApiError(401, "log in first")
+    return user_id
+
+
+def login_required_access_checked(func):
+    """`login_required` for read views whose access check also checks the account (`app.access`'s
+    `check_account=True`, raising `AccountGone`): one unit of work per read instead of two.
+
+    The 401 for a missing or expired login still comes before anything else; a login whose account
+    is gone gets the same 401 (and loses every login session) once the view's query finds it so.
+    """
+
+    @wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        await login_user_id()
+        try:
+            return await current_app.ensure_async(func)(*args, **kwargs)
+        except AccountGone as gone:
+            await delete_all_sessions(_redis(), gone.user_id)
+            g.sage_user_id = None
+            raise ApiError(401, "log in first") from None
+
+    return wrapper
 
 
 def login_required(func):

@@ -19,6 +19,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
+import uvloop
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
@@ -76,7 +77,9 @@ def serve(settings: Settings, config: Config, sockets: Sockets | None = None) ->
         app = wrap_app(create_app(settings), config.wsgi_max_body_size, "asgi")
         await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown.wait)
 
-    asyncio.run(run())
+    # uvloop (what `hypercorn --worker-class uvloop` runs): the event loop and its socket I/O in C,
+    # so the one thread that parses, routes and encodes every request of a process does less.
+    uvloop.run(run())
 
 
 def _child(settings: Settings, config: Config, sockets: Sockets) -> None:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import dramatiq
 from pydantic import BaseModel, Field, StrictInt
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import validate_querystring, validate_request
 from redis.exceptions import RedisError
 
 from app.access import require_session, require_team
-from app.db_thread import run_connected, run_db
+from app.db_thread import read_db, run_connected, run_db
 from app.errors import ApiError
-from app.login_sessions import current_user_id, login_required
+from app.login_sessions import current_user_id, login_required, login_required_access_checked, login_user_id
+from app.read_cache import BodyCache
 from app.validation import NonBlank
 from models import design_pack, lifecycle, queries
 from models.brains import BrainConfigError, usable_brain
@@ -94,74 +96,105 @@ async def start(data: StartSession):
 
 
 def _list(user_id: int, team_id: int, query: SessionList) -> dict:
-    require_team(user_id, team_id, "read")
+    require_team(user_id, team_id, "read", check_account=True)
     return queries.team_sessions(team_id, query.status, query.limit, query.before)
 
 
 @blueprint.get("/teams/<int:team_id>/sessions")
-@login_required
+@login_required_access_checked
 @validate_querystring(SessionList)
 async def list_sessions(team_id: int, query_args: SessionList):
     """The team's sessions, newest first, `limit` at a time before the `before` id."""
-    user_id = await current_user_id()
-    return jsonify(await run_db(_list, user_id, team_id, query_args))
+    return jsonify(await read_db(_list, await login_user_id(), team_id, query_args))
 
 
-def _read(view):
-    def load(user_id: int, session_id: int) -> dict:
-        session, _ = require_session(user_id, session_id, "read")
-        return view(session)
+def _body_cache() -> BodyCache:
+    """This app's cache of encoded session views (one per web process)."""
+    cache = current_app.extensions.get("sage_read_cache")
+    if cache is None:
+        cache = current_app.extensions["sage_read_cache"] = BodyCache()
+    return cache
+
+
+def _read(name: str, view: Callable[..., dict]):
+    """The unit of work of a cached session view: access first, always; then the kept body if the
+    session's rows are still those it was built from (`app.read_cache`), else a new one."""
+
+    def load(cache: BodyCache, encode: Callable[..., str], user_id: int, session_id: int, *args: Any):
+        column = queries.session_version_column(session_id, queries.VIEW_PARTS[name])
+        # The version rides on the access query: one statement to learn both.
+        session, _ = require_session(user_id, session_id, "read", check_account=True, also=(column,) if column else ())
+        version = getattr(session, "view_version", None)
+
+        def build() -> bytes:
+            return (encode(view(session, *args), separators=(",", ":")) + "\n").encode()
+
+        return cache.get_or_build((name, session.id, *args), version, build)
 
     return load
 
 
-_detail, _timeline, _replay, _tree = (
-    _read(queries.session_detail),
-    _read(queries.timeline),
-    _read(queries.replay),
-    _read(queries.decision_tree),
+def _events_view(session, after: int) -> dict:
+    return {"events": events_after(session.id, after)}
+
+
+_detail, _timeline, _replay, _tree, _events = (
+    _read("detail", queries.session_detail),
+    _read("timeline", queries.timeline),
+    _read("replay", queries.replay),
+    _read("decisions", queries.decision_tree),
+    _read("events", _events_view),
 )
 
 
+async def _answer(load, session_id: int, *args: Any) -> Response:
+    """Run a cached view; 304 when the client already holds this body (`If-None-Match`)."""
+    body, etag = await read_db(load, _body_cache(), current_app.json.dumps, await login_user_id(), session_id, *args)
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+        response.headers.pop("Content-Type", None)
+    else:
+        response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    # Per user (access is checked), and it may change: a browser keeps it, but asks every time.
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
 @blueprint.get("/sessions/<int:session_id>")
-@login_required
+@login_required_access_checked
 async def detail(session_id: int):
     """The session with its decisions and tasks."""
-    return jsonify(await run_db(_detail, await current_user_id(), session_id))
+    return await _answer(_detail, session_id)
 
 
 @blueprint.get("/sessions/<int:session_id>/timeline")
-@login_required
+@login_required_access_checked
 async def timeline(session_id: int):
     """Tasks with their snapshots, by start time then pipeline order."""
-    return jsonify(await run_db(_timeline, await current_user_id(), session_id))
+    return await _answer(_timeline, session_id)
 
 
 @blueprint.get("/sessions/<int:session_id>/replay")
-@login_required
+@login_required_access_checked
 async def replay(session_id: int):
     """Everything needed to replay the session in a browser without running it again."""
-    return jsonify(await run_db(_replay, await current_user_id(), session_id))
+    return await _answer(_replay, session_id)
 
 
 @blueprint.get("/sessions/<int:session_id>/decisions")
-@login_required
+@login_required_access_checked
 async def decisions(session_id: int):
     """The decision tree: session decisions, then each task's with what it used."""
-    return jsonify(await run_db(_tree, await current_user_id(), session_id))
-
-
-def _events(user_id: int, session_id: int, after: int) -> dict:
-    require_session(user_id, session_id, "read")
-    return {"events": events_after(session_id, after)}
+    return await _answer(_tree, session_id)
 
 
 @blueprint.get("/sessions/<int:session_id>/events")
-@login_required
+@login_required_access_checked
 @validate_querystring(EventsQuery)
 async def events(session_id: int, query_args: EventsQuery):
     """The catch-up feed: stored events with `seq > after`."""
-    return jsonify(await run_db(_events, await current_user_id(), session_id, query_args.after))
+    return await _answer(_events, session_id, query_args.after)
 
 
 def _end(user_id: int, session_id: int) -> dict:

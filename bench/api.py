@@ -132,7 +132,7 @@ def main() -> None:
         session_id = ExecutionSession.select().where(ExecutionSession.team == team_id).first().id
         print(f"{args.client}, {args.connections} connections, {args.seconds} s per endpoint")
         print(f"{'endpoint':<44}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}")
-        for path in ("", "/timeline", "/replay"):
+        for path in ("", "/timeline", "/events", "/replay"):
             line(f"GET /sessions/{{id}}{path}", load(f"{base}/sessions/{session_id}{path}"))
         # One connection: the service time of one request, without queueing behind the others.
         line("GET /sessions/{id} (1 connection)", load(f"{base}/sessions/{session_id}", 1))

@@ -37,15 +37,33 @@ _commits = threading.local()
 
 class _TracksCommits(peewee.Database):
     """Counts each thread's COMMITs and remembers the one that failed, so that a retry knows
-    whether a unit of work whose connection was lost may have written anything."""
+    whether a unit of work whose connection was lost may have written anything.
+
+    A transaction begun with `read_only=True` (`db.atomic(read_only=True)`, `read_unit_of_work`)
+    cannot have written anything, so its COMMIT asks the database nothing first.
+    """
 
     def _transaction_id(self) -> int | None:
         return None
 
+    def _begin_read_only(self) -> None:
+        super().begin()
+
+    def begin(self, *args, read_only: bool = False, **kwargs):
+        # Set before BEGIN runs, so a BEGIN that fails leaves no stale flag behind either.
+        _commits.read_only = read_only
+        if read_only:
+            return self._begin_read_only()
+        return super().begin(*args, **kwargs)
+
     def commit(self):
-        # An idempotent unit (see `reconnecting`) never asks whether a lost commit was rolled
-        # back, so it skips the round trip that reads the transaction id.
-        xid = None if getattr(_commits, "idempotent", False) else self._transaction_id()
+        # A read-only transaction wrote nothing, and an idempotent unit (see `reconnecting`) never
+        # asks whether a lost commit was rolled back: neither needs the round trip that reads the
+        # transaction id. Any other asks for its id, and that read fails (and counts nothing) if
+        # the connection is gone.
+        skip = getattr(_commits, "read_only", False) or getattr(_commits, "idempotent", False)
+        xid = None if skip else self._transaction_id()
+        _commits.read_only = False
         _commits.count = getattr(_commits, "count", 0) + 1
         _commits.failed = None
         try:
@@ -53,6 +71,10 @@ class _TracksCommits(peewee.Database):
         except Exception:
             _commits.failed = (xid,)
             raise
+
+    def rollback(self):
+        _commits.read_only = False
+        return super().rollback()
 
 
 _deferred = threading.local()
@@ -70,21 +92,22 @@ class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
 
     def begin(self, isolation_level=None):
         if isolation_level is None and not self._isolation_level and not self.is_closed():
-            _deferred.conn = self._state.conn
+            _deferred.conn, _deferred.sql = self._state.conn, "BEGIN; "
             return
         super().begin(isolation_level)  # type: ignore[call-arg]  # PostgreSQL's takes a level
 
-    def _take_begin(self) -> bool:
-        """True once if this connection's BEGIN is still to be sent (and forget it)."""
+    def _take_begin(self) -> str | None:
+        """This connection's BEGIN if it is still to be sent (once: it is forgotten)."""
         conn = getattr(_deferred, "conn", None)
         if conn is None:
-            return False
+            return None
         _deferred.conn = None
-        return conn is self._state.conn
+        return _deferred.sql if conn is self._state.conn else None
 
     def execute_sql(self, sql, params=None):
-        if self._take_begin():
-            sql = "BEGIN; " + sql
+        begin = self._take_begin()
+        if begin:
+            sql = begin + sql
         return super().execute_sql(sql, params)
 
     def commit(self):
@@ -100,6 +123,17 @@ class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
     def _transaction_id(self) -> int | None:
         # NULL for a transaction that has written nothing; it assigns no id of its own.
         return self.execute_sql("SELECT txid_current_if_assigned()").fetchone()[0]
+
+    def _begin_read_only(self) -> None:
+        # PostgreSQL refuses any write in it (so skipping the txid read is safe), and REPEATABLE
+        # READ gives every query of the unit one snapshot: a view's rows agree with each other.
+        # As peewee's own begin(): its wrapper turns driver errors into peewee's (typeshed omits it).
+        # Deferred like any BEGIN: it goes out in front of the unit's first statement.
+        if self.is_closed():
+            with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
+                self.cursor().execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            return
+        _deferred.conn, _deferred.sql = self._state.conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
 
     def transaction_status(self, xid: int) -> str:
         """'committed', 'aborted' or 'in progress' (PostgreSQL's `txid_status`)."""
@@ -284,17 +318,19 @@ def reconnecting(func: Callable[P, R] | None = None, *, idempotent: bool = False
     return decorate(func) if func is not None else decorate
 
 
-def unit_of_work(func: Callable[P, R]) -> Callable[P, R]:
+def unit_of_work(func: Callable[P, R], *, read_only: bool = False) -> Callable[P, R]:
     """Run `func` in one connection and one transaction; for plain (thread) code only.
 
     A connection lost before the commit runs it once more in a new transaction (`reconnecting`).
+    With `read_only`, the transaction is PostgreSQL's `REPEATABLE READ READ ONLY`: one snapshot
+    for all of `func`'s queries, any write refused, and no transaction-id read before its COMMIT.
     """
 
     @reconnecting
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with db.connection_context():
-            with db.atomic():
+            with db.atomic(read_only=read_only):
                 return func(*args, **kwargs)
 
     return wrapper

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from peewee import JOIN, fn
+from peewee import JOIN, SQL, fn
 
 from models.schema import (
     AGENT_ROLES,
@@ -226,3 +226,52 @@ def recent_sessions(user_id: int, limit: int = 10) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+# The rows each cached view is built from (`app.read_cache`), as `id:xmin` lists. PostgreSQL gives
+# every row version a new `xmin` (the id of the transaction that wrote it), so the list changes
+# whenever a row is inserted, updated (a cascade's SET NULL included) or deleted.
+_VERSION_PARTS = {
+    "session": "SELECT xmin::text FROM execution_sessions WHERE id = %s",
+    "tasks": "SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) FROM agent_tasks WHERE session_id = %s",
+    "task_decisions": (
+        "SELECT string_agg(d.id || ':' || d.xmin::text, ',' ORDER BY d.id) FROM task_decisions d"
+        " JOIN agent_tasks t ON t.id = d.agent_task_id WHERE t.session_id = %s"
+    ),
+    "session_decisions": (
+        "SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) FROM session_decisions WHERE session_id = %s"
+    ),
+    "snapshots": (
+        "SELECT string_agg(s.id || ':' || s.xmin::text, ',' ORDER BY s.id) FROM agent_snapshots s"
+        " JOIN agent_tasks t ON t.id = s.agent_task_id WHERE t.session_id = %s"
+    ),
+    "events": ("SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) FROM session_events WHERE session_id = %s"),
+    "reruns": (
+        "SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) FROM execution_sessions WHERE rerun_of_id = %s"
+    ),
+}
+
+#: What each session view reads (keep in step with the functions above).
+VIEW_PARTS: dict[str, tuple[str, ...]] = {
+    "detail": ("session", "tasks", "task_decisions", "session_decisions", "reruns"),
+    "timeline": ("tasks", "task_decisions", "snapshots"),
+    "replay": ("session", "tasks", "task_decisions", "session_decisions", "snapshots", "events"),
+    "decisions": ("tasks", "task_decisions", "session_decisions"),
+    "events": ("events",),
+}
+
+
+def session_version_column(session_id: int, parts: tuple[str, ...]) -> Any:
+    """A column `view_version`: a digest of the rows of `parts` of the session, equal digests for
+    equal rows; to be selected by the query that loads the session (access checks it anyway).
+
+    None on a database other than PostgreSQL (SQLite has no `xmin`), which means "do not cache".
+    Select it in the same transaction as the view's queries (`read_db`'s snapshot), so they agree.
+    """
+    from models.db import PostgresDatabase, db
+
+    if not isinstance(db.obj, PostgresDatabase):
+        return None
+    # coalesce keeps every part's place, so rows cannot move from one part to the next unseen.
+    columns = ", ".join(f"coalesce(({_VERSION_PARTS[part]}), '')" for part in parts)
+    return SQL(f"md5(concat_ws('|', {columns}))", [session_id] * len(parts)).alias("view_version")
