@@ -54,6 +54,9 @@ class _TracksCommits(peewee.Database):
         _commits.read_only = read_only
         if read_only:
             return self._begin_read_only()
+        return self._begin_read_write(*args, **kwargs)
+
+    def _begin_read_write(self, *args, **kwargs):
         return super().begin(*args, **kwargs)
 
     def commit(self):
@@ -90,11 +93,11 @@ class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
     through `execute_sql` (Peewee's queries, savepoints and `SELECT txid_...` alike).
     """
 
-    def begin(self, isolation_level=None):
+    def _begin_read_write(self, isolation_level=None):
         if isolation_level is None and not self._isolation_level and not self.is_closed():
             _deferred.conn, _deferred.sql = self._state.conn, "BEGIN; "
             return
-        super().begin(isolation_level)  # type: ignore[call-arg]  # PostgreSQL's takes a level
+        super()._begin_read_write(isolation_level)
 
     def _take_begin(self) -> str | None:
         """This connection's BEGIN if it is still to be sent (once: it is forgotten)."""
