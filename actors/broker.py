@@ -1,11 +1,19 @@
-"""The Redis broker, configured from settings, with the project's middleware."""
+"""The workers' broker, configured from settings, with the project's middleware.
+
+Dramatiq's Redis broker by default; its RabbitMQ broker when `BROKER_URL` is an amqp:// URL
+(ARCHITECTURE.md decision 14). Login sessions, rate limits, live events and the canvas's
+result backend stay on Redis either way.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import dramatiq
+import pika.exceptions
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import compute_backoff
@@ -86,11 +94,23 @@ class _WakeableConsumer(_RedisConsumer):
                 pass  # the dead-worker maintenance requeues them after the heartbeat timeout
 
 
-class WakeableRedisBroker(RedisBroker):
+class _Drains:
+    """What `Draining` and the worker read on the brokers of this module."""
+
+    #: Set by `Draining` while the worker stops: consumers take no new messages.
+    draining = False
+
+    #: How many messages a worker process may hold unacked besides those it runs or has
+    #: prefetched: parked tasks (a task waiting on a model without a thread keeps its message
+    #: unacked). `queue_prefetch` adds it to the worker's prefetch, which on RabbitMQ is a hard
+    #: limit (basic_qos): without it a process whose parked tasks fill the prefetch is sent
+    #: nothing more. The code that parks messages sets it; 0 means nothing is parked.
+    parked_capacity = 0
+
+
+class WakeableRedisBroker(_Drains, RedisBroker):
     """A RedisBroker whose consumers are woken by enqueues (see `_WakeableConsumer`), and
     which stops fetching while its worker drains (see `Draining`)."""
-
-    draining = False
 
     @property
     def consumer_class(self):
@@ -115,12 +135,59 @@ class Draining(Middleware):
     """On a graceful stop, consumers stop taking messages while running tasks finish."""
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if isinstance(broker, WakeableRedisBroker):
+        if isinstance(broker, _Drains):
             broker.draining = False
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if isinstance(broker, WakeableRedisBroker):  # its consumers are the ones that look
+        if isinstance(broker, _Drains):  # its consumers are the ones that look
             broker.draining = True
+
+
+class _DrainableRabbitmqConsumer(_RabbitmqConsumer):
+    """Dramatiq's RabbitMQ consumer, except that while its worker drains it cancels its
+    subscription and only keeps the connection serviced.
+
+    Cancelling hands the messages RabbitMQ had pushed to this consumer, but that it had not yet
+    given to the worker, back to the queue for other workers. The connection must still be
+    serviced from this thread, because pika's connection is not thread-safe: the acks of the
+    tasks still running are queued onto it (`add_callback_threadsafe`) and sent here, and so
+    are its heartbeats. What the worker had already taken but not started stays unacked until
+    the worker closes the consumer, and RabbitMQ then requeues it at once.
+    """
+
+    def __init__(self, broker, queue_name, prefetch, timeout) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.timeout = timeout
+        self.cancelled = False
+
+    def __next__(self):
+        if not getattr(self.broker, "draining", False):
+            return super().__next__()
+        try:
+            if not self.cancelled:
+                self.cancelled = True
+                self.channel.cancel()  # basic.cancel, and requeues what pika buffered
+            self.connection.process_data_events(time_limit=self.timeout / 1000)
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            raise ConnectionClosed(exc) from None
+        return None
+
+
+class DrainableRabbitmqBroker(_Drains, RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker, whose consumers stop taking messages while their worker drains.
+
+    What the Redis broker needs extra code for, RabbitMQ does natively: a message stays on the
+    server until it is acked, and when a worker's connection closes, a SIGKILL included, RabbitMQ
+    requeues every message that connection had not acked, at once and without a heartbeat timeout.
+    So this broker needs neither wake-up lists (RabbitMQ pushes messages to idle consumers) nor
+    the in-flight sets and lost-message recovery of `actors.recovery` (its queues are durable and
+    its messages persistent, so a restarted RabbitMQ still has them). Delayed messages, retries
+    included, go to Dramatiq's delay queue (`<queue>.DQ`) and are moved to the queue when due.
+    """
+
+    @property
+    def consumer_class(self):
+        return _DrainableRabbitmqConsumer
 
 
 def redis_broker(settings: Settings) -> RedisBroker:
@@ -131,7 +198,7 @@ def redis_broker(settings: Settings) -> RedisBroker:
     from actors.sweeper import SweeperMiddleware
 
     broker = WakeableRedisBroker(
-        url=settings.redis_url,
+        url=settings.redis_broker_url,
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         dead_message_ttl=settings.dead_message_ttl_ms,
         maintenance_chance=MAINTENANCE_CHANCE,
@@ -149,6 +216,36 @@ def redis_broker(settings: Settings) -> RedisBroker:
     # message's database connection is still open, for the pipeline's stage gate.
     broker.add_middleware(Composition())
     return broker
+
+
+def rabbitmq_broker(settings: Settings) -> RabbitmqBroker:
+    """A RabbitMQ broker on BROKER_URL with the project's middleware (see `DrainableRabbitmqBroker`).
+
+    Publishes are confirmed: an enqueue returns once RabbitMQ has taken the message, so a session
+    the web answered 202 for cannot lose its first stage to a connection dropped mid-publish.
+    """
+    from actors.celery_compat import Composition
+    from actors.sweeper import SweeperMiddleware
+
+    # pika logs every connection opened and closed at INFO; its warnings and errors still show.
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    broker = DrainableRabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+    broker.add_middleware(CurrentMessage())
+    broker.add_middleware(Draining())
+    broker.add_middleware(DatabaseMiddleware(settings))
+    broker.add_middleware(LogContextMiddleware(settings))
+    # The stall rule still runs (its lock is on Redis); lost-message recovery skips this broker.
+    broker.add_middleware(SweeperMiddleware(settings))
+    if settings.worker_metrics_port:
+        broker.add_middleware(prometheus_middleware(settings))
+    broker.add_middleware(Composition())  # last, as on Redis
+    return broker
+
+
+def queue_prefetch(broker: dramatiq.Broker, threads: int) -> int:
+    """How many messages a worker process of `threads` threads may hold unacked from a queue:
+    Dramatiq's default (twice its threads) plus what its parked tasks hold (`parked_capacity`)."""
+    return min(threads * 2 + getattr(broker, "parked_capacity", 0), 65535)
 
 
 def prometheus_middleware(settings: Settings) -> Middleware:
@@ -184,7 +281,13 @@ def stub_broker(settings: Settings, middleware: list | None = None) -> StubBroke
 def setup_broker(settings: Settings | None = None, *, stub: bool = False) -> dramatiq.Broker:
     """Create the broker and make it Dramatiq's global one (actors bind to it when declared)."""
     settings = settings or Settings.from_env()
-    broker = stub_broker(settings) if stub else redis_broker(settings)
+    broker: dramatiq.Broker
+    if stub:
+        broker = stub_broker(settings)
+    elif settings.broker == "rabbitmq":
+        broker = rabbitmq_broker(settings)
+    else:
+        broker = redis_broker(settings)
     dramatiq.set_broker(broker)
     return broker
 
