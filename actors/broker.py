@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 import dramatiq
 import pika.exceptions
@@ -16,7 +17,7 @@ import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import compute_backoff
+from dramatiq.common import compute_backoff, iter_queue
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage, Middleware
@@ -141,24 +142,53 @@ class Draining(Middleware):
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if isinstance(broker, _Drains):  # its consumers are the ones that look
             broker.draining = True
+        if isinstance(broker, DrainableRabbitmqBroker):
+            _give_back_unstarted(worker)
+
+
+def _give_back_unstarted(worker: dramatiq.Worker) -> None:
+    """Hand the messages a stopping worker has taken but not started back to RabbitMQ now.
+
+    Dramatiq would return them only when it closes its consumers, after the running tasks have
+    finished (up to the grace period later). This runs before the worker threads are told to
+    stop; a message taken off the work queue here can no longer be started by one of them.
+    The consumer's thread sends them back (`_DrainableRabbitmqConsumer.give_back`).
+    """
+    unstarted = list(iter_queue(worker.work_queue))
+    for item in unstarted:
+        thread = worker.consumers.get(item.message.queue_name)
+        consumer = thread.consumer if thread is not None else None
+        if isinstance(consumer, _DrainableRabbitmqConsumer):
+            consumer.give_back(item.message)
+        else:
+            worker.work_queue.put(item)  # left to Dramatiq's own requeue at the end
 
 
 class _DrainableRabbitmqConsumer(_RabbitmqConsumer):
     """Dramatiq's RabbitMQ consumer, except that while its worker drains it cancels its
-    subscription and only keeps the connection serviced.
+    subscription, gives back what the worker took but had not started, and only keeps the
+    connection serviced.
 
     Cancelling hands the messages RabbitMQ had pushed to this consumer, but that it had not yet
-    given to the worker, back to the queue for other workers. The connection must still be
-    serviced from this thread, because pika's connection is not thread-safe: the acks of the
-    tasks still running are queued onto it (`add_callback_threadsafe`) and sent here, and so
-    are its heartbeats. What the worker had already taken but not started stays unacked until
-    the worker closes the consumer, and RabbitMQ then requeues it at once.
+    given to the worker, back to the queue for other workers; the ones the worker had taken
+    are handed back right after (`give_back`), so that RabbitMQ cannot push them here again.
+    All of it happens on this consumer's thread, because pika's connection is not thread-safe;
+    the acks of the tasks still running are queued onto it (`add_callback_threadsafe`) and
+    sent from here too, and so are its heartbeats.
     """
 
     def __init__(self, broker, queue_name, prefetch, timeout) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
         self.timeout = timeout
         self.cancelled = False
+        self.to_give_back: deque[int] = deque()
+
+    def give_back(self, message: dramatiq.MessageProxy) -> None:
+        """Return an unstarted message to its queue once this consumer is cancelled (any thread)."""
+        tag = message._tag  # a _RabbitmqMessage's delivery tag
+        if tag in self.known_tags:
+            self.known_tags.discard(tag)
+            self.to_give_back.append(tag)
 
     def __next__(self):
         if not getattr(self.broker, "draining", False):
@@ -167,6 +197,8 @@ class _DrainableRabbitmqConsumer(_RabbitmqConsumer):
             if not self.cancelled:
                 self.cancelled = True
                 self.channel.cancel()  # basic.cancel, and requeues what pika buffered
+            while self.to_give_back:
+                self.channel.basic_nack(self.to_give_back.popleft(), requeue=True)
             self.connection.process_data_events(time_limit=self.timeout / 1000)
         except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
             raise ConnectionClosed(exc) from None
