@@ -1,5 +1,6 @@
-"""The RabbitMQ broker's own parts (actors/broker.py): what a stopping worker gives back, and the
-prefetch that leaves room for parked messages. Whole sessions on it are in the e2e tests."""
+"""The RabbitMQ broker's own parts (actors/broker.py): what a stopping worker gives back, the
+prefetch that leaves room for parked messages, and the Celery-compatible app on an amqp:// URL.
+Whole sessions on it are in the e2e tests (`BOTH_BROKERS`)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,26 @@ def test_the_prefetch_leaves_room_for_parked_messages(rabbitmq_url):
     assert queue_prefetch(broker, 4) == 8  # Dramatiq's default: twice the threads
     broker.parked_capacity = 200  # set by the code that parks tasks waiting on a model
     assert queue_prefetch(broker, 4) == 208
+
+
+def test_a_celery_app_with_an_amqp_broker_runs_its_canvas_on_rabbitmq(settings, rabbitmq_url, redis_client):
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from actors import celery_compat as celery
+
+    app = celery.Celery("on_rabbit", broker=rabbitmq_url, backend=settings.redis_url, set_as_current=False)
+
+    @app.task(name="on_rabbit.add")
+    def plus(x: int, y: int) -> int:
+        return x + y
+
+    assert isinstance(app.broker, RabbitmqBroker)
+    app.broker.flush_all()
+    worker = dramatiq.Worker(app.broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        assert celery.chain(plus.s(1, 2), plus.s(3)).apply_async().get(timeout=20) == 6
+        assert celery.group(plus.s(i, i) for i in range(3)).apply_async().get(timeout=20) == [0, 2, 4]
+    finally:
+        worker.stop()
+        app.broker.close()
