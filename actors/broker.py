@@ -1,14 +1,23 @@
-"""The Redis broker, configured from settings, with the project's middleware."""
+"""The workers' broker, configured from settings, with the project's middleware.
+
+Dramatiq's Redis broker by default; its RabbitMQ broker when `BROKER_URL` is an amqp:// URL
+(ARCHITECTURE.md decision 14). Login sessions, rate limits, live events and the canvas's
+result backend stay on Redis either way.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import deque
 
 import dramatiq
+import pika.exceptions
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import compute_backoff
+from dramatiq.common import compute_backoff, iter_queue
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage, Middleware
@@ -93,11 +102,23 @@ class _WakeableConsumer(_RedisConsumer):
                 pass  # the dead-worker maintenance requeues them after the heartbeat timeout
 
 
-class WakeableRedisBroker(RedisBroker):
+class _Drains:
+    """What `Draining` and the worker read on the brokers of this module."""
+
+    #: Set by `Draining` while the worker stops: consumers take no new messages.
+    draining = False
+
+    #: How many messages a worker process may hold unacked besides those it runs or has
+    #: prefetched: parked tasks (a task waiting on a model without a thread keeps its message
+    #: unacked). `queue_prefetch` adds it to the worker's prefetch, which on RabbitMQ is a hard
+    #: limit (basic_qos): without it a process whose parked tasks fill the prefetch is sent
+    #: nothing more. The code that parks messages sets it; 0 means nothing is parked.
+    parked_capacity = 0
+
+
+class WakeableRedisBroker(_Drains, RedisBroker):
     """A RedisBroker whose consumers are woken by enqueues (see `_WakeableConsumer`), and
     which stops fetching while its worker drains (see `Draining`)."""
-
-    draining = False
 
     @property
     def consumer_class(self):
@@ -122,12 +143,90 @@ class Draining(Middleware):
     """On a graceful stop, consumers stop taking messages while running tasks finish."""
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if isinstance(broker, WakeableRedisBroker):
+        if isinstance(broker, _Drains):
             broker.draining = False
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if isinstance(broker, WakeableRedisBroker):  # its consumers are the ones that look
+        if isinstance(broker, _Drains):  # its consumers are the ones that look
             broker.draining = True
+        if isinstance(broker, DrainableRabbitmqBroker):
+            _give_back_unstarted(worker)
+
+
+def _give_back_unstarted(worker: dramatiq.Worker) -> None:
+    """Hand the messages a stopping worker has taken but not started back to RabbitMQ now.
+
+    Dramatiq would return them only when it closes its consumers, after the running tasks have
+    finished (up to the grace period later). This runs before the worker threads are told to
+    stop; a message taken off the work queue here can no longer be started by one of them.
+    The consumer's thread sends them back (`_DrainableRabbitmqConsumer.give_back`).
+    """
+    unstarted = list(iter_queue(worker.work_queue))
+    for item in unstarted:
+        thread = worker.consumers.get(item.message.queue_name)
+        consumer = thread.consumer if thread is not None else None
+        if isinstance(consumer, _DrainableRabbitmqConsumer):
+            consumer.give_back(item.message)
+        else:
+            worker.work_queue.put(item)  # left to Dramatiq's own requeue at the end
+
+
+class _DrainableRabbitmqConsumer(_RabbitmqConsumer):
+    """Dramatiq's RabbitMQ consumer, except that while its worker drains it cancels its
+    subscription, gives back what the worker took but had not started, and only keeps the
+    connection serviced.
+
+    Cancelling hands the messages RabbitMQ had pushed to this consumer, but that it had not yet
+    given to the worker, back to the queue for other workers; the ones the worker had taken
+    are handed back right after (`give_back`), so that RabbitMQ cannot push them here again.
+    All of it happens on this consumer's thread, because pika's connection is not thread-safe;
+    the acks of the tasks still running are queued onto it (`add_callback_threadsafe`) and
+    sent from here too, and so are its heartbeats.
+    """
+
+    def __init__(self, broker, queue_name, prefetch, timeout) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.timeout = timeout
+        self.cancelled = False
+        self.to_give_back: deque[int] = deque()
+
+    def give_back(self, message: dramatiq.MessageProxy) -> None:
+        """Return an unstarted message to its queue once this consumer is cancelled (any thread)."""
+        tag = message._tag  # a _RabbitmqMessage's delivery tag
+        if tag in self.known_tags:
+            self.known_tags.discard(tag)
+            self.to_give_back.append(tag)
+
+    def __next__(self):
+        if not getattr(self.broker, "draining", False):
+            return super().__next__()
+        try:
+            if not self.cancelled:
+                self.cancelled = True
+                self.channel.cancel()  # basic.cancel, and requeues what pika buffered
+            while self.to_give_back:
+                self.channel.basic_nack(self.to_give_back.popleft(), requeue=True)
+            self.connection.process_data_events(time_limit=self.timeout / 1000)
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            raise ConnectionClosed(exc) from None
+        return None
+
+
+class DrainableRabbitmqBroker(_Drains, RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker, whose consumers stop taking messages while their worker drains.
+
+    What the Redis broker needs extra code for, RabbitMQ does natively: a message stays on the
+    server until it is acked, and when a worker's connection closes, a SIGKILL included, RabbitMQ
+    requeues every message that connection had not acked, at once and without a heartbeat timeout.
+    So this broker needs neither wake-up lists (RabbitMQ pushes messages to idle consumers) nor
+    the in-flight sets and lost-message recovery of `actors.recovery` (its queues are durable and
+    its messages persistent, so a restarted RabbitMQ still has them). Delayed messages, retries
+    included, go to Dramatiq's delay queue (`<queue>.DQ`) and are moved to the queue when due.
+    """
+
+    @property
+    def consumer_class(self):
+        return _DrainableRabbitmqConsumer
 
 
 def redis_broker(settings: Settings) -> RedisBroker:
@@ -138,7 +237,7 @@ def redis_broker(settings: Settings) -> RedisBroker:
     from actors.sweeper import SweeperMiddleware
 
     broker = WakeableRedisBroker(
-        url=settings.redis_url,
+        url=settings.redis_broker_url,
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         dead_message_ttl=settings.dead_message_ttl_ms,
         maintenance_chance=MAINTENANCE_CHANCE,
@@ -156,6 +255,41 @@ def redis_broker(settings: Settings) -> RedisBroker:
     # message's database connection is still open, for the pipeline's stage gate.
     broker.add_middleware(Composition())
     return broker
+
+
+def rabbitmq_broker(settings: Settings) -> RabbitmqBroker:
+    """A RabbitMQ broker on BROKER_URL with the project's middleware (see `DrainableRabbitmqBroker`).
+
+    Publishes are confirmed: an enqueue returns once RabbitMQ has taken the message, so a session
+    the web answered 202 for cannot lose its first stage to a connection dropped mid-publish.
+    """
+    from actors.agents import limits
+    from actors.celery_compat import Composition
+    from actors.sweeper import SweeperMiddleware
+
+    # pika logs every connection opened and closed at INFO; its warnings and errors still show.
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    broker = DrainableRabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+    broker.add_middleware(CurrentMessage())
+    broker.add_middleware(Draining())
+    broker.add_middleware(DatabaseMiddleware(settings))
+    broker.add_middleware(LogContextMiddleware(settings))
+    # The stall rule still runs (its lock is on Redis); lost-message recovery skips this broker.
+    broker.add_middleware(SweeperMiddleware(settings))
+    if settings.worker_metrics_port:
+        broker.add_middleware(prometheus_middleware(settings))
+    broker.add_middleware(Composition())  # last, as on Redis
+    # A parked model call keeps its message unacked, and on RabbitMQ the prefetch is the hard
+    # unacked limit: leave room for as many parked calls as the endpoint cap lets run at once
+    # (all of them may land on this process), or 256 when calls are uncapped.
+    broker.parked_capacity = limits.max_concurrency() or 256
+    return broker
+
+
+def queue_prefetch(broker: dramatiq.Broker, threads: int) -> int:
+    """How many messages a worker process of `threads` threads may hold unacked from a queue:
+    Dramatiq's default (twice its threads) plus what its parked tasks hold (`parked_capacity`)."""
+    return min(threads * 2 + getattr(broker, "parked_capacity", 0), 65535)
 
 
 def prometheus_middleware(settings: Settings) -> Middleware:
@@ -191,7 +325,13 @@ def stub_broker(settings: Settings, middleware: list | None = None) -> StubBroke
 def setup_broker(settings: Settings | None = None, *, stub: bool = False) -> dramatiq.Broker:
     """Create the broker and make it Dramatiq's global one (actors bind to it when declared)."""
     settings = settings or Settings.from_env()
-    broker = stub_broker(settings) if stub else redis_broker(settings)
+    broker: dramatiq.Broker
+    if stub:
+        broker = stub_broker(settings)
+    elif settings.broker == "rabbitmq":
+        broker = rabbitmq_broker(settings)
+    else:
+        broker = redis_broker(settings)
     dramatiq.set_broker(broker)
     return broker
 

@@ -26,6 +26,11 @@ Duplicates are harmless: a claim lets one message run a task. A session is resen
 
 `recover()` runs in every worker process's sweeper thread every `RECOVERY_INTERVAL_SECONDS`,
 under a Redis lock, so once per interval across the fleet.
+
+All of this is for the Redis broker only. On RabbitMQ (`BROKER_URL=amqp://`) the broker does it
+natively: queues are durable and messages persistent, so a restart keeps them, and a message is
+requeued the moment the connection of the worker holding it closes; `InFlight` is not installed
+there and `recover_once_per_fleet` does nothing.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ supervisor runs the children itself:
 - each child is `python -m actors worker-process`, one Dramatiq `Worker` with its threads
   (`serve_one`); a child that exits without being asked to is started again at once (with a
   short backoff if children keep dying right after start), and the pool keeps serving. The dead
-  child's unacked messages are redelivered by the broker after `HEARTBEAT_TIMEOUT_MS`, and the
-  task claims make the redelivery run each task once.
+  child's unacked messages are redelivered by the broker: Redis after `HEARTBEAT_TIMEOUT_MS`,
+  RabbitMQ as soon as the child's connection closes. The task claims make the redelivery run
+  each task once.
 - SIGTERM or SIGINT (to the supervisor, or to its whole process group) is a graceful stop: each
   child stops consuming, lets its running tasks finish within `WORKER_GRACE_SECONDS`, then closes
   its database connections and exits. A second signal changes nothing (Dramatiq's CLI kills a
@@ -219,12 +220,15 @@ def serve_one(threads: int, grace_seconds: float) -> int:
     import dramatiq
 
     import actors  # noqa: F401  (sets up the broker and declares the actors on it)
+    from actors.broker import queue_prefetch
     from actors.config import get_settings
     from actors.parking import ParkingWorker
 
     broker = dramatiq.get_broker()
     broker.emit_after("process_boot")
     worker = ParkingWorker(broker, worker_threads=threads, worker_timeout=get_settings().worker_timeout_ms)
+    # Room for parked messages too: on RabbitMQ the prefetch is the channel's unacked limit.
+    worker.queue_prefetch = queue_prefetch(broker, threads)
     worker.start()
     log.info("worker process ready: %d threads", threads)
 
@@ -234,7 +238,8 @@ def serve_one(threads: int, grace_seconds: float) -> int:
     worker.stop(timeout=int(grace_seconds * 1000))
     unfinished = sum(1 for thread in worker.workers if thread.is_alive()) + worker.parked
     if unfinished:
-        # Their messages stay unacked and are redelivered after the heartbeat timeout; the
+        # Their messages stay unacked and are redelivered (Redis: after the heartbeat timeout;
+        # RabbitMQ: when this process's connections close at its exit); the
         # database is left open under them (closing it would fail them and use up a retry).
         log.warning("%d tasks still running after the grace period; they will run again elsewhere", unfinished)
         logging.shutdown()

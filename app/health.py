@@ -1,12 +1,16 @@
-"""`GET /health`: is the database reachable, is Redis reachable."""
+"""`GET /health`: are the database, Redis and the workers' broker reachable."""
 
 from __future__ import annotations
 
+import redis.asyncio as aioredis
 from quart import Blueprint, current_app, jsonify
+from quart.utils import run_sync
 from quart_schema import hide
 
 from app.db_thread import run_db
 from models.db import db
+from models.preflight import check_rabbitmq
+from models.settings import Settings
 
 blueprint = Blueprint("health", __name__)
 
@@ -18,8 +22,12 @@ def _select_one() -> None:
 @blueprint.get("/health")
 @hide
 async def health():
-    """200 when PostgreSQL and Redis both answer, 503 naming the failing part otherwise."""
-    body = {"status": "ok", "database": "ok", "redis": "ok"}
+    """200 when PostgreSQL, Redis and the broker all answer, 503 naming the failing part otherwise.
+
+    The broker is REDIS_URL's Redis unless BROKER_URL names another; a broker that refuses
+    connections shows here, because sessions could not be started.
+    """
+    body = {"status": "ok", "database": "ok", "redis": "ok", "broker": "ok"}
     try:
         await run_db(_select_one)
     except Exception:  # noqa: BLE001 - any failure means "down"
@@ -28,7 +36,23 @@ async def health():
         await current_app.extensions["sage_redis"].ping()
     except Exception:  # noqa: BLE001
         body["redis"] = "unavailable"
-    ok = body["database"] == "ok" and body["redis"] == "ok"
+    settings: Settings = current_app.extensions["sage_settings"]
+    if settings.broker == "rabbitmq":
+        try:
+            await run_sync(check_rabbitmq)(settings.broker_url)
+        except Exception:  # noqa: BLE001
+            body["broker"] = "unavailable"
+    elif settings.redis_broker_url != settings.redis_url:
+        client = aioredis.Redis.from_url(settings.redis_broker_url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            await client.ping()
+        except Exception:  # noqa: BLE001
+            body["broker"] = "unavailable"
+        finally:
+            await client.aclose()
+    else:
+        body["broker"] = body["redis"]
+    ok = all(body[part] == "ok" for part in ("database", "redis", "broker"))
     if not ok:
         body["status"] = "unavailable"
     return jsonify(body), 200 if ok else 503

@@ -10,7 +10,8 @@ and whichever worker did the work:
 - `sage_tasks{agent_role,status}`: agent tasks by role and status;
 - `sage_task_duration_seconds{agent_role,brain}`: a histogram of finished tasks' durations;
 - `sage_task_retries_total{agent_role}`: retries used, summed over tasks;
-- `sage_queue_messages{queue,state}`: broker messages ready and delayed;
+- `sage_queue_messages{queue,state}`: broker messages ready and delayed (on RabbitMQ, the
+  delayed ones no worker holds yet: workers keep the rest in memory until due);
 - `sage_websockets_open`: sockets this web process is streaming to;
 - `sage_model_tokens_total{brain,kind}` and `sage_model_cost_usd_total{brain}`: model usage.
 
@@ -26,6 +27,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from quart import Blueprint, Response, current_app, request
+from quart.utils import run_sync
 from quart_schema import hide
 
 from app.db_thread import run_db
@@ -84,6 +86,29 @@ async def queue_figures(redis: Any) -> dict[str, tuple[int, int]]:
         pipe.llen(f"{BROKER_NAMESPACE}:{name}.DQ")
     counts = await pipe.execute()
     return {name: (counts[2 * i], counts[2 * i + 1]) for i, name in enumerate(ordered)}
+
+
+def rabbitmq_queue_figures(url: str, queues: tuple[str, ...] = DEFAULT_QUEUES) -> dict[str, tuple[int, int]]:
+    """Ready and delayed messages per queue on RabbitMQ (a passive declare of each, off the loop)."""
+    import pika
+    import pika.exceptions
+
+    figures: dict[str, tuple[int, int]] = {}
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        for name in queues:
+            counts = []
+            for queue in (name, f"{name}.DQ"):
+                channel = connection.channel()
+                try:
+                    counts.append(channel.queue_declare(queue, passive=True).method.message_count)
+                    channel.close()
+                except pika.exceptions.ChannelClosedByBroker:  # not declared yet: nothing in it
+                    counts.append(0)
+            figures[name] = (counts[0], counts[1])
+    finally:
+        connection.close()
+    return figures
 
 
 class _Snapshot:
@@ -156,7 +181,10 @@ async def metrics() -> Response:
     if not _authorized(settings.metrics_token):
         raise ApiError(401, "metrics need the bearer token of METRICS_TOKEN")
     figures = await run_db(database_figures)
-    queues = await queue_figures(current_app.extensions["sage_redis"])
+    if settings.broker == "rabbitmq":
+        queues = await run_sync(rabbitmq_queue_figures)(settings.broker_url)
+    else:
+        queues = await queue_figures(current_app.extensions["sage_redis"])
     sockets = current_app.extensions["sage_hub"].subscription_count
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(figures, queues, sockets))

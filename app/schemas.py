@@ -281,6 +281,7 @@ class Health(Shape):
     status: str
     database: str
     redis: str
+    broker: str
 
 
 #: (method, rule) -> (success status, body model or None for an empty answer).

@@ -18,6 +18,10 @@ groups (see peer_dramatiq.py). A peer run's latency runs from submitting it to t
 stage's two completion stamps, so it leaves out the delivery to a client that the product's
 figure includes.
 
+With BROKER_URL=amqp://... in the environment, the product's web and workers run on RabbitMQ
+(its queues in that vhost are purged first); Redis still carries the live events, and the peers
+stay on Redis.
+
 Then, for each --worker-timeouts value, the product's idle latency again and the Redis commands
 per second its idle web + worker processes send (counted with MONITOR on the product's db only,
 so other databases' traffic on the shared server is not counted).
@@ -324,6 +328,22 @@ def report(product: Figures, peers: list[Figures]) -> None:
     print("ratio = product / peer (above 1 is better for sessions/s, worse for latency)")
 
 
+def purge_rabbitmq() -> None:
+    """Empty the product's RabbitMQ queues when BROKER_URL names RabbitMQ (a bench starts from nothing)."""
+    from models.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.broker != "rabbitmq":
+        return
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    broker = RabbitmqBroker(url=settings.broker_url)
+    broker.declare_queue("default")
+    broker.flush_all()
+    broker.close()
+    print(f"broker: RabbitMQ at {settings.broker_url.rsplit('@', 1)[-1]} (queues purged)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=100, help="sessions started at once under load")
@@ -340,6 +360,7 @@ def main() -> None:
     globals()["IDLE_PAUSE"] = args.idle_pause
 
     common.prepare()
+    purge_rabbitmq()
     from models import Team
 
     team_id = Team.create(name="Bench", owner=common.make_account("pipeline")).id

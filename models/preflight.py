@@ -10,8 +10,28 @@ from models.db import DatabaseUnavailable, check_database, make_database
 from models.settings import ConfigError, Settings
 
 
+class BrokerUnavailable(Exception):
+    """RabbitMQ did not accept a connection; the message says why."""
+
+
+def check_rabbitmq(url: str, timeout: float = 3.0) -> None:
+    """Open and close an AMQP connection to `url` (login and vhost included), else raise BrokerUnavailable."""
+    import pika
+    import pika.exceptions
+
+    parameters = pika.URLParameters(url)
+    parameters.socket_timeout = parameters.stack_timeout = timeout
+    parameters.connection_attempts, parameters.retry_delay = 1, 0
+    try:
+        pika.BlockingConnection(parameters).close()
+    except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
+        # pika's connect errors wrap the socket's: "AMQPConnectorSocketConnectError: ConnectionRefusedError(...)".
+        raise BrokerUnavailable(str(exc) or repr(exc) or type(exc).__name__) from None
+
+
 def preflight(settings: Settings) -> str | None:
-    """One readable line naming what is unreachable, or None when PostgreSQL and Redis answer.
+    """One readable line naming what is unreachable, or None when PostgreSQL, Redis and the
+    broker (RabbitMQ when BROKER_URL is amqp://) answer.
 
     It checks with a database of its own and leaves the shared proxy unbound: `python -m app`
     binds its pool (DB_MAX_CONNECTIONS) at start-up only when nothing is bound yet.
@@ -34,6 +54,11 @@ def preflight(settings: Settings) -> str | None:
             client.close()
     except (redis.RedisError, OSError, ValueError) as exc:
         return f"cannot reach Redis at REDIS_URL: {exc}"
+    if settings.broker == "rabbitmq":
+        try:
+            check_rabbitmq(settings.broker_url)
+        except BrokerUnavailable as exc:
+            return f"cannot reach RabbitMQ at BROKER_URL: {exc}"
     return None
 
 

@@ -82,6 +82,14 @@ def check_redis_url(url: str) -> str:
     return url
 
 
+def check_broker_url(url: str) -> str:
+    """Return `url` if it names a broker Dramatiq can use (Redis or RabbitMQ), else raise ConfigError."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss", "unix", "amqp", "amqps"}:
+        raise ConfigError(f"BROKER_URL must start with redis:// or amqp://, not {parts.scheme or url!r}")
+    return url
+
+
 def _secret_key(env: dict[str, str], production: bool, instance_dir: Path) -> str:
     """SECRET_KEY from the environment; in development, generated once into instance/."""
     key = env.get("SECRET_KEY", "")
@@ -115,6 +123,8 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     db_max_connections: int = 20
     redis_url: str = DEFAULT_REDIS_URL
+    #: The workers' broker; empty means Dramatiq's Redis broker on `redis_url` (decision 14).
+    broker_url: str = ""
     secret_key: str = field(default="", repr=False)
     cookie_secure: bool = False
     max_body_bytes: int = 64 * 1024
@@ -159,6 +169,16 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def broker(self) -> str:
+        """Which broker the workers use: "rabbitmq" for an amqp:// BROKER_URL, else "redis"."""
+        return "rabbitmq" if self.broker_url.startswith(("amqp://", "amqps://")) else "redis"
+
+    @property
+    def redis_broker_url(self) -> str:
+        """The Redis URL of the Redis broker: BROKER_URL when it names Redis, else REDIS_URL."""
+        return self.broker_url if self.broker == "redis" and self.broker_url else self.redis_url
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, instance_dir: Path | None = None) -> Settings:
         """Read settings from `env` (default: os.environ); raise ConfigError on bad values."""
@@ -172,6 +192,7 @@ class Settings:
             "env": sage_env,
             "database_url": check_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             "redis_url": check_redis_url(env.get("REDIS_URL") or DEFAULT_REDIS_URL),
+            "broker_url": check_broker_url(env["BROKER_URL"].strip()) if env.get("BROKER_URL", "").strip() else "",
             "secret_key": _secret_key(env, production, instance),
             "cookie_secure": _bool("COOKIE_SECURE", env.get("COOKIE_SECURE", "true" if production else "false")),
             "allowed_origins": tuple(

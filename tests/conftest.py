@@ -1,9 +1,9 @@
 """Shared fixtures: the test database and Redis db, clean state per test, and the design's data.
 
 Tests run against the real services, in their own database (`sage_mode_test`, or
-`SAGE_TEST_DATABASE`) and Redis database number (15, or `SAGE_TEST_REDIS_DB`), so they never
-touch a developer's data. When a service is missing the tests skip, except with CI=true,
-where they fail.
+`SAGE_TEST_DATABASE`), Redis database number (15, or `SAGE_TEST_REDIS_DB`) and RabbitMQ
+vhost (`sage_test_<database>`), so they never touch a developer's data or meet a developer's
+worker. When a service is missing the tests skip, except with CI=true, where they fail.
 """
 
 from __future__ import annotations
@@ -26,11 +26,16 @@ TEST_REDIS_DB = int(os.environ.get("SAGE_TEST_REDIS_DB", "15"))
 PG = {"host": "127.0.0.1", "port": 5432, "user": "root"}
 TEST_DATABASE_URL = f"postgresql://root@127.0.0.1:5432/{TEST_DB_NAME}"
 TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+#: A vhost of its own per test database, so parallel runs (CI's, another checkout's) never share queues.
+TEST_RABBITMQ_VHOST = f"sage_test_{TEST_DB_NAME}"
+TEST_RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:5672/{TEST_RABBITMQ_VHOST}"
 
 # Everything imported from here on (the actors' broker included) sees the test services.
 os.environ["SAGE_ENV"] = "test"
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["REDIS_URL"] = TEST_REDIS_URL
+# The broker is chosen per test (`broker_kind`); a developer's BROKER_URL must not leak in.
+os.environ.pop("BROKER_URL", None)
 os.environ.setdefault("RETRY_DELAYS_SECONDS", "0.05,0.1,0.2")
 # bcrypt at its minimum cost: the default (12) is tested in test_settings, not paid per login.
 os.environ.setdefault("BCRYPT_ROUNDS", "4")
@@ -259,6 +264,73 @@ def wait():
 HEARTBEAT_MS = int(os.environ.get("SAGE_FAILOVER_HEARTBEAT_MS", "3000"))
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The test vhost on the local RabbitMQ, created (with rabbitmqctl) the first time."""
+    from models.preflight import BrokerUnavailable, check_rabbitmq
+
+    try:
+        check_rabbitmq(TEST_RABBITMQ_URL)
+        return TEST_RABBITMQ_URL
+    except BrokerUnavailable:
+        pass
+    try:
+        check_rabbitmq("amqp://guest:guest@127.0.0.1:5672/")
+    except BrokerUnavailable as exc:
+        _unavailable("RabbitMQ", exc)
+    vhost = TEST_RABBITMQ_VHOST
+    try:
+        # add_vhost fails when the vhost exists (then only its permissions were missing).
+        subprocess.run(["rabbitmqctl", "add_vhost", vhost], capture_output=True, timeout=60)
+        subprocess.run(
+            ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        check_rabbitmq(TEST_RABBITMQ_URL)
+    except (OSError, subprocess.SubprocessError, BrokerUnavailable) as exc:
+        _unavailable(f"RabbitMQ's vhost {vhost} (made with rabbitmqctl)", exc)
+    return TEST_RABBITMQ_URL
+
+
+@pytest.fixture
+def broker_kind() -> str:
+    """The workers' broker in a test: Redis, unless the test parametrizes it (`BOTH_BROKERS`)."""
+    return "redis"
+
+
+#: Runs a test once on each broker: `@BOTH_BROKERS` with the `actors_broker` fixture.
+BOTH_BROKERS = pytest.mark.parametrize("broker_kind", ["redis", "rabbitmq"])
+
+
+@pytest.fixture
+def broker_env(broker_kind: str, request) -> dict[str, str]:
+    """The environment that points a worker or a script at the test's broker."""
+    if broker_kind == "rabbitmq":
+        return {"BROKER_URL": request.getfixturevalue("rabbitmq_url")}
+    return {}
+
+
+@pytest.fixture
+def actors_broker(settings, broker_env):
+    """The actors bound to the test's broker (`broker_kind`), its queues empty, so sessions
+    started in the test reach the real workers of `start_worker`."""
+    from actors.broker import rabbitmq_broker, redis_broker, use_broker
+    from actors.config import set_settings
+
+    if "BROKER_URL" in broker_env:
+        broker = rabbitmq_broker(settings.with_overrides(broker_url=broker_env["BROKER_URL"]))
+    else:
+        broker = redis_broker(settings.with_overrides(heartbeat_timeout_ms=HEARTBEAT_MS))
+    previous = use_broker(broker)
+    broker.flush_all()  # RabbitMQ keeps its queues between tests (Redis's db is flushed anyway)
+    yield broker
+    use_broker(previous)
+    broker.close()
+    set_settings(None)
+
+
 @pytest.fixture
 def redis_actors(settings):
     """The actors bound to a Redis broker on the test Redis db, so sessions reach real workers."""
@@ -273,9 +345,25 @@ def redis_actors(settings):
     set_settings(None)
 
 
+def _rabbitmq_consumers(url: str, queue: str = "default") -> int:
+    """How many consumers `queue` has on RabbitMQ at `url` (0 while it does not exist)."""
+    import pika
+    import pika.exceptions
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 @pytest.fixture
-def start_worker(tmp_path, redis_client):
-    """Start `python -m actors worker` processes (each its own process group); stop them after."""
+def start_worker(tmp_path, redis_client, broker_env):
+    """Start `python -m actors worker` processes (each its own process group) on the test's
+    broker (`broker_kind`); stop them after."""
     started: list[subprocess.Popen] = []
     logs = []
 
@@ -286,6 +374,7 @@ def start_worker(tmp_path, redis_client):
             "HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_MS),
             "WORKER_TIMEOUT_MS": "50",
             "SAGE_TEST_MARKER_DIR": str(tmp_path),
+            **broker_env,
             **extra_env,
         }
         log = open(tmp_path / f"worker-{len(started)}.log", "w")
@@ -304,7 +393,11 @@ def start_worker(tmp_path, redis_client):
     def ready(count: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if redis_client.zcard("dramatiq:__heartbeats__") >= count:
+            if "BROKER_URL" in broker_env:
+                up = _rabbitmq_consumers(broker_env["BROKER_URL"])  # one per worker process
+            else:
+                up = redis_client.zcard("dramatiq:__heartbeats__")
+            if up >= count:
                 return
             time.sleep(0.1)
         logs = "\n".join(p.read_text()[-2000:] for p in tmp_path.glob("worker-*.log"))

@@ -8,7 +8,7 @@ from app import create_app
 async def test_health_is_ok_when_database_and_redis_answer(client):
     response = await client.get("/health")
     assert response.status_code == 200
-    assert await response.get_json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert await response.get_json() == {"status": "ok", "database": "ok", "redis": "ok", "broker": "ok"}
 
 
 async def test_health_names_redis_when_redis_is_unreachable(settings, database):
@@ -16,7 +16,33 @@ async def test_health_names_redis_when_redis_is_unreachable(settings, database):
     async with broken.test_app():
         response = await broken.test_client().get("/health")
     assert response.status_code == 503
-    assert await response.get_json() == {"status": "unavailable", "database": "ok", "redis": "unavailable"}
+    assert await response.get_json() == {
+        "status": "unavailable",
+        "database": "ok",
+        "redis": "unavailable",
+        "broker": "unavailable",  # the Redis broker is that Redis
+    }
+
+
+async def test_health_checks_rabbitmq_when_it_is_the_broker(settings, database, rabbitmq_url):
+    app = create_app(settings, broker_url=rabbitmq_url)
+    async with app.test_app():
+        response = await app.test_client().get("/health")
+    assert response.status_code == 200
+    assert await response.get_json() == {"status": "ok", "database": "ok", "redis": "ok", "broker": "ok"}
+
+
+async def test_health_names_the_broker_when_rabbitmq_is_unreachable(settings, database):
+    broken = create_app(settings, broker_url="amqp://guest:guest@127.0.0.1:5699/")
+    async with broken.test_app():
+        response = await broken.test_client().get("/health")
+    assert response.status_code == 503
+    assert await response.get_json() == {
+        "status": "unavailable",
+        "database": "ok",
+        "redis": "ok",
+        "broker": "unavailable",
+    }
 
 
 async def test_health_names_the_database_when_it_is_unreachable(settings, redis_client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import BOTH_BROKERS
 from helpers import add_member, make_user, rebuild_completed
 
 from models import AGENT_ROLES
@@ -13,8 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def live(app, login_as, user, shared_team, redis_actors, start_worker):
-    """A worker process, an owner and a viewer of a shared team, both logged in."""
+async def live(app, login_as, user, shared_team, actors_broker, start_worker):
+    """A worker process on the test's broker, an owner and a viewer of a shared team, both logged in."""
     start_worker(threads=4)
     start_worker.ready(1)
     viewer_user = make_user("viewer")
@@ -44,6 +45,7 @@ async def watch(ws, until: str = "session_completed", limit: int | None = None, 
     return received
 
 
+@BOTH_BROKERS
 async def test_a_session_streams_every_event_once_and_matches_the_rest_views(live):
     owner, viewer = live["owner"], live["viewer"]
     session_id = await start(owner, live["team"].id, "Real-time chat with file uploads")

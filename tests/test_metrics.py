@@ -75,6 +75,35 @@ async def test_metrics_count_sessions_tasks_durations_retries_and_queued_message
     assert got[("sage_websockets_open", ())] == 0
 
 
+async def test_metrics_count_the_messages_waiting_on_rabbitmq_when_it_is_the_broker(
+    settings, database, redis_client, rabbitmq_url
+):
+    import dramatiq
+
+    from actors.broker import DrainableRabbitmqBroker
+
+    broker = DrainableRabbitmqBroker(url=rabbitmq_url, middleware=[])
+
+    @dramatiq.actor(broker=broker, queue_name="default", actor_name="metrics_probe")
+    def probe() -> None:
+        pass
+
+    broker.flush_all()
+    try:
+        probe.send()
+        probe.send()
+        probe.send_with_options(delay=60_000)
+        app = create_app(settings, metrics_token=TOKEN, broker_url=rabbitmq_url)
+        async with app.test_app():
+            response = await app.test_client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        got = samples(await response.get_data(as_text=True))
+    finally:
+        broker.flush_all()
+        broker.close()
+    assert got[("sage_queue_messages", (("queue", "default"), ("state", "ready")))] == 2
+    assert got[("sage_queue_messages", (("queue", "default"), ("state", "delayed")))] == 1
+
+
 def free_port() -> int:
     import socket
 

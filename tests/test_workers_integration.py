@@ -1,7 +1,9 @@
-"""Real `dramatiq` worker processes on Redis: whole sessions, and a worker killed mid-task."""
+"""Real `dramatiq` worker processes on each broker (Redis, RabbitMQ): whole sessions, retries
+after their delay, and a worker killed mid-task."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -12,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from actors import pipeline
+from actors.config import set_settings
 from models import AgentSnapshot, AgentTask, ExecutionSession, SessionEvent
 
 pytestmark = pytest.mark.integration
 
-from conftest import HEARTBEAT_MS  # noqa: E402
+from conftest import BOTH_BROKERS, HEARTBEAT_MS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,13 +33,14 @@ def markers(directory: Path, role: str) -> list[tuple[int, float]]:
     return sorted(found, key=lambda m: m[1])
 
 
-def test_the_run_script_drives_a_session_to_completed_on_a_real_worker(personal_team, start_worker, wait):
+@BOTH_BROKERS
+def test_the_run_script_drives_a_session_to_completed_on_a_real_worker(personal_team, broker_env, start_worker, wait):
     start_worker(threads=4)
     start_worker.ready(1)
     out = subprocess.run(
         [sys.executable, "-m", "actors", "run", "--team", str(personal_team.id), "Team chat", "--description", "real-time",
          "--timeout", "60"],
-        cwd=ROOT, env={**os.environ, "SAGE_ENV": "test"}, capture_output=True, text=True, timeout=90,
+        cwd=ROOT, env={**os.environ, "SAGE_ENV": "test", **broker_env}, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     session = ExecutionSession.get(ExecutionSession.feature_name == "Team chat")
@@ -46,15 +50,16 @@ def test_the_run_script_drives_a_session_to_completed_on_a_real_worker(personal_
 
     rerun = subprocess.run(
         [sys.executable, "-m", "actors", "rerun-session", str(session.id), "--from", "security", "--timeout", "60"],
-        cwd=ROOT, env={**os.environ, "SAGE_ENV": "test"}, capture_output=True, text=True, timeout=90,
+        cwd=ROOT, env={**os.environ, "SAGE_ENV": "test", **broker_env}, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     copy = ExecutionSession.get(ExecutionSession.rerun_of == session.id)
     assert copy.status == "completed"
 
 
+@BOTH_BROKERS
 def test_a_worker_killed_mid_task_is_replaced_and_every_task_completes_once(
-    personal_team, user, redis_actors, start_worker, wait, capsys
+    personal_team, user, broker_kind, actors_broker, start_worker, wait, capsys
 ):
     slow = {"SAGE_TEST_AGENT_SLEEP": "dba=3"}
     start_worker(**slow)
@@ -73,9 +78,12 @@ def test_a_worker_killed_mid_task_is_replaced_and_every_task_completes_once(
     assert rerun_pid != victim
     failover = rerun_at - killed_at
     with capsys.disabled():
-        print(f"\nworker failover: kill -> dba running again in {failover:.2f} s (heartbeat {HEARTBEAT_MS} ms)")
+        print(
+            f"\nworker failover on {broker_kind}: kill -> dba running again in {failover:.2f} s (heartbeat {HEARTBEAT_MS} ms)"
+        )
     # Not a speed target (bench/README.md has the figure): a redelivery after the heartbeat
-    # timeout, not after the 60 s wait above ran out. The margin absorbs a loaded machine.
+    # timeout (Redis) or the closed connection (RabbitMQ), not after the 60 s wait above ran
+    # out. The margin absorbs a loaded machine.
     assert failover < HEARTBEAT_MS / 1000 + 30
 
     session = wait(lambda: (s := ExecutionSession.get_by_id(session.id)).status != "active" and s, timeout=60)
@@ -91,3 +99,29 @@ def test_a_worker_killed_mid_task_is_replaced_and_every_task_completes_once(
     dba_starts = [e for e in events if e.type == "agent_task_started" and e.payload["task"]["agent_role"] == "dba"]
     assert len(dba_starts) == 2  # claimed by the killed worker, re-claimed by the redelivered message
     assert AgentSnapshot.get(AgentSnapshot.agent_task == dba.id).execution_metadata["worker"]["pid"] == rerun_pid
+
+
+@BOTH_BROKERS
+def test_attempts_over_the_time_limit_are_retried_after_their_delay_until_the_retries_run_out(
+    personal_team, user, settings, actors_broker, start_worker, wait
+):
+    # The delayed retries travel through the broker's delay queue (Redis's `.DQ` sorted set,
+    # RabbitMQ's `.DQ` queue) and come back to a worker when due.
+    start_worker(SAGE_TEST_AGENT_SLEEP="architect=10", RETRY_DELAYS_SECONDS="0.5,0.5,0.5")
+    start_worker.ready(1)
+    set_settings(settings.with_overrides(task_time_limit_seconds=0.5))  # sent with each message
+    session = pipeline.create_session(personal_team.id, user.id, "Team chat", "real-time messaging")
+    pipeline.start_session(session.id)
+
+    session = wait(lambda: (s := ExecutionSession.get_by_id(session.id)).status != "active" and s, timeout=60)
+    assert session.status == "error"
+    architect = AgentTask.get(AgentTask.session == session.id, AgentTask.agent_role == "architect")
+    assert (architect.status, architect.retry_count) == ("error", 3)
+    assert AgentTask.select().where((AgentTask.session == session.id) & (AgentTask.status != "pending")).count() == 1
+    events = SessionEvent.select().where(SessionEvent.session == session.id).order_by(SessionEvent.seq)
+    retries = [e.payload["retry_in_seconds"] for e in events if e.type == "agent_task_retrying"]
+    assert retries == [0.5, 0.5, 0.5]
+    starts = [at for _, at in markers(start_worker.markers, "architect")]
+    assert len(starts) == 4  # the first attempt and three retries, each over its limit
+    # Each retry waited out its delay on top of the attempt's limit before it started.
+    assert all(later - earlier >= 0.5 for earlier, later in itertools.pairwise(starts))

@@ -350,12 +350,14 @@ class Composition(Middleware):
 
 
 def broker_from_url(url: str, transport_options: dict[str, Any] | None = None) -> dramatiq.Broker:
-    """A Dramatiq broker for `Celery(broker=url)`: Redis (`redis://`), or in memory (`memory://`).
+    """A Dramatiq broker for `Celery(broker=url)`: Redis (`redis://`), RabbitMQ (`amqp://`), or
+    in memory (`memory://`).
 
     `broker_transport_options={"visibility_timeout": s}` is how long a message taken by a worker
-    that died waits before another worker gets it (Dramatiq's heartbeat timeout; default 60 s).
+    that died waits before another worker gets it on Redis (Dramatiq's heartbeat timeout;
+    default 60 s); RabbitMQ gives it back as soon as the worker's connection closes.
     """
-    from actors.broker import MAINTENANCE_CHANCE, WakeableRedisBroker, WakeUp
+    from actors.broker import MAINTENANCE_CHANCE, DrainableRabbitmqBroker, Draining, WakeableRedisBroker, WakeUp
 
     options = dict(transport_options or {})
     visibility = options.pop("visibility_timeout", 60)
@@ -368,13 +370,17 @@ def broker_from_url(url: str, transport_options: dict[str, Any] | None = None) -
         )
         broker.add_middleware(CurrentMessage())
         broker.add_middleware(WakeUp())
+    elif url.startswith(("amqp://", "amqps://")):
+        broker = DrainableRabbitmqBroker(url=url, confirm_delivery=True)
+        broker.add_middleware(CurrentMessage())
+        broker.add_middleware(Draining())
     elif url.startswith("memory://"):
         from dramatiq.brokers.stub import StubBroker
 
         broker = StubBroker()
         broker.add_middleware(CurrentMessage())
     else:
-        raise Unsupported(f"broker {url.split(':', 1)[0]}://: only redis:// (and memory://) are supported")
+        raise Unsupported(f"broker {url.split(':', 1)[0]}://: only redis://, amqp:// (and memory://) are supported")
     broker.add_middleware(Composition())
     return broker
 
