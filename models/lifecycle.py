@@ -72,6 +72,11 @@ TASK_DESCRIPTIONS = {
 }
 
 
+def task_descriptions(feature_name: str) -> dict[str, str]:
+    """Each role's task description in a new session of `feature_name` (as `create` stores them)."""
+    return {role: TASK_DESCRIPTIONS[role].format(feature=feature_name) for role in AGENT_ROLES}
+
+
 class SessionNotFound(LookupError):
     """No session with that id (the web layer answers 404)."""
 
@@ -202,13 +207,8 @@ def create(
         )
         AgentTask.insert_many(
             [
-                {
-                    "session": session.id,
-                    "agent_role": role,
-                    "stage": STAGE_OF_ROLE[role],
-                    "task_description": TASK_DESCRIPTIONS[role].format(feature=feature_name),
-                }
-                for role in AGENT_ROLES
+                {"session": session.id, "agent_role": role, "stage": STAGE_OF_ROLE[role], "task_description": text}
+                for role, text in task_descriptions(feature_name).items()
             ]
         ).execute()
         events = record_events(session.id, [("session_started", {"session": session_dict(session)})])
@@ -429,7 +429,7 @@ def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict
 _COMPLETE_SQL = (
     "UPDATE agent_tasks SET status = 'completed', completed_at = %s, "
     "duration_seconds = round(extract(epoch FROM (%s - started_at))::numeric, 3), error_message = NULL, "
-    "output_data = %s::jsonb "
+    "output_data = %s::jsonb, usage = coalesce(%s::jsonb, usage) "
     "WHERE id = %s AND status = 'running' AND celery_task_id = %s "
     "RETURNING *, "
     "(SELECT count(*) FROM agent_tasks o WHERE o.session_id = agent_tasks.session_id "
@@ -511,11 +511,19 @@ def complete(
                 # Ids are assigned in VALUES order.
                 for decision, made in zip(output["decisions"], rows, strict=True):
                     decision["id"] = made.id
-            done = next(iter(AgentTask.raw(_COMPLETE_SQL, now, now, json.dumps(output), task.id, message_id)), None)
+            # The attempt's model calls go into the completion's own UPDATE. The usage they add to
+            # is the one the claim returned: only the message holding the claim writes a task's
+            # usage (completion and failure are both conditional on it).
+            usage = add_calls(task.usage, calls) if calls else task.usage
+            added = json.dumps(usage) if usage is not task.usage else None
+            done = next(
+                iter(AgentTask.raw(_COMPLETE_SQL, now, now, json.dumps(output), added, task.id, message_id)), None
+            )
             if done is None:
                 raise _Superseded
-            if calls:
-                done.usage = _add_usage(session, task.id, done.usage, calls)
+            if added is not None:
+                session.usage = add_session_usage(session.usage, task.usage, usage)
+                ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session.id).execute()
             snapshot = AgentSnapshot.create(
                 agent_task=task.id,
                 agent_role=task.agent_role,
@@ -858,5 +866,6 @@ __all__ = [
     "iso",
     "snapshot_payload",
     "task_decision_dict",
+    "task_descriptions",
     "task_payload",
 ]
