@@ -110,23 +110,34 @@ def _stages(session_id: int, tasks: dict[str, AgentTask]) -> list[celery.Signatu
     ]
 
 
-def start_session(session_id: int) -> celery.AsyncResult:
+def start_session(session_id: int, created: ExecutionSession | None = None) -> celery.AsyncResult:
     """Apply the session's chain from its current stage; store and return the chain's handle.
 
     Idempotent: a session that already has a chain gets its handle back instead of a second chain.
+    `created` is the session `lifecycle.create` has just returned (the web's POST /sessions): its
+    row and its tasks are known without reading them again, so starting it costs one UPDATE.
     """
     _outside_transaction("start_session")
-    session = ExecutionSession.get_or_none(ExecutionSession.id == session_id)
-    if session is None:
-        raise SessionNotFound(session_id)
-    if session.celery_chain_id:
-        return celery.AsyncResult(session.celery_chain_id, app=app)
+    if created is not None and created.id == session_id and not created.celery_chain_id and not created.rerun_of_id:
+        session = created
+        tasks = {
+            role: AgentTask(session=session_id, agent_role=role, task_description=description)
+            for role, description in lifecycle.task_descriptions(session.feature_name).items()
+        }
+    else:
+        found = ExecutionSession.get_or_none(ExecutionSession.id == session_id)
+        if found is None:
+            raise SessionNotFound(session_id)
+        session = found
+        if session.celery_chain_id:
+            return celery.AsyncResult(session.celery_chain_id, app=app)
+        tasks = _tasks_by_role(session.id)
     if session.status != "active":
         raise SessionAlreadyEnded(session_id)
-    chain = celery.chain(*_stages(session.id, _tasks_by_role(session.id))[session.current_stage :])
+    chain = celery.chain(*_stages(session.id, tasks)[session.current_stage :])
     result = chain.apply_async()
     session.celery_chain_id = result.id
-    session.save(only=[ExecutionSession.celery_chain_id])
+    ExecutionSession.update(celery_chain_id=result.id).where(ExecutionSession.id == session_id).execute()
     return result
 
 
