@@ -370,6 +370,35 @@ _CLAIM_SQL = (
 def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict) -> Outcome[Claim | str]:
     """Claim the task for this message: the value is a `Claim` to run, or the reason not to run."""
     _outside_transaction("claim")
+    claimed = _claim(AgentTask.id == task_id, message_id, lambda row: attempt, context_data, completed_ok=False)
+    assert not isinstance(claimed.value, AgentTask) and claimed.value is not None
+    return claimed  # type: ignore[return-value]
+
+
+@reconnecting(idempotent=True)  # a repeated claim by the same message is a re-claim
+def claim_role(
+    session_id: int, role: str, message_id: str | None, retries: int, context_data: dict
+) -> Outcome[Claim | AgentTask | str | None]:
+    """`claim` for a role's message, which finds its task in the claim's own locked read (the
+    worker's path: one query fewer than reading the task first). The value is a `Claim` to run;
+    the task row itself when an earlier delivery completed it (the message answers the same
+    result again, so its barrier fills); None when the session has no such task; else the reason
+    not to run. The attempt is `retries` (the message's count), or the row's own `retry_count`
+    when a duplicate message finds the task waiting for its retry and that count is higher.
+    """
+    _outside_transaction("claim_role")
+    return _claim(
+        (AgentTask.session == session_id) & (AgentTask.agent_role == role),
+        message_id,
+        lambda row: max(retries, row.retry_count) if row.status == "pending" else retries,
+        context_data,
+        completed_ok=True,
+    )
+
+
+def _claim(
+    which: Any, message_id: str | None, attempt_of: Callable[[AgentTask], int], context_data: dict, completed_ok: bool
+) -> Outcome[Claim | AgentTask | str | None]:
     fused = isinstance(db.obj, peewee.PostgresqlDatabase)
     extra = [SQL(_UPSTREAM_SQL), SQL(_DECISIONS_SQL)] if fused else []
     with db.atomic():
@@ -379,12 +408,16 @@ def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict
         row = (
             AgentTask.select(AgentTask, ExecutionSession, *extra)
             .join(ExecutionSession)
-            .where(AgentTask.id == task_id)
+            .where(which)
             .for_update("FOR NO KEY UPDATE", of=ExecutionSession)  # type: ignore[arg-type]  # task: the UPDATE checks it
             .first()
         )
         if row is None:
-            return Outcome("task no longer exists", [])
+            return Outcome(None if completed_ok else "task no longer exists", [])
+        if completed_ok and row.status == "completed":
+            return Outcome(row, [])
+        task_id = row.id
+        attempt = attempt_of(row)
         session = row.session
         if session.status != "active":
             return Outcome(f"session is {session.status}", [])
@@ -856,6 +889,7 @@ __all__ = [
     "abandon",
     "advance",
     "claim",
+    "claim_role",
     "complete",
     "context",
     "create",
