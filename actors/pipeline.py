@@ -39,7 +39,6 @@ from actors.agents.llm import ModelBrain
 from actors.agents.progress import ProgressPublisher, redis_sender
 from actors.config import get_settings, redis_client
 from models import lifecycle, logs
-from models.db import reconnecting
 from models.lifecycle import TASK_DESCRIPTIONS, SessionAlreadyEnded, SessionNotFound
 from models.schema import PIPELINE, AgentTask, ExecutionSession
 
@@ -110,23 +109,34 @@ def _stages(session_id: int, tasks: dict[str, AgentTask]) -> list[celery.Signatu
     ]
 
 
-def start_session(session_id: int) -> celery.AsyncResult:
+def start_session(session_id: int, created: ExecutionSession | None = None) -> celery.AsyncResult:
     """Apply the session's chain from its current stage; store and return the chain's handle.
 
     Idempotent: a session that already has a chain gets its handle back instead of a second chain.
+    `created` is the session `lifecycle.create` has just returned (the web's POST /sessions): its
+    row and its tasks are known without reading them again, so starting it costs one UPDATE.
     """
     _outside_transaction("start_session")
-    session = ExecutionSession.get_or_none(ExecutionSession.id == session_id)
-    if session is None:
-        raise SessionNotFound(session_id)
-    if session.celery_chain_id:
-        return celery.AsyncResult(session.celery_chain_id, app=app)
+    if created is not None and created.id == session_id and not created.celery_chain_id and not created.rerun_of_id:
+        session = created
+        tasks = {
+            role: AgentTask(session=session_id, agent_role=role, task_description=description)
+            for role, description in lifecycle.task_descriptions(session.feature_name).items()
+        }
+    else:
+        found = ExecutionSession.get_or_none(ExecutionSession.id == session_id)
+        if found is None:
+            raise SessionNotFound(session_id)
+        session = found
+        if session.celery_chain_id:
+            return celery.AsyncResult(session.celery_chain_id, app=app)
+        tasks = _tasks_by_role(session.id)
     if session.status != "active":
         raise SessionAlreadyEnded(session_id)
-    chain = celery.chain(*_stages(session.id, _tasks_by_role(session.id))[session.current_stage :])
+    chain = celery.chain(*_stages(session.id, tasks)[session.current_stage :])
     result = chain.apply_async()
     session.celery_chain_id = result.id
-    session.save(only=[ExecutionSession.celery_chain_id])
+    ExecutionSession.update(celery_chain_id=result.id).where(ExecutionSession.id == session_id).execute()
     return result
 
 
@@ -196,11 +206,6 @@ def _result(task: AgentTask) -> dict[str, Any]:
     }
 
 
-@reconnecting
-def _task_of(session_id: int, role: str) -> AgentTask | None:
-    return AgentTask.get_or_none((AgentTask.session == session_id) & (AgentTask.agent_role == role))
-
-
 def execute_role(self: celery.BoundTask, role: str, session_id: int, task_description: str, context_data: dict) -> dict:
     """The body shared by the seven actors: claim, think, record; retry or fail on error.
 
@@ -211,20 +216,21 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
     if resume is not None:
         return resume()  # back from a parked model call: only the continuation runs, not the claim
     request = self.request
-    task_row = _task_of(session_id, role)
-    if task_row is None:
+    # One locked read finds the task and claims it (a duplicate message may find the task waiting
+    # for its retry: the claim keeps counting attempts from the row).
+    claimed = lifecycle.claim_role(session_id, role, request.id, request.retries, context_data).value
+    if claimed is None:
         logger.warning("no %s task in session %s; dropping message", role, session_id)
         raise celery.Ignore()
-    logs.bind(session_id=session_id, task_id=task_row.id, agent_role=role)  # reset after the message
-    if task_row.status == "completed":
-        return _result(task_row)  # done by an earlier delivery: same answer, so the barrier fills
-    # A duplicate message may find the task waiting for its retry: keep counting from the row.
-    attempt = max(request.retries, task_row.retry_count) if task_row.status == "pending" else request.retries
-    outcome, value = _claim(task_row.id, request.id, attempt, context_data)
-    if outcome == "skip":
-        logger.info("%s of session %s not run: %s", role, session_id, value)
+    if isinstance(claimed, AgentTask):
+        return _result(claimed)  # done by an earlier delivery: same answer, so the barrier fills
+    if isinstance(claimed, str):
+        logs.bind(session_id=session_id, agent_role=role)  # reset after the message
+        logger.info("%s of session %s not run: %s", role, session_id, claimed)
         raise celery.Ignore()
-    session, task, context = value
+    session, task, context = claimed
+    logs.bind(session_id=session_id, task_id=task.id, agent_role=role)  # reset after the message
+    attempt = task.retry_count  # what the claim counted this attempt as
     started = time.monotonic()
     agent = None
     thinking = None
@@ -270,14 +276,6 @@ def _brain_for(session: ExecutionSession, task: AgentTask):
 def _calls(agent) -> list[dict[str, Any]]:
     """The model calls the agent's brain made in this attempt (none for the knowledge base)."""
     return list(getattr(agent.brain, "calls", None) or []) if agent is not None else []
-
-
-def _claim(task_id: int, message_id: str | None, attempt: int, context_data: dict) -> tuple[str, Any]:
-    """Claim the task for this message. Returns ("run", (session, task, context)) or ("skip", reason)."""
-    claimed = lifecycle.claim(task_id, message_id, attempt, context_data).value
-    if isinstance(claimed, str):
-        return "skip", claimed
-    return "run", tuple(claimed)
 
 
 def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: float) -> dict:

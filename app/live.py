@@ -127,7 +127,19 @@ class Hub:
     # Dispatch
 
     def dispatch(self, channel_name: str, data: str) -> None:
-        """Route one pub/sub message to the subscriptions it concerns."""
+        """Route one pub/sub message to the subscriptions it concerns.
+
+        Every process hears every session's events and progress; one that no socket here
+        watches is dropped before it is decoded (most are, with one process per core)."""
+        subs: list[Subscription] = []
+        if channel_name != self.revocations:
+            try:
+                session_id = int(channel_name.rsplit(":", 1)[1])
+            except (IndexError, ValueError):
+                return
+            subs = list(self.by_session.get(session_id, ()))
+            if not subs:
+                return
         try:
             message = json.loads(data)
         except (TypeError, ValueError):
@@ -136,11 +148,7 @@ class Hub:
         if channel_name == self.revocations:
             self._revoke(message)
             return
-        try:
-            session_id = int(channel_name.rsplit(":", 1)[1])
-        except (IndexError, ValueError):
-            return
-        for sub in list(self.by_session.get(session_id, ())):
+        for sub in subs:
             sub.offer(message)
 
     def _revoke(self, message: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from models import design_pack, lifecycle, queries
 from models.brains import BrainConfigError, usable_brain
 from models.db import reconnecting
 from models.events import events_after
+from models.schema import ExecutionSession
 from models.serialize import session_dict
 
 blueprint = Blueprint("sessions", __name__)
@@ -62,16 +63,17 @@ def usable_brain_or_400(name: str | None) -> str:
         raise ApiError(400, str(exc), fields={"brain": str(exc)}) from None
 
 
-def start_or_fail(session_id: int, what: str = "session") -> None:
+def start_or_fail(session_id: int, what: str = "session", created: ExecutionSession | None = None) -> None:
     """Queue the session's pipeline; if the queue is unreachable, fail the session now and answer 503.
 
-    Never leaves a session `active` with nothing queued: it fails at once, visibly.
+    Never leaves a session `active` with nothing queued: it fails at once, visibly. `created` is
+    the session just returned by `lifecycle.create`, which spares `start_session` reading it again.
     """
     from actors.pipeline import start_session
 
     try:
         # The session is committed, so the route cannot run again; starting is idempotent, so it may.
-        reconnecting(start_session, idempotent=True)(session_id)
+        reconnecting(start_session, idempotent=True)(session_id, created)
     except (dramatiq.errors.BrokerError, RedisError, OSError) as exc:
         log.warning("could not queue %s %s: %s", what, session_id, exc)
         lifecycle.fail_session(session_id, f"the task queue was unavailable; start the {what} again")
@@ -82,7 +84,7 @@ def _create(user_id: int, body: StartSession) -> int:
     require_team(user_id, body.team_id, "write")
     brain = usable_brain_or_400(body.brain)
     session = lifecycle.create(body.team_id, user_id, body.feature_name, body.description, brain=brain).value
-    start_or_fail(session.id)
+    start_or_fail(session.id, created=session)
     return session.id
 
 

@@ -25,7 +25,8 @@ Printed for each: wall time from the first POST (or submission) to the last sess
 ideal at the cap, max(sessions x 7 / cap, 4 stages) x latency, and the ratio to it; calls made
 and the peak in flight; the mean calls in flight over the run (calls x latency / wall); memory
 per in-flight call (the workers' RSS at its highest during the run minus their RSS idle after
-the warm-up, over the peak in flight); worker CPU seconds. A run that has not finished after
+the warm-up, over the peak in flight); worker CPU seconds, and for the product the web's and the
+bench database's PostgreSQL backends' CPU seconds too, each per session ended. A run that has not finished after
 --timeout seconds prints what finished and the projected wall time at the rate reached.
 """
 
@@ -182,6 +183,7 @@ class Run:
     idle_rss: float = 0.0
     peak_rss: float = 0.0
     cpu: float = 0.0
+    other_cpu: dict[str, float] = field(default_factory=dict)  # the web's and PostgreSQL's (product only)
 
 
 class Watch:
@@ -362,11 +364,31 @@ def product_run(args: argparse.Namespace, endpoint: Endpoint, timeout: float) ->
                 names = [f"Feature {index}" for index in range(args.sessions)]
                 ids.extend(asyncio.run(post_sessions(base, cookie, team_id, names)))
 
+            others_before = other_cpu()
             measure(run, Watch([worker.pid], endpoint), endpoint, submit, lambda: session_progress(ids), timeout)
+            run.other_cpu = {k: v - others_before.get(k, 0.0) for k, v in other_cpu().items()}
             run.stored = fully_stored(ids)
             if run.failed:
                 print(f"  first failure: {first_error(ids)}")
     return run
+
+
+def other_cpu() -> dict[str, float]:
+    """CPU seconds so far of the web processes this bench started and of the PostgreSQL backends
+    connected to the bench database (the bench's own excepted). A backend that disconnects during
+    the run takes its CPU with it; the web's and workers' pools keep theirs open."""
+    import psycopg2
+
+    web = []
+    for pid in tree(os.getpid()):
+        with contextlib.suppress(OSError):
+            if b"app\x00--port" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                web += tree(pid)  # `python -m app` serves from one child process per core
+    with psycopg2.connect(common.DATABASE_URL) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        backends = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return {"web": cpu_seconds(web), "PostgreSQL backends": cpu_seconds(backends)}
 
 
 # --- the Celery peer ------------------------------------------------------------------------
@@ -544,6 +566,11 @@ def report(run: Run, args: argparse.Namespace) -> None:
     per = [f"{run.cpu / answered * 1000:.1f} ms per call answered"] if answered else []
     per += [f"{run.cpu / run.finished * 1000:.0f} ms per session ended"] if run.finished else []
     print(f"  worker CPU            {run.cpu:8.1f} s    {', '.join(per)}")
+    if run.other_cpu and run.finished:
+        for name, seconds in run.other_cpu.items():
+            print(f"  {name + ' CPU':<21} {seconds:8.1f} s    {seconds / run.finished * 1000:.0f} ms per session ended")
+        total = run.cpu + sum(run.other_cpu.values())
+        print(f"  CPU, all of these     {total:8.1f} s    {total / run.finished * 1000:.0f} ms per session ended")
     if run.stored is not None:
         status = "every session" if run.stored == run.sessions else f"{run.stored} of {run.sessions}"
         print(f"  fully stored          {status} (completed, 7 completed tasks with output and usage)")

@@ -25,6 +25,9 @@ stay on Redis.
 Then, for each --worker-timeouts value, the product's idle latency again and the Redis commands
 per second its idle web + worker processes send (counted with MONITOR on the product's db only,
 so other databases' traffic on the shared server is not counted).
+
+It also prints the CPU per session under load of the product's workers, web and PostgreSQL
+backends (utime + stime from /proc, as bench/llm_scale.py measures them).
 """
 
 from __future__ import annotations
@@ -143,18 +146,32 @@ async def idle_sessions(client: httpx.AsyncClient, ws_base: str, cookie: str, te
     return latencies
 
 
-async def product_run(base: str, cookie: str, team_id: int, sessions: int, idle: int) -> Figures:
+def product_cpu(worker_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the product's worker processes, web processes and PostgreSQL backends."""
+    from llm_scale import cpu_seconds, other_cpu, tree
+
+    return {"worker": cpu_seconds(tree(worker_pid)), **other_cpu()}
+
+
+async def product_run(
+    base: str, cookie: str, team_id: int, sessions: int, idle: int, cpu: Callable[[], dict[str, float]]
+) -> Figures:
     ws_base = base.replace("http", "ws", 1)
     limits = httpx.Limits(max_connections=sessions + 4, max_keepalive_connections=sessions + 4)
     async with httpx.AsyncClient(base_url=base, headers={"Cookie": cookie}, limits=limits, timeout=120) as client:
         await product_session(client, ws_base, cookie, team_id, "Warm-up")
         idle_latencies = await idle_sessions(client, ws_base, cookie, team_id, idle)
+        cpu_before = cpu()
         started = time.monotonic()
         load = await asyncio.wait_for(
             asyncio.gather(*(product_session(client, ws_base, cookie, team_id, f"Load {i}") for i in range(sessions))),
             600,
         )
         elapsed = time.monotonic() - started
+        used = {name: seconds - cpu_before.get(name, 0.0) for name, seconds in cpu().items()}
+    print(f"CPU per session under load ({sessions} sessions):")
+    for name, seconds in [*used.items(), ("all of these", sum(used.values()))]:
+        print(f"  {name:<21}{seconds / sessions * 1000:6.0f} ms")
     return Figures("product", sessions / elapsed, [s * 1000 for s in load], idle_latencies)
 
 
@@ -372,8 +389,9 @@ def main() -> None:
     with common.web_server(common.bench_env(WS_MAX_SOCKETS_PER_USER=str(args.sessions + 10))) as base:
         cookie = common.login_cookie(base, "pipeline")
         env = product_worker_env(p, t, args.worker_timeout)
-        with common.process("actors", "worker", env=env, log="/tmp/sage-bench-worker.log"):
-            product = asyncio.run(product_run(base, cookie, team_id, args.sessions, args.idle))
+        with common.process("actors", "worker", env=env, log="/tmp/sage-bench-worker.log") as worker:
+            cpu = lambda: product_cpu(worker.pid)  # noqa: E731
+            product = asyncio.run(product_run(base, cookie, team_id, args.sessions, args.idle, cpu))
         print(f"{check_stored(team_id)} product sessions fully stored, every event delivered in order")
         peers = []
         if not args.skip_peers:

@@ -72,6 +72,11 @@ TASK_DESCRIPTIONS = {
 }
 
 
+def task_descriptions(feature_name: str) -> dict[str, str]:
+    """Each role's task description in a new session of `feature_name` (as `create` stores them)."""
+    return {role: TASK_DESCRIPTIONS[role].format(feature=feature_name) for role in AGENT_ROLES}
+
+
 class SessionNotFound(LookupError):
     """No session with that id (the web layer answers 404)."""
 
@@ -102,7 +107,14 @@ def _done(value: T, events: Events) -> Outcome[T]:
     return Outcome(value, events)
 
 
+#: The session row lock every completion and failure takes first, as prebuilt SQL: it runs for
+#: every task, and building the same query with Peewee each time costs more than running it.
+_LOCK_SQL = "SELECT * FROM execution_sessions WHERE id = %s FOR NO KEY UPDATE"
+
+
 def _locked_session(session_id: int) -> ExecutionSession | None:
+    if isinstance(db.obj, peewee.PostgresqlDatabase):
+        return next(iter(ExecutionSession.raw(_LOCK_SQL, session_id)), None)
     return ExecutionSession.select().where(ExecutionSession.id == session_id).for_update("FOR NO KEY UPDATE").first()  # type: ignore[arg-type]
 
 
@@ -202,13 +214,8 @@ def create(
         )
         AgentTask.insert_many(
             [
-                {
-                    "session": session.id,
-                    "agent_role": role,
-                    "stage": STAGE_OF_ROLE[role],
-                    "task_description": TASK_DESCRIPTIONS[role].format(feature=feature_name),
-                }
-                for role in AGENT_ROLES
+                {"session": session.id, "agent_role": role, "stage": STAGE_OF_ROLE[role], "task_description": text}
+                for role, text in task_descriptions(feature_name).items()
             ]
         ).execute()
         events = record_events(session.id, [("session_started", {"session": session_dict(session)})])
@@ -370,6 +377,35 @@ _CLAIM_SQL = (
 def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict) -> Outcome[Claim | str]:
     """Claim the task for this message: the value is a `Claim` to run, or the reason not to run."""
     _outside_transaction("claim")
+    claimed = _claim(AgentTask.id == task_id, message_id, lambda row: attempt, context_data, completed_ok=False)
+    assert not isinstance(claimed.value, AgentTask) and claimed.value is not None
+    return claimed  # type: ignore[return-value]
+
+
+@reconnecting(idempotent=True)  # a repeated claim by the same message is a re-claim
+def claim_role(
+    session_id: int, role: str, message_id: str | None, retries: int, context_data: dict
+) -> Outcome[Claim | AgentTask | str | None]:
+    """`claim` for a role's message, which finds its task in the claim's own locked read (the
+    worker's path: one query fewer than reading the task first). The value is a `Claim` to run;
+    the task row itself when an earlier delivery completed it (the message answers the same
+    result again, so its barrier fills); None when the session has no such task; else the reason
+    not to run. The attempt is `retries` (the message's count), or the row's own `retry_count`
+    when a duplicate message finds the task waiting for its retry and that count is higher.
+    """
+    _outside_transaction("claim_role")
+    return _claim(
+        (AgentTask.session == session_id) & (AgentTask.agent_role == role),
+        message_id,
+        lambda row: max(retries, row.retry_count) if row.status == "pending" else retries,
+        context_data,
+        completed_ok=True,
+    )
+
+
+def _claim(
+    which: Any, message_id: str | None, attempt_of: Callable[[AgentTask], int], context_data: dict, completed_ok: bool
+) -> Outcome[Claim | AgentTask | str | None]:
     fused = isinstance(db.obj, peewee.PostgresqlDatabase)
     extra = [SQL(_UPSTREAM_SQL), SQL(_DECISIONS_SQL)] if fused else []
     with db.atomic():
@@ -379,12 +415,16 @@ def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict
         row = (
             AgentTask.select(AgentTask, ExecutionSession, *extra)
             .join(ExecutionSession)
-            .where(AgentTask.id == task_id)
+            .where(which)
             .for_update("FOR NO KEY UPDATE", of=ExecutionSession)  # type: ignore[arg-type]  # task: the UPDATE checks it
             .first()
         )
         if row is None:
-            return Outcome("task no longer exists", [])
+            return Outcome(None if completed_ok else "task no longer exists", [])
+        if completed_ok and row.status == "completed":
+            return Outcome(row, [])
+        task_id = row.id
+        attempt = attempt_of(row)
         session = row.session
         if session.status != "active":
             return Outcome(f"session is {session.status}", [])
@@ -429,7 +469,7 @@ def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict
 _COMPLETE_SQL = (
     "UPDATE agent_tasks SET status = 'completed', completed_at = %s, "
     "duration_seconds = round(extract(epoch FROM (%s - started_at))::numeric, 3), error_message = NULL, "
-    "output_data = %s::jsonb "
+    "output_data = %s::jsonb, usage = coalesce(%s::jsonb, usage) "
     "WHERE id = %s AND status = 'running' AND celery_task_id = %s "
     "RETURNING *, "
     "(SELECT count(*) FROM agent_tasks o WHERE o.session_id = agent_tasks.session_id "
@@ -511,11 +551,19 @@ def complete(
                 # Ids are assigned in VALUES order.
                 for decision, made in zip(output["decisions"], rows, strict=True):
                     decision["id"] = made.id
-            done = next(iter(AgentTask.raw(_COMPLETE_SQL, now, now, json.dumps(output), task.id, message_id)), None)
+            # The attempt's model calls go into the completion's own UPDATE. The usage they add to
+            # is the one the claim returned: only the message holding the claim writes a task's
+            # usage (completion and failure are both conditional on it).
+            usage = add_calls(task.usage, calls) if calls else task.usage
+            added = json.dumps(usage) if usage is not task.usage else None
+            done = next(
+                iter(AgentTask.raw(_COMPLETE_SQL, now, now, json.dumps(output), added, task.id, message_id)), None
+            )
             if done is None:
                 raise _Superseded
-            if calls:
-                done.usage = _add_usage(session, task.id, done.usage, calls)
+            if added is not None:
+                session.usage = add_session_usage(session.usage, task.usage, usage)
+                ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session.id).execute()
             snapshot = AgentSnapshot.create(
                 agent_task=task.id,
                 agent_role=task.agent_role,
@@ -848,6 +896,7 @@ __all__ = [
     "abandon",
     "advance",
     "claim",
+    "claim_role",
     "complete",
     "context",
     "create",
@@ -858,5 +907,6 @@ __all__ = [
     "iso",
     "snapshot_payload",
     "task_decision_dict",
+    "task_descriptions",
     "task_payload",
 ]

@@ -126,6 +126,25 @@ def test_a_duplicate_delivery_writes_and_publishes_nothing(personal_team, user, 
     assert TaskDecision.select().count() == 2 and AgentSnapshot.select().count() == 1
 
 
+def test_a_role_message_finds_and_claims_its_task_in_one_read_and_gets_a_completed_task_back(
+    personal_team, user, published
+):
+    session_id = lifecycle.create(personal_team.id, user.id, "Chat").value.id
+    assert lifecycle.claim_role(session_id, "nobody", "m-0", 0, {}) == (None, [])
+    assert lifecycle.claim_role(session_id, "dba", "m-0", 0, {}) == ("session is at stage 0, task belongs to 1", [])
+    task = AgentTask.get((AgentTask.session == session_id) & (AgentTask.agent_role == "architect"))
+    # A duplicate message finds the task waiting for its second retry: it keeps counting from the row.
+    AgentTask.update(retry_count=2).where(AgentTask.id == task.id).execute()
+    first = lifecycle.claim_role(session_id, "architect", "m-1", 1, {})
+    assert isinstance(first.value, lifecycle.Claim) and first.value.task.retry_count == 2
+    assert [e["type"] for e in first.events] == ["agent_task_started"] and first.events == stored_after(session_id, 1)
+    assert lifecycle.claim_role(session_id, "architect", "m-2", 0, {}) == ("task is running (claimed by m-1)", [])
+    lifecycle.complete(first.value.task, "m-1", output_for("architect"), first.value.context, [], {})
+    again = lifecycle.claim_role(session_id, "architect", "m-1", 2, {})
+    assert isinstance(again.value, AgentTask) and again.value.id == task.id and again.value.status == "completed"
+    assert again.events == [] and AgentTask.get_by_id(task.id).retry_count == 2
+
+
 def test_fail_retries_then_errors_the_session_and_end_and_fail_session_report_their_events(
     personal_team, user, published
 ):

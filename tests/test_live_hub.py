@@ -94,3 +94,18 @@ async def test_the_hub_reconnects_and_asks_sockets_to_resync(hub, redis_client):
     assert hub.reconnects == 1
     send(redis_client, 1, 7)
     assert (await next_item(sub))["seq"] == 7
+
+
+def test_a_message_for_a_session_no_socket_here_watches_is_dropped_undecoded(settings, monkeypatch):
+    hub = Hub(settings.redis_url)
+    decoded: list[str] = []
+    real_loads = json.loads
+    monkeypatch.setattr("app.live.json.loads", lambda data: decoded.append(data) or real_loads(data))
+    watched = hub.subscribe(1, user_id=10, team_id=5)
+    prefix = hub.prefix
+    hub.dispatch(channel(2, prefix), json.dumps({"type": "decision_created", "seq": 1, "session_id": 2}))
+    assert decoded == [] and watched.queue.empty()
+    hub.dispatch(channel(1, prefix), json.dumps({"type": "decision_created", "seq": 1, "session_id": 1}))
+    assert len(decoded) == 1 and watched.queue.get_nowait()["session_id"] == 1
+    hub.dispatch(revocations_channel(prefix), json.dumps({"user_id": 10, "team_id": 5}))
+    assert watched.queue.get_nowait() == REVOKED

@@ -106,9 +106,12 @@ def build_prompt(
     system = system_prompt(role)
     payload = _payload(role, task_description, context)
     trimmed: list[dict[str, Any]] = []
+    # Rendered once, and again only after a cut: an indented dump runs json's pure-Python
+    # encoder, and most prompts fit without any cut.
+    user = _render(payload)
 
     def size() -> int:
-        return estimate_tokens(system) + estimate_tokens(_render(payload))
+        return estimate_tokens(system) + estimate_tokens(user)
 
     # Cut the least needed first: whole artifacts of the farthest upstream roles, then decision
     # rationales, then the description's tail. The decisions' keys always stay (they are citable).
@@ -119,6 +122,7 @@ def build_prompt(
         tokens = estimate_tokens(json.dumps(artifacts))
         payload["upstream"][upstream_role]["artifacts"] = "(trimmed)"
         trimmed.append({"part": f"upstream.{upstream_role}.artifacts", "tokens": tokens})
+        user = _render(payload)
     for upstream_role in reversed(list(payload["upstream"])):
         if size() <= budget:
             break
@@ -127,13 +131,15 @@ def build_prompt(
         for decision in decisions:
             decision.pop("rationale", None)
         trimmed.append({"part": f"upstream.{upstream_role}.decisions.rationale", "tokens": tokens})
+        user = _render(payload)
     description = payload.get("description") or ""
     over = size() - budget
     if over > 0 and description:
         keep = max(0, len(description) - over * 4 - 16)
         payload["description"] = description[:keep] + " (trimmed)"
         trimmed.append({"part": "description", "tokens": estimate_tokens(description[keep:])})
-    return system, _render(payload), trimmed
+        user = _render(payload)
+    return system, user, trimmed
 
 
 def repair_message(errors: list[str]) -> str:

@@ -176,11 +176,19 @@ def _backend_of(task: Task | None) -> ResultBackend | None:
 
 
 def _run_actions(
-    task: Task | None, firer_id: str, actions: Actions, value: Any, chain_id: str | None, gate_input: list
+    task: Task | None,
+    firer_id: str,
+    actions: Actions,
+    value: Any,
+    chain_id: str | None,
+    gate_input: list,
+    pipe: Any = None,
 ) -> None:
     """Run a step's `after` actions with its result; through the task's gate when it has one.
 
     `gate_input` is what the gate sees: `[result]` after a task, the list of results after a group.
+    `pipe` holds writes queued by the caller (the step's own result) for the first barrier's
+    round trip; the caller passes it only when every action is a barrier member.
     """
     applies = [a for a in actions if "apply" in a]
     members = [a["member"] for a in actions if "member" in a]
@@ -195,22 +203,32 @@ def _run_actions(
     elif applies:
         send()
     for member in members:
-        _record_member(task, firer_id, member, value, chain_id)
+        _record_member(task, firer_id, member, value, chain_id, pipe)
+        pipe = None
 
 
-def _record_member(task: Task | None, firer_id: str, member: dict[str, Any], value: Any, chain_id: str | None) -> None:
+def _record_member(
+    task: Task | None, firer_id: str, member: dict[str, Any], value: Any, chain_id: str | None, pipe: Any = None
+) -> None:
     backend = _backend_of(task)
     if backend is None:
+        if pipe is not None:
+            pipe.execute()
         return
     client = backend.client
     key = f"celery-barrier-{member['barrier']}"
     ttl = max(60, int(backend.expires))
-    pipe = client.pipeline()
+    # One round trip (with whatever the caller queued on `pipe`): record this member, read the
+    # barrier whole (its values are needed only when it is complete, and then they are all here),
+    # and whether another member failed it.
+    if pipe is None:
+        pipe = client.pipeline()
     pipe.hsetnx(key, str(member["index"]), json.dumps(value, default=str))
-    pipe.hlen(key)
+    pipe.hgetall(key)
     pipe.expire(key, ttl)
-    fresh, count, _ = pipe.execute()
-    if count < member["size"] or client.exists(f"{key}:failed"):
+    pipe.exists(f"{key}:failed")
+    fresh, held, _, failed = pipe.execute()[-4:]
+    if len(held) < member["size"] or failed:
         return
     token = f"{key}:fired"
     if fresh:
@@ -230,12 +248,15 @@ def _record_member(task: Task | None, firer_id: str, member: dict[str, Any], val
             claimed = stale and client.set(token, f"firing {firer_id} {time.time()}", xx=True, ex=ttl)
     if not claimed:
         return
-    # Every member stored its value before the barrier could complete.
-    raw = cast("list[bytes]", client.hmget(key, [str(i) for i in range(member["size"])]))
-    values = [json.loads(v) for v in raw]
+    # Every member stored its value before the barrier could complete, and HGETALL read them.
+    values = [json.loads(held[str(i).encode()]) for i in range(member["size"])]
     backend.store(member["barrier"], SUCCESS, values)
     _run_actions(task, firer_id, member["after"], values, chain_id, values)
     client.set(token, "fired", ex=ttl)
+
+
+def _members_only(actions: Actions) -> bool:
+    return all("member" in action for action in actions)
 
 
 def _all_ids(d: dict[str, Any]) -> list[str]:
@@ -328,11 +349,14 @@ class Composition(Middleware):
                 if result is IGNORED:
                     return
                 ignore = cc.get("ignore_result", task.ignore_result)
+                after = cc.get("after") or []
+                # A group member's result travels in its barrier's round trip; a step that sends
+                # what follows it stores its result first, so the next step never sees it missing.
+                pipe = backend.client.pipeline() if backend is not None and after and _members_only(after) else None
                 if backend is not None and not ignore:
                     children = [i for link in cc.get("links", []) for i in _all_ids(link)]
-                    backend.store(message.message_id, SUCCESS, result, children=children)
-                after = cc.get("after") or []
-                _run_actions(task, message.message_id, after, result, cc.get("chain_id"), [result])
+                    backend.store(message.message_id, SUCCESS, result, children=children, pipe=pipe)
+                _run_actions(task, message.message_id, after, result, cc.get("chain_id"), [result], pipe)
             elif isinstance(exception, dramatiq.Retry):
                 if backend is not None:
                     backend.store(message.message_id, RETRY, getattr(exception, "exc", None) or exception)

@@ -89,8 +89,16 @@ class ResultBackend:
         return f"celery-task-meta-{task_id}"
 
     def store(
-        self, task_id: str, state: str, result: Any = None, traceback: str | None = None, children: list | None = None
+        self,
+        task_id: str,
+        state: str,
+        result: Any = None,
+        traceback: str | None = None,
+        children: list | None = None,
+        pipe: Any = None,
     ) -> None:
+        """Store a task's state and result; on `pipe` (a Redis pipeline) when given, so that the
+        write travels in the caller's round trip."""
         if state in EXCEPTION_STATES and isinstance(result, BaseException):
             result = encode_exception(result)
         meta = {
@@ -101,7 +109,9 @@ class ResultBackend:
             "date_done": dt.datetime.now(dt.UTC).isoformat() if state in READY_STATES else None,
             "children": children or [],
         }
-        self.client.set(self.key(task_id), json.dumps(meta, default=str), ex=max(1, int(self.expires)))
+        (pipe if pipe is not None else self.client).set(
+            self.key(task_id), json.dumps(meta, default=str), ex=max(1, int(self.expires))
+        )
 
     def meta(self, task_id: str) -> dict[str, Any]:
         raw = self.client.get(self.key(task_id))
