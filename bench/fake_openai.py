@@ -34,10 +34,17 @@ if str(ROOT) not in sys.path:
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(1, str(ROOT / "tests"))
 # The answer logic imports the agents' playbook, and so the `actors` package, whose import sets
-# up the pipeline's broker: an in-memory one is enough here.
-os.environ.setdefault("SAGE_STUB_BROKER", "1")
-
-from fake_llm import answer_for  # noqa: E402
+# up the pipeline's broker: an in-memory one is enough here. Only for that import, and only when
+# this module sets the broker up: a test process that imports it has its broker already, and
+# worker processes it starts inherit its environment (a stub broker there consumes nothing).
+_stub = "SAGE_STUB_BROKER" not in os.environ and "actors" not in sys.modules
+if _stub:
+    os.environ["SAGE_STUB_BROKER"] = "1"
+try:
+    from fake_llm import answer_for
+finally:
+    if _stub:
+        del os.environ["SAGE_STUB_BROKER"]
 
 MAX_HEADER_BYTES = 64 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}

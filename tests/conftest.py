@@ -374,6 +374,7 @@ def start_worker(tmp_path, redis_client, broker_env):
             "HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_MS),
             "WORKER_TIMEOUT_MS": "50",
             "SAGE_TEST_MARKER_DIR": str(tmp_path),
+            "SAGE_STUB_BROKER": "0",  # a real broker, whatever an imported module set for itself
             **broker_env,
             **extra_env,
         }
