@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -282,3 +283,14 @@ class FakeModelServer:
                 self._end()
 
         return Handler
+
+
+def serve_openai(monkeypatch: Any, key: str) -> Iterator[FakeModelServer]:
+    """A fake endpoint, with the `openai` brain pointed at it through `monkeypatch` (model
+    `fake-gpt`, priced so that costs are known); for a fixture to `yield from`."""
+    with FakeModelServer(key=key) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        monkeypatch.setenv("SAGE_OPENAI_MODEL", "fake-gpt")
+        monkeypatch.setenv("SAGE_LLM_PRICES", json.dumps({"fake-gpt": [1.0, 2.0]}))
+        yield server

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_llm import FakeModelServer
+from fake_llm import serve_openai
 
 from actors import pipeline
 from models import AgentSnapshot, AgentTask, ExecutionSession, SessionEvent
@@ -17,12 +17,7 @@ KEY = "sk-test-pipeline-0b1c2d3e"
 
 @pytest.fixture
 def fake(monkeypatch):
-    with FakeModelServer(key=KEY) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("SAGE_OPENAI_MODEL", "fake-gpt")
-        monkeypatch.setenv("SAGE_LLM_PRICES", json.dumps({"fake-gpt": [1.0, 2.0]}))
-        yield server
+    yield from serve_openai(monkeypatch, KEY)
 
 
 def run(team, user, wait, feature="Saved payment methods"):

@@ -4,12 +4,11 @@ SIGKILL and SIGTERM with calls parked."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
 import pytest
-from fake_llm import FakeModelServer
+from fake_llm import serve_openai
 
 from actors import parking, pipeline
 from actors.config import set_settings
@@ -20,12 +19,7 @@ KEY = "sk-test-parking-5e6f7a8b"
 
 @pytest.fixture
 def fake(monkeypatch):
-    with FakeModelServer(key=KEY) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("SAGE_OPENAI_MODEL", "fake-gpt")
-        monkeypatch.setenv("SAGE_LLM_PRICES", json.dumps({"fake-gpt": [1.0, 2.0]}))
-        yield server
+    yield from serve_openai(monkeypatch, KEY)
 
 
 def start_sessions(team, user, count: int) -> list[int]:
