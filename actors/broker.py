@@ -36,6 +36,11 @@ MAINTENANCE_CHANCE = 100_000
 #: How many unclaimed wake-up tokens a queue keeps (extra ones would only cause empty polls).
 WAKE_TOKENS_KEPT = 16
 
+#: How long a consumer that has just taken one message after a wake-up waits for another token
+#: before fetching in full: long enough for another idle process, woken by the next token, to
+#: fetch its message first (a round trip), short enough to cost nothing that matters.
+WAKE_TURN_SECONDS = 0.001
+
 
 def wake_key(broker: RedisBroker, queue_name: str) -> str:
     """The Redis list that idle consumers of `queue_name` block on."""
@@ -52,6 +57,9 @@ class _WakeableConsumer(_RedisConsumer):
     def __init__(self, broker, queue_name, prefetch, timeout) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
         self.wake_key = wake_key(broker, queue_name)
+        #: Coming out of idle: "woken" (a token woke this consumer: take one message) or "taken"
+        #: (took one: another token may be waiting for this consumer too); None when busy.
+        self.waking: str | None = None
 
     @property
     def outstanding_message_count(self) -> int:
@@ -78,16 +86,31 @@ class _WakeableConsumer(_RedisConsumer):
                     return dramatiq.MessageProxy(message)
                 except IndexError:
                     messages = []
-                    if self.outstanding_message_count < self.prefetch:
-                        self.message_cache = messages = self.broker.do_fetch(
-                            self.queue_name, self.prefetch - self.outstanding_message_count
-                        )
+                    room = self.prefetch - self.outstanding_message_count
+                    if room > 0:
+                        self.message_cache = messages = self.broker.do_fetch(self.queue_name, self._take(room))
                     if not messages:
+                        self.waking = None
                         self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                        self.broker.client.blpop([self.wake_key], timeout=max(backoff_ms, 1) / 1000)
+                        woken = self.broker.client.blpop([self.wake_key], timeout=max(backoff_ms, 1) / 1000)
+                        self.waking = "woken" if woken else None
                         return None
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
+
+    def _take(self, room: int) -> int:
+        """How many messages to fetch. Coming out of idle, one per wake-up token: an enqueue pushes
+        a token per message and Redis hands tokens to blocked consumers in turn, so a stage's two
+        tasks sent to two idle processes run on both (on both cores) instead of both being
+        fetched by the first process woken, where they would take turns on its GIL. After taking
+        one, a consumer looks briefly for another token of its own before fetching in full."""
+        if self.waking == "taken":
+            again = self.broker.client.blpop([self.wake_key], timeout=WAKE_TURN_SECONDS)
+            self.waking = "woken" if again else None
+        if self.waking == "woken":
+            self.waking = "taken"
+            return 1
+        return room
 
     def close(self) -> None:
         # Dramatiq requeues what reached the work queue, but not what is still in this cache

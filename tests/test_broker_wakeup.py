@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import dramatiq
 
@@ -45,3 +46,44 @@ def test_an_idle_consumer_blocked_on_its_backoff_wakes_when_a_message_arrives(se
     consumer.ack(proxy)
     consumer.close()
     broker.close()
+
+
+def test_idle_consumers_woken_together_take_one_message_each(settings, redis_client):
+    """A stage's two tasks sent to two idle worker processes run on both, not both on the first
+    one woken (where they would take turns on its GIL): one message per wake-up token."""
+    broker = make_broker(settings)
+    consumers = [broker.consume("wakeup-test", prefetch=8, timeout=30_000) for _ in range(2)]
+    got: list[list] = [[], []]
+    stop = threading.Event()
+
+    def drain(index: int) -> None:
+        consumer = consumers[index]
+        consumer.misses = 20  # idle for a while: blocked on the wake-up list
+        while not stop.is_set():
+            proxy = next(consumer)
+            if proxy is not None:
+                got[index].append(proxy)
+                consumer.ack(proxy)
+            if sum(map(len, got)) >= 2:
+                stop.set()
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # both blocked on the wake-up list
+    # Both messages are in the queue before either consumer wakes: a consumer that fetched in full
+    # would take both.
+    silent = WakeableRedisBroker(url=settings.redis_url)
+    silent.declare_queue("wakeup-test")
+    for n in (1, 2):
+        silent.enqueue(dramatiq.Message(queue_name="wakeup-test", actor_name="noop", args=(n,), kwargs={}, options={}))
+    redis_client.rpush(wake_key(broker, "wakeup-test"), 1, 1)
+    for thread in threads:
+        thread.join(timeout=10)
+    stop.set()
+    assert [len(g) for g in got] == [1, 1]
+    assert sorted(g[0].args[0] for g in got) == [1, 2]
+    for consumer in consumers:
+        consumer.close()
+    broker.close()
+    silent.close()
