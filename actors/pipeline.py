@@ -195,6 +195,13 @@ def _test_hooks(role: str) -> None:
                 time.sleep(0.05)
 
 
+def _test_sleep(role: str) -> bool:
+    """Whether `_test_hooks` will make `role` sleep (then it runs like a slow brain)."""
+    if os.environ.get("SAGE_ENV") != "test":
+        return False
+    return any(i.partition("=")[0].strip() == role for i in os.environ.get("SAGE_TEST_AGENT_SLEEP", "").split(","))
+
+
 def _result(task: AgentTask) -> dict[str, Any]:
     """What a role's task returns (and the chain passes on): small, and the same on every delivery."""
     return {
@@ -216,9 +223,38 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
     if resume is not None:
         return resume()  # back from a parked model call: only the continuation runs, not the claim
     request = self.request
+    started = time.monotonic()
+    attempt = 0
+    agent = None
+    thinking = None
+    failure: BaseException | None = None
+
+    def run(claim: lifecycle.Claim) -> lifecycle.Completion | None:
+        """Inside the claim's transaction: an agent that answers at once is run and recorded there
+        (`lifecycle.claim_role`); a model brain only starts its call, which runs after the commit."""
+        nonlocal attempt, agent, thinking, failure
+        session, task, context = claim
+        logs.bind(session_id=session_id, task_id=task.id, agent_role=role)  # reset after the message
+        attempt = task.retry_count  # what the claim counted this attempt as
+        try:
+            agent = make_agent(role, _brain_for(session, task))
+            agent.set_context(context)
+            if isinstance(agent.brain, ModelBrain):
+                _test_hooks(role)
+                thinking = agent.brain.athink(role, task_description, agent.context)
+                return None
+            if not getattr(agent.brain, "instant", False) or _test_sleep(role):
+                return None  # runs after the claim commits: it must not hold the session's lock
+            _test_hooks(role)
+            output = agent.execute_task(task_description)
+        except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded by `_fail` after the claim commits
+            failure = exc
+            return None
+        return _completion(self, agent, output, attempt, time.monotonic() - started)
+
     # One locked read finds the task and claims it (a duplicate message may find the task waiting
     # for its retry: the claim keeps counting attempts from the row).
-    claimed = lifecycle.claim_role(session_id, role, request.id, request.retries, context_data).value
+    claimed = lifecycle.claim_role(session_id, role, request.id, request.retries, context_data, run).value
     if claimed is None:
         logger.warning("no %s task in session %s; dropping message", role, session_id)
         raise celery.Ignore()
@@ -228,27 +264,22 @@ def execute_role(self: celery.BoundTask, role: str, session_id: int, task_descri
         logs.bind(session_id=session_id, agent_role=role)  # reset after the message
         logger.info("%s of session %s not run: %s", role, session_id, claimed)
         raise celery.Ignore()
-    session, task, context = claimed
-    logs.bind(session_id=session_id, task_id=task.id, agent_role=role)  # reset after the message
-    attempt = task.retry_count  # what the claim counted this attempt as
-    started = time.monotonic()
-    agent = None
-    thinking = None
-    output: dict[str, Any] = {}
-    try:
-        agent = make_agent(role, _brain_for(session, task))
-        agent.set_context(context)
-        _test_hooks(role)
-        if isinstance(agent.brain, ModelBrain):
-            thinking = agent.brain.athink(role, task_description, agent.context)
-        else:
-            output = agent.execute_task(task_description)
-    except (Exception, TimeLimitExceeded) as exc:
-        _fail(self, task, attempt, exc, _calls(agent))
-        raise  # not reached: _fail raises
-    if thinking is None:
-        return _complete(self, session, task, agent, output, attempt, time.monotonic() - started)
+    if isinstance(claimed, lifecycle.Completed):
+        logger.info("completed in %.3f s", time.monotonic() - started)
+        return _result(claimed.task)
+    session, task, _ = claimed
+    if failure is not None or agent is None:
+        _fail(self, task, attempt, failure or RuntimeError("the agent did not start"), _calls(agent))
+        raise AssertionError("not reached: _fail raises")
     brained = agent
+    if thinking is None:  # a brain that takes its time, without a model call to park
+        try:
+            _test_hooks(role)
+            output = brained.execute_task(task_description)
+        except (Exception, TimeLimitExceeded) as exc:
+            _fail(self, task, attempt, exc, _calls(brained))
+            raise  # not reached: _fail raises
+        return _complete(self, session, task, brained, output, attempt, time.monotonic() - started)
 
     def then(outcome) -> dict:
         logs.bind(session_id=session_id, task_id=task.id, agent_role=role)  # the thread may be another
@@ -278,8 +309,8 @@ def _calls(agent) -> list[dict[str, Any]]:
     return list(getattr(agent.brain, "calls", None) or []) if agent is not None else []
 
 
-def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: float) -> dict:
-    """Record the agent's output (`lifecycle.complete`) and return the task's result for the chain."""
+def _completion(self, agent, output: dict, attempt: int, elapsed: float) -> lifecycle.Completion:
+    """What `lifecycle` records of an agent's answer, with the snapshot's execution metadata."""
     request = self.request
     settings = get_settings()
     metadata = {
@@ -293,8 +324,13 @@ def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: f
         "brain": output["brain"],
         **({"model": agent.brain.record()} if hasattr(agent.brain, "record") else {}),
     }
-    capabilities = [c.value for c in agent.capabilities]
-    done = lifecycle.complete(task, request.id, output, agent.context, capabilities, metadata, _calls(agent)).value
+    return lifecycle.Completion(output, [c.value for c in agent.capabilities], metadata, _calls(agent))
+
+
+def _complete(self, session, task, agent, output: dict, attempt: int, elapsed: float) -> dict:
+    """Record the agent's output (`lifecycle.complete`) and return the task's result for the chain."""
+    completion = _completion(self, agent, output, attempt, elapsed)
+    done = lifecycle.complete(task, self.request.id, completion.output, agent.context, *completion[1:]).value
     if done is None:
         logger.info("%s of session %s finished by another delivery; dropping this result", task.agent_role, session.id)
         return _result(AgentTask.get_by_id(task.id))

@@ -363,6 +363,23 @@ class Claim(NamedTuple):
     context: dict[str, Any]
 
 
+class Completion(NamedTuple):
+    """What an agent produced, for `complete` (or for `claim_role`'s `run`, in the claim's own
+    transaction): its output, capabilities, the snapshot's metadata and the model calls paid for."""
+
+    output: dict[str, Any]
+    capabilities: list[str]
+    metadata: dict[str, Any]
+    calls: list[dict[str, Any]] | None = None
+
+
+class Completed(NamedTuple):
+    """`claim_role`'s value when its `run` finished the task in the claim's transaction."""
+
+    claim: Claim
+    task: AgentTask
+
+
 # The claim's UPDATE, returning the row and how many decisions users added to it (read only when
 # there are any: `agent_task_started` carries the task's decisions).
 _CLAIM_SQL = (
@@ -384,14 +401,28 @@ def claim(task_id: int, message_id: str | None, attempt: int, context_data: dict
 
 @reconnecting(idempotent=True)  # a repeated claim by the same message is a re-claim
 def claim_role(
-    session_id: int, role: str, message_id: str | None, retries: int, context_data: dict
-) -> Outcome[Claim | AgentTask | str | None]:
+    session_id: int,
+    role: str,
+    message_id: str | None,
+    retries: int,
+    context_data: dict,
+    run: Callable[[Claim], Completion | None] | None = None,
+) -> Outcome[Claim | Completed | AgentTask | str | None]:
     """`claim` for a role's message, which finds its task in the claim's own locked read (the
     worker's path: one query fewer than reading the task first). The value is a `Claim` to run;
     the task row itself when an earlier delivery completed it (the message answers the same
     result again, so its barrier fills); None when the session has no such task; else the reason
     not to run. The attempt is `retries` (the message's count), or the row's own `retry_count`
     when a duplicate message finds the task waiting for its retry and that count is higher.
+
+    `run(claim)`, when given, is called inside the claim's transaction, with the session still
+    locked: an agent that answers at once (the knowledge base: well under a millisecond) returns
+    its `Completion`, which is recorded as `complete` would, in the same transaction, and the
+    value is `Completed`. One transaction, lock, event INSERT, COMMIT and publish per task instead
+    of two; `agent_task_started` and `agent_task_completed` are stored and sent together. When
+    `run` returns None (it will wait on a model, or it failed and will record the failure with
+    `fail`), only the claim is committed and the value is the `Claim`, as without `run`. `run`
+    must not raise: a rollback would undo the claim it is reporting on.
     """
     _outside_transaction("claim_role")
     return _claim(
@@ -400,12 +431,18 @@ def claim_role(
         lambda row: max(retries, row.retry_count) if row.status == "pending" else retries,
         context_data,
         completed_ok=True,
+        run=run,
     )
 
 
 def _claim(
-    which: Any, message_id: str | None, attempt_of: Callable[[AgentTask], int], context_data: dict, completed_ok: bool
-) -> Outcome[Claim | AgentTask | str | None]:
+    which: Any,
+    message_id: str | None,
+    attempt_of: Callable[[AgentTask], int],
+    context_data: dict,
+    completed_ok: bool,
+    run: Callable[[Claim], Completion | None] | None = None,
+) -> Outcome[Claim | Completed | AgentTask | str | None]:
     fused = isinstance(db.obj, peewee.PostgresqlDatabase)
     extra = [SQL(_UPSTREAM_SQL), SQL(_DECISIONS_SQL)] if fused else []
     with db.atomic():
@@ -458,8 +495,16 @@ def _claim(
         decisions = []
         if claimed.n_decisions:  # users wrote some before it started
             decisions = list(TaskDecision.select().where(TaskDecision.agent_task == task_id).order_by(TaskDecision.id))
-        events = record_events(session.id, [("agent_task_started", {"task": task_payload(claimed, decisions)})])
-    return _done(Claim(session, claimed, seen), events)
+        written = [("agent_task_started", {"task": task_payload(claimed, decisions)})]
+        claim = Claim(session, claimed, seen)
+        value: Claim | Completed = claim
+        completion = run(claim) if run is not None else None
+        if completion is not None:
+            done, finished = _record_completion(session, claimed, message_id, completion, seen)
+            written += finished
+            value = Completed(claim, done)
+        events = record_events(session.id, written)
+    return _done(value, events)
 
 
 # --- complete -------------------------------------------------------------------------------
@@ -511,93 +556,101 @@ def complete(
     nothing is written).
     """
     _outside_transaction("complete")
+    try:
+        with db.atomic():
+            session = _locked_session(task.session_id)
+            assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
+            done, written = _record_completion(
+                session, task, message_id, Completion(output, capabilities, metadata, calls), seen
+            )
+            events = record_events(session.id, written)
+    except _Superseded:
+        return Outcome(None, [])
+    return _done(done, events)
+
+
+def _record_completion(
+    session: ExecutionSession, task: AgentTask, message_id: str | None, completion: Completion, seen: dict[str, Any]
+) -> tuple[AgentTask, list[tuple[str, dict[str, Any]]]]:
+    """`complete`'s writes, inside a transaction holding the session's lock: the completed row and
+    the events to record (raises `_Superseded` when the task is no longer this message's)."""
     now = utcnow()
+    output, calls = completion.output, completion.calls
     upstream_ids = {
         d["key"]: d["id"]
         for u in seen.get("upstream", {}).values()
         for d in (u.get("output") or {}).get("decisions", [])
         if "id" in d
     }
-    try:
-        with db.atomic():
-            session = _locked_session(task.session_id)
-            assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
-            rows: list[TaskDecision] = []
-            if output["decisions"]:
-                for decision in output["decisions"]:
-                    decision["based_on"] = sorted(
-                        {upstream_ids[k] for k in decision["based_on_keys"] if k in upstream_ids}
-                    )
-                rows = sorted(
-                    TaskDecision.insert_many(
-                        [
-                            {
-                                "agent_task": task.id,
-                                "source": "agent",
-                                "decision_text": d["text"],
-                                "rationale": d["rationale"],
-                                "category": d["category"],
-                                "confidence": d["confidence"],
-                                "based_on": d["based_on"],
-                                "created_at": now,
-                            }
-                            for d in output["decisions"]
-                        ]
-                    )
-                    .returning(TaskDecision)
-                    .execute(),
-                    key=lambda r: r.id,
-                )
-                # Ids are assigned in VALUES order.
-                for decision, made in zip(output["decisions"], rows, strict=True):
-                    decision["id"] = made.id
-            # The attempt's model calls go into the completion's own UPDATE. The usage they add to
-            # is the one the claim returned: only the message holding the claim writes a task's
-            # usage (completion and failure are both conditional on it).
-            usage = add_calls(task.usage, calls) if calls else task.usage
-            added = json.dumps(usage) if usage is not task.usage else None
-            done = next(
-                iter(AgentTask.raw(_COMPLETE_SQL, now, now, json.dumps(output), added, task.id, message_id)), None
+    rows: list[TaskDecision] = []
+    if output["decisions"]:
+        for decision in output["decisions"]:
+            decision["based_on"] = sorted({upstream_ids[k] for k in decision["based_on_keys"] if k in upstream_ids})
+        rows = sorted(
+            TaskDecision.insert_many(
+                [
+                    {
+                        "agent_task": task.id,
+                        "source": "agent",
+                        "decision_text": d["text"],
+                        "rationale": d["rationale"],
+                        "category": d["category"],
+                        "confidence": d["confidence"],
+                        "based_on": d["based_on"],
+                        "created_at": now,
+                    }
+                    for d in output["decisions"]
+                ]
             )
-            if done is None:
-                raise _Superseded
-            if added is not None:
-                session.usage = add_session_usage(session.usage, task.usage, usage)
-                ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session.id).execute()
-            snapshot = AgentSnapshot.create(
-                agent_task=task.id,
-                agent_role=task.agent_role,
-                context_state={
-                    "task_description": task.task_description,
-                    "feature_name": seen.get("feature_name"),
-                    "description": seen.get("description"),
-                    "session_decisions": seen.get("session_decisions", []),
-                    "upstream": {
-                        r: {"task_id": u["task_id"], "summary": (u.get("output") or {}).get("summary")}
-                        for r, u in seen.get("upstream", {}).items()
-                    },
-                },
-                capabilities=capabilities,
-                decisions=output["decisions"],
-                execution_metadata={
-                    "started_at": done.started_at.isoformat() + "Z",
-                    "completed_at": now.isoformat() + "Z",
-                    "duration_seconds": done.duration_seconds,
-                    **metadata,
-                },
-                created_at=now,
-            )
-            decisions = _user_decisions(task.id, done.n_user_decisions) + rows
-            decisions.sort(key=lambda d: d.id)
-            shown = task_payload(done, decisions)
-            payload = {"task": shown, "snapshot": snapshot_payload(snapshot, shown["decisions"])}
-            written = [("agent_task_completed", payload)]
-            if session.status == "active" and done.stage == LAST_STAGE and not done.unfinished:
-                written.append(_finish(session, "completed"))
-            events = record_events(session.id, written)
-    except _Superseded:
-        return Outcome(None, [])
-    return _done(done, events)
+            .returning(TaskDecision)
+            .execute(),
+            key=lambda r: r.id,
+        )
+        # Ids are assigned in VALUES order.
+        for decision, made in zip(output["decisions"], rows, strict=True):
+            decision["id"] = made.id
+    # The attempt's model calls go into the completion's own UPDATE. The usage they add to is the
+    # one the claim returned: only the message holding the claim writes a task's usage
+    # (completion and failure are both conditional on it).
+    usage = add_calls(task.usage, calls) if calls else task.usage
+    added = json.dumps(usage) if usage is not task.usage else None
+    done = next(iter(AgentTask.raw(_COMPLETE_SQL, now, now, json.dumps(output), added, task.id, message_id)), None)
+    if done is None:
+        raise _Superseded
+    if added is not None:
+        session.usage = add_session_usage(session.usage, task.usage, usage)
+        ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session.id).execute()
+    snapshot = AgentSnapshot.create(
+        agent_task=task.id,
+        agent_role=task.agent_role,
+        context_state={
+            "task_description": task.task_description,
+            "feature_name": seen.get("feature_name"),
+            "description": seen.get("description"),
+            "session_decisions": seen.get("session_decisions", []),
+            "upstream": {
+                r: {"task_id": u["task_id"], "summary": (u.get("output") or {}).get("summary")}
+                for r, u in seen.get("upstream", {}).items()
+            },
+        },
+        capabilities=completion.capabilities,
+        decisions=output["decisions"],
+        execution_metadata={
+            "started_at": done.started_at.isoformat() + "Z",
+            "completed_at": now.isoformat() + "Z",
+            "duration_seconds": done.duration_seconds,
+            **completion.metadata,
+        },
+        created_at=now,
+    )
+    decisions = _user_decisions(task.id, done.n_user_decisions) + rows
+    decisions.sort(key=lambda d: d.id)
+    shown = task_payload(done, decisions)
+    payload = {"task": shown, "snapshot": snapshot_payload(snapshot, shown["decisions"])}
+    written = [("agent_task_completed", payload)]
+    if session.status == "active" and done.stage == LAST_STAGE and not done.unfinished:
+        written.append(_finish(session, "completed"))
+    return done, written
 
 
 # --- fail -----------------------------------------------------------------------------------

@@ -100,6 +100,33 @@ def test_a_session_runs_every_stage_in_order_and_records_everything(personal_tea
     assert events[-1].payload["session"]["status"] == "completed"
 
 
+def test_an_instant_brain_is_claimed_and_recorded_in_one_transaction(
+    personal_team, user, stub_worker, wait, monkeypatch
+):
+    """The knowledge base answers at once, so its claim and its completion share one commit:
+    each task's started and completed events are stored by one statement (same time, adjacent
+    seqs). A brain that takes its time (here the test hook's sleep) is run after the claim
+    commits, so its events are stored apart and it holds no lock while it works."""
+    monkeypatch.setenv("SAGE_TEST_AGENT_SLEEP", "security=0.2")
+    session = run_session(personal_team, user, wait)
+    assert session.status == "completed"
+    events = events_of(session.id)
+    assert_contiguous(events)
+    by_role: dict[str, list[SessionEvent]] = {}
+    for event in events:
+        if event.type.startswith("agent_task_"):
+            by_role.setdefault(event.payload["task"]["agent_role"], []).append(event)
+    for role, (started, done) in by_role.items():
+        assert (started.type, done.type) == ("agent_task_started", "agent_task_completed")
+        assert started.payload["task"]["status"] == "running" and done.payload["task"]["status"] == "completed"
+        if role == "security":
+            assert done.created_at > started.created_at
+        else:
+            assert done.created_at == started.created_at and done.seq == started.seq + 1, role
+    snapshot = AgentSnapshot.get(AgentSnapshot.agent_task == tasks_of(session.id)["architect"].id)
+    assert snapshot.execution_metadata["attempt"] == 1 and snapshot.decisions
+
+
 def test_stage_members_run_in_parallel(personal_team, user, stub_worker, wait, monkeypatch):
     monkeypatch.setenv("SAGE_TEST_AGENT_SLEEP", "backend_dev=0.6,dba=0.6")
     session = run_session(personal_team, user, wait)

@@ -31,6 +31,10 @@ class KnowledgeBaseBrain:
 
     name = "knowledge-base"
     version = "1"
+    #: Answers at once (well under a millisecond, no I/O): the pipeline runs it inside the claim's
+    #: transaction and records its answer there (`models.lifecycle.claim_role`'s `run`). A brain
+    #: without this runs after the claim commits, so a slow one never holds the session's lock.
+    instant = True
 
     def think(self, role: str, task_description: str, context: dict[str, Any]) -> dict[str, Any]:
         return PLAYBOOK[role](context)
