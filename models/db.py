@@ -84,14 +84,32 @@ _deferred = threading.local()
 
 
 class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
-    """The pooled PostgreSQL database (peewee's pool checks a connection out with a round trip,
-    so one terminated while idle is dropped there; one lost while in use is `reconnecting`'s).
+    """The pooled PostgreSQL database.
+
+    A connection is checked out of the pool without a round trip (peewee's pool would send
+    `SELECT 1` every time: one more round trip for every web request and every task). One that
+    the server dropped while it sat in the pool fails at its unit's first statement, before
+    anything can have been written, and `reconnecting` runs the unit again on a new connection
+    after dropping the pool's other idle ones (a server that dropped one usually dropped all).
 
     A transaction's BEGIN is not a round trip of its own: it goes out in front of the
     transaction's first statement (`BEGIN; <statement>`, one message to the server), and a
     transaction that ran no statement sends neither BEGIN nor COMMIT. Every statement goes
     through `execute_sql` (Peewee's queries, savepoints and `SELECT txid_...` alike).
     """
+
+    def _is_closed(self, conn) -> bool:
+        if conn.closed:
+            return True
+        status = conn.get_transaction_status()
+        if status == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN:
+            return True
+        if status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                return True
+        return False
 
     def _begin_read_write(self, isolation_level=None):
         if isolation_level is None and not self._isolation_level and not self.is_closed():
@@ -303,6 +321,8 @@ def reconnecting(func: Callable[P, R] | None = None, *, idempotent: bool = False
                     raise
                 logger.warning("database connection lost in %s (%s); retrying once", func.__name__, exc)
                 try:
+                    if hasattr(db.obj, "close_idle"):
+                        db.obj.close_idle()  # pooled without a check (`PostgresDatabase`): likely dropped too
                     if not db.is_closed():
                         _replace_connection()
                     if not idempotent and not _lost_commit_rolled_back(commits):
