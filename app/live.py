@@ -262,6 +262,7 @@ async def stream_events(
     load_events: Callable[[int], Awaitable[list[dict[str, Any]]]],
     poll_seconds: float = 10.0,
     still_allowed: Callable[[], Awaitable[bool]] | None = None,
+    backlog: list[dict[str, Any]] | None = None,
 ) -> int:
     """Send the stored events after `after`, then live ones, in `seq` order, each once.
 
@@ -271,18 +272,19 @@ async def stream_events(
     as is anything missed while Redis was away (`RESYNC`) or while the feed was quiet for
     `poll_seconds`. On `RECHECK` (the user logged out somewhere) `still_allowed` decides whether
     this socket's own login is still alive. Returns the close code: 4403 when access was revoked, 4008 when the socket
-    fell too far behind (the client resumes with `?after=`).
+    fell too far behind (the client resumes with `?after=`). `backlog`: the stored events after
+    `after` when the caller has already read them (after registering `sub`), instead of a first load.
     """
     last = after
 
-    async def catch_up() -> None:
+    async def catch_up(events: list[dict[str, Any]] | None = None) -> None:
         nonlocal last
-        for event in await load_events(last):
+        for event in await load_events(last) if events is None else events:
             if event["seq"] > last:
                 await send(event)
                 last = event["seq"]
 
-    await catch_up()
+    await catch_up(backlog)
     while True:
         try:
             item = await asyncio.wait_for(sub.queue.get(), poll_seconds)
