@@ -86,7 +86,11 @@ async def session_socket(session_id: int):
         await websocket.accept()
 
         async def send(message: dict) -> None:
-            await websocket.send_json(message)
+            raw = getattr(message, "raw", None)  # a live message: sent as it was published
+            if raw is not None:
+                await websocket.send(raw)
+            else:
+                await websocket.send_json(message)
 
         async def load(last: int) -> list[dict]:
             return await read_db(events_after, session_id, last)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from app import live
 from app.live import OVERFLOW, RECHECK, RESYNC, REVOKED, Hub
 from models.events import channel, namespace, revocations_channel
 
@@ -99,8 +100,8 @@ async def test_the_hub_reconnects_and_asks_sockets_to_resync(hub, redis_client):
 def test_a_message_for_a_session_no_socket_here_watches_is_dropped_undecoded(settings, monkeypatch):
     hub = Hub(settings.redis_url)
     decoded: list[str] = []
-    real_loads = json.loads
-    monkeypatch.setattr("app.live.json.loads", lambda data: decoded.append(data) or real_loads(data))
+    real_decode = live.decode
+    monkeypatch.setattr("app.live.decode", lambda data: decoded.append(data) or real_decode(data))
     watched = hub.subscribe(1, user_id=10, team_id=5)
     prefix = hub.prefix
     hub.dispatch(channel(2, prefix), json.dumps({"type": "decision_created", "seq": 1, "session_id": 2}))
@@ -109,3 +110,21 @@ def test_a_message_for_a_session_no_socket_here_watches_is_dropped_undecoded(set
     assert len(decoded) == 1 and watched.queue.get_nowait()["session_id"] == 1
     hub.dispatch(revocations_channel(prefix), json.dumps({"user_id": 10, "team_id": 5}))
     assert watched.queue.get_nowait() == REVOKED
+
+
+def test_a_published_event_is_decoded_once_and_kept_as_the_text_the_web_would_send(app, settings):
+    """Issue 13: the publisher encodes as the web's JSON provider does (compact, keys sorted), so a
+    socket forwards the published text unchanged and every socket of the session shares one decode."""
+    from models.events import encode_message
+
+    message = {"type": "decision_created", "seq": 3, "session_id": 1, "at": "2026-01-01T00:00:00.000Z"}
+    message["decision"] = {"decision_text": "Use “Postgres” ✓", "id": 7, "based_on": [1, 2], "score": 0.5}
+    text = encode_message(message)
+    assert text == app.json.dumps(message)  # what `websocket.send_json` sends
+    assert json.loads(text) == message
+    hub = Hub(settings.redis_url)
+    first, second = hub.subscribe(1, user_id=10, team_id=5), hub.subscribe(1, user_id=11, team_id=5)
+    hub.dispatch(channel(1, hub.prefix), text)
+    one, other = first.queue.get_nowait(), second.queue.get_nowait()
+    assert one == message and one is other and one.raw == text
+    assert json.loads(encode_message({"n": 2**70})) == {"n": 2**70}  # beyond orjson: the standard way
