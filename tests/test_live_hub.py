@@ -128,3 +128,42 @@ def test_a_published_event_is_decoded_once_and_kept_as_the_text_the_web_would_se
     one, other = first.queue.get_nowait(), second.queue.get_nowait()
     assert one == message and one is other and one.raw == text
     assert json.loads(encode_message({"n": 2**70})) == {"n": 2**70}  # beyond orjson: the standard way
+
+
+def test_the_lean_reader_parses_pushes_however_the_bytes_are_split():
+    """`app.live._PubSubReader` (issue 13): RESP2 pushes, whole or cut anywhere, in order; a PING's
+    answer and subscription confirmations are not messages; an error reply drops the connection."""
+    from app.live import _PubSubReader
+
+    async def scenario():
+        got: list[tuple[str, str]] = []
+        reader = _PubSubReader(lambda name, data: got.append((name, data)))
+        data = '{"seq":1,"text":"é ✓"}'.encode()
+        stream = (
+            b"*3\r\n$10\r\npsubscribe\r\n$4\r\na:b*\r\n:1\r\n"
+            b"*3\r\n$9\r\nsubscribe\r\n$3\r\nrev\r\n:2\r\n"
+            + b"*4\r\n$8\r\npmessage\r\n$4\r\na:b*\r\n$4\r\na:b1\r\n$%d\r\n%s\r\n" % (len(data), data)
+            + b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+            + b"*3\r\n$7\r\nmessage\r\n$3\r\nrev\r\n$2\r\n{}\r\n"
+        )
+        for size in (1, 3, 7, len(stream)):
+            got.clear()
+            for start in range(0, len(stream), size):
+                reader.data_received(stream[start : start + size])
+            assert got == [("a:b1", data.decode()), ("rev", "{}")]
+            assert not reader.buffer
+        assert reader.confirmed == 8  # two per pass
+        await reader.subscribed(2)
+        reader.data_received(b"-ERR unknown command\r\n")
+        assert reader.lost.done() and "unknown command" in str(reader.lost.result())
+
+    asyncio.run(scenario())
+
+
+def test_the_hub_reads_plain_urls_itself_and_leaves_the_rest_to_redis_py():
+    from app.live import _lean_target
+
+    assert _lean_target("redis://127.0.0.1:6379/3") == {"host": "127.0.0.1", "port": 6379, "db": 3}
+    assert _lean_target("redis://u:p@h:1/0")["password"] == "p"
+    assert _lean_target("rediss://h:1/0") is None
+    assert _lean_target("redis://h:1/0?ssl_cert_reqs=none") is None
