@@ -28,6 +28,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
@@ -114,11 +115,15 @@ def start_session(session_id: int, created: ExecutionSession | None = None) -> c
 
     Idempotent: a session that already has a chain gets its handle back instead of a second chain.
     `created` is the session `lifecycle.create` has just returned (the web's POST /sessions): its
-    row and its tasks are known without reading them again, so starting it costs one UPDATE.
+    row and its tasks are known without reading them again, so starting it costs one UPDATE, or
+    nothing at all when `create` already stored the chain id it was given (`reserve_chain_id`):
+    the chain is then sent under that id.
     """
     _outside_transaction("start_session")
-    if created is not None and created.id == session_id and not created.celery_chain_id and not created.rerun_of_id:
+    reserved = None
+    if created is not None and created.id == session_id and not created.rerun_of_id:
         session = created
+        reserved = created.celery_chain_id
         tasks = {
             role: AgentTask(session=session_id, agent_role=role, task_description=description)
             for role, description in lifecycle.task_descriptions(session.feature_name).items()
@@ -133,11 +138,20 @@ def start_session(session_id: int, created: ExecutionSession | None = None) -> c
         tasks = _tasks_by_role(session.id)
     if session.status != "active":
         raise SessionAlreadyEnded(session_id)
-    chain = celery.chain(*_stages(session.id, tasks)[session.current_stage :])
-    result = chain.apply_async()
-    session.celery_chain_id = result.id
-    ExecutionSession.update(celery_chain_id=result.id).where(ExecutionSession.id == session_id).execute()
+    stages = _stages(session.id, tasks)[session.current_stage :]
+    if reserved:
+        # The chain's handle is its last step's: sent under the id the row already holds.
+        stages[-1].set(task_id=reserved)
+    result = celery.chain(*stages).apply_async()
+    if not reserved:
+        session.celery_chain_id = result.id
+        ExecutionSession.update(celery_chain_id=result.id).where(ExecutionSession.id == session_id).execute()
     return result
+
+
+def reserve_chain_id() -> str:
+    """A new chain id, for `lifecycle.create(..., chain_id=...)` before `start_session(id, created)`."""
+    return str(uuid.uuid4())  # as the canvas makes its ids
 
 
 def resend_stage(session_id: int) -> int:
@@ -441,5 +455,6 @@ __all__ = [
     "create_session",
     "end_session",
     "resend_stage",
+    "reserve_chain_id",
     "start_session",
 ]

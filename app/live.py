@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections import defaultdict
@@ -22,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.connection import parse_url
 from redis.exceptions import RedisError
@@ -53,6 +53,22 @@ RESYNC = "resync"
 REVOKED = "revoked"
 RECHECK = "recheck"
 OVERFLOW = "overflow"
+
+
+def decode(data: str | bytes) -> Any:
+    """A pub/sub message's JSON (orjson: several times the standard library's speed)."""
+    return orjson.loads(data)
+
+
+class Published(dict):
+    """A message as the hub received it: the decoded dict, and `raw`, the text it came as, which
+    a socket forwards as it is (publishers encode as the web would: `models.events.encode_message`)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, decoded: dict[str, Any], raw: str) -> None:
+        super().__init__(decoded)
+        self.raw = raw
 
 
 @dataclass(eq=False)
@@ -141,15 +157,21 @@ class Hub:
             if not subs:
                 return
         try:
-            message = json.loads(data)
+            message = decode(data)
         except (TypeError, ValueError):
             log.warning("ignoring a malformed message on %s", channel_name)
             return
         if channel_name == self.revocations:
-            self._revoke(message)
+            if isinstance(message, dict):
+                self._revoke(message)
             return
+        if not isinstance(message, dict):
+            log.warning("ignoring a malformed message on %s", channel_name)
+            return
+        # Decoded once for every socket of this process, and kept as text to forward.
+        item = Published(message, data)
         for sub in subs:
-            sub.offer(message)
+            sub.offer(item)
 
     def _revoke(self, message: dict[str, Any]) -> None:
         """A removal from a team revokes that team's sockets of the user; a logout (no team)
@@ -190,40 +212,214 @@ class Hub:
     async def _run(self) -> None:
         backoff = 0.1
         first = True
-        while True:
-            client = aioredis.from_url(
-                self.redis_url, decode_responses=True, health_check_interval=10, client_name=self.client_name
-            )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+        lean = _lean_target(self.redis_url)
+        while True:  # each reader returns only by raising
             try:
-                await pubsub.psubscribe(self.session_pattern)
-                await pubsub.subscribe(self.revocations)
-                self.connected.set()
-                if not first:
-                    self.reconnects += 1
-                    log.info("live hub reconnected to Redis")
-                    self.resync_all()
-                first = False
-                backoff = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is None:
-                        continue
-                    name = message.get("channel")
-                    if message["type"] in {"message", "pmessage"} and isinstance(name, str):
-                        self.dispatch(name, message["data"])
+                if lean is not None:
+                    await self._run_lean(lean, first)
+                else:
+                    await self._run_redis_py(first)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self.connected.is_set():
+                    first, backoff = False, 0.1
                 self.connected.clear()
                 log.warning("live hub lost Redis (%s); reconnecting in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+
+    def _connected(self, first: bool) -> None:
+        self.connected.set()
+        if not first:
+            self.reconnects += 1
+            log.info("live hub reconnected to Redis")
+            self.resync_all()
+
+    async def _run_lean(self, target: dict[str, Any], first: bool) -> None:
+        """Read the pub/sub connection with `_PubSubReader` (plain `redis://` and `unix://` URLs):
+        RESP2 pushes parsed where they arrive, each message dispatched without a coroutine of its
+        own; redis-py's reader took several times the CPU per message (issue 13). Returns never:
+        raises when the connection is lost or silent."""
+        loop = asyncio.get_running_loop()
+        reader = _PubSubReader(self.dispatch)
+        if "path" in target:
+            transport, _ = await asyncio.wait_for(loop.create_unix_connection(lambda: reader, target["path"]), 5)
+        else:
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(lambda: reader, target["host"], target["port"]), 5
+            )
+        try:
+            commands: list[tuple[str, ...]] = []
+            if target.get("password") is not None:
+                user = target.get("username")
+                commands.append(("AUTH", user, target["password"]) if user else ("AUTH", target["password"]))
+            commands += [("CLIENT", "SETNAME", self.client_name), ("PSUBSCRIBE", self.session_pattern)]
+            commands.append(("SUBSCRIBE", self.revocations))
+            reader.send(*commands)
+            await asyncio.wait_for(reader.subscribed(2), 5)
+            self._connected(first)
+            while True:  # the connection's health: a PING after 5 s of silence, lost after 15 s
+                done, _ = await asyncio.wait({reader.lost}, timeout=5.0)
+                if done:
+                    raise reader.lost.result()
+                silent = loop.time() - reader.last_data
+                if silent > 15:
+                    raise TimeoutError("no answer from Redis for 15 s")
+                if silent > 5:
+                    reader.send(("PING",))
+        finally:
+            transport.close()
+
+    async def _run_redis_py(self, first: bool) -> None:
+        """The same with redis-py's pub/sub (TLS and every other URL redis-py understands)."""
+        client = aioredis.from_url(
+            self.redis_url, decode_responses=True, health_check_interval=10, client_name=self.client_name
+        )
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.psubscribe(self.session_pattern)
+            await pubsub.subscribe(self.revocations)
+            self._connected(first)
+            while True:
+                message = await pubsub.get_message(timeout=5.0)
+                if message is None:
+                    continue
+                name = message.get("channel")
+                if message["type"] in {"message", "pmessage"} and isinstance(name, str):
+                    self.dispatch(name, message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+def _lean_target(redis_url: str) -> dict[str, Any] | None:
+    """Where `_PubSubReader` connects for `redis_url`: plain TCP or a Unix socket, with an optional
+    password; None for anything else (TLS, ...), which redis-py's reader handles."""
+    scheme = redis_url.split(":", 1)[0].lower()
+    if scheme not in {"redis", "unix"}:
+        return None
+    options = parse_url(redis_url)
+    known = {"host", "port", "db", "path", "username", "password", "connection_class"}
+    if options.keys() - known:
+        return None
+    return options
+
+
+def _parse(buf: bytearray, pos: int) -> tuple[Any, int] | None:
+    """One RESP2 reply from `buf` at `pos`: (value, position after it), or None when the buffer
+    does not hold all of it yet."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return None
+    kind, head, after = buf[pos], buf[pos + 1 : end], end + 2
+    if kind == 36:  # $ bulk string
+        size = int(head)
+        if size < 0:
+            return None, after
+        if len(buf) < after + size + 2:
+            return None
+        return bytes(buf[after : after + size]), after + size + 2
+    if kind == 42:  # * array
+        items = []
+        for _ in range(int(head)):
+            parsed = _parse(buf, after)
+            if parsed is None:
+                return None
+            item, after = parsed
+            items.append(item)
+        return items, after
+    if kind == 58:  # : integer
+        return int(head), after
+    if kind == 43:  # + simple string
+        return bytes(head), after
+    if kind == 45:  # - error
+        return RedisError(head.decode(errors="replace")), after
+    raise RedisError(f"unexpected reply from Redis: {bytes(buf[pos : pos + 20])!r}")
+
+
+class _PubSubReader(asyncio.Protocol):
+    """The hub's Redis connection as a protocol: commands out, pushes parsed as they arrive."""
+
+    def __init__(self, on_message: Callable[[str, str], None]) -> None:
+        self.on_message = on_message
+        self.buffer = bytearray()
+        loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future = loop.create_future()
+        self.confirmed = 0
+        self._confirmations = asyncio.Event()
+        self.last_data = loop.time()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, *commands: tuple[str | None, ...]) -> None:
+        out = bytearray()
+        for command in commands:
+            parts = [str(p).encode() for p in command if p is not None]
+            out += b"*%d\r\n" % len(parts)
+            for part in parts:
+                out += b"$%d\r\n%s\r\n" % (len(part), part)
+        assert self.transport is not None
+        self.transport.write(bytes(out))
+
+    async def subscribed(self, count: int) -> None:
+        """Wait until the server has confirmed `count` subscriptions."""
+        while self.confirmed < count:
+            self._confirmations.clear()
+            await self._confirmations.wait()
+            if self.lost.done():
+                raise self.lost.result()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_data = asyncio.get_running_loop().time()
+        buf = self.buffer
+        buf += data
+        pos = 0
+        try:
+            while pos < len(buf):
+                parsed = _parse(buf, pos)
+                if parsed is None:
+                    break
+                reply, pos = parsed
+                self._handle(reply)
+        except (RedisError, ValueError) as exc:
+            self._fail(exc if isinstance(exc, RedisError) else RedisError(f"unreadable reply from Redis: {exc}"))
+            return
+        del buf[:pos]
+
+    def _handle(self, reply: Any) -> None:
+        if isinstance(reply, list) and reply:
+            kind = reply[0]
+            if kind == b"pmessage" and len(reply) == 4:
+                self.on_message(reply[2].decode(errors="replace"), reply[3].decode(errors="replace"))
+            elif kind == b"message" and len(reply) == 3:
+                self.on_message(reply[1].decode(errors="replace"), reply[2].decode(errors="replace"))
+            elif kind in (b"subscribe", b"psubscribe"):
+                self.confirmed += 1
+                self._confirmations.set()
+            return  # a PING's answer in subscribed mode is ["pong", ""]: seen, nothing to do
+        if isinstance(reply, RedisError):
+            self._fail(reply)
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+        self._confirmations.set()
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(HubConnectionLost(str(exc) if exc else "Redis closed the connection"))
+        self._confirmations.set()
+
+
+class HubConnectionLost(RedisError):
+    """The hub's connection to Redis closed."""
 
 
 async def guard_inbound(
@@ -262,6 +458,7 @@ async def stream_events(
     load_events: Callable[[int], Awaitable[list[dict[str, Any]]]],
     poll_seconds: float = 10.0,
     still_allowed: Callable[[], Awaitable[bool]] | None = None,
+    backlog: list[dict[str, Any]] | None = None,
 ) -> int:
     """Send the stored events after `after`, then live ones, in `seq` order, each once.
 
@@ -271,18 +468,19 @@ async def stream_events(
     as is anything missed while Redis was away (`RESYNC`) or while the feed was quiet for
     `poll_seconds`. On `RECHECK` (the user logged out somewhere) `still_allowed` decides whether
     this socket's own login is still alive. Returns the close code: 4403 when access was revoked, 4008 when the socket
-    fell too far behind (the client resumes with `?after=`).
+    fell too far behind (the client resumes with `?after=`). `backlog`: the stored events after
+    `after` when the caller has already read them (after registering `sub`), instead of a first load.
     """
     last = after
 
-    async def catch_up() -> None:
+    async def catch_up(events: list[dict[str, Any]] | None = None) -> None:
         nonlocal last
-        for event in await load_events(last):
+        for event in await load_events(last) if events is None else events:
             if event["seq"] > last:
                 await send(event)
                 last = event["seq"]
 
-    await catch_up()
+    await catch_up(backlog)
     while True:
         try:
             item = await asyncio.wait_for(sub.queue.get(), poll_seconds)

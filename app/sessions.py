@@ -81,19 +81,25 @@ def start_or_fail(session_id: int, what: str = "session", created: ExecutionSess
 
 
 def _create(user_id: int, body: StartSession) -> int:
-    require_team(user_id, body.team_id, "write")
+    from actors.pipeline import reserve_chain_id
+
+    # The access query also asks whether the account still exists (one unit of work per POST).
+    require_team(user_id, body.team_id, "write", check_account=True)
     brain = usable_brain_or_400(body.brain)
-    session = lifecycle.create(body.team_id, user_id, body.feature_name, body.description, brain=brain).value
+    # The chain's id is chosen now and stored with the session, so sending it writes nothing more.
+    session = lifecycle.create(
+        body.team_id, user_id, body.feature_name, body.description, brain=brain, chain_id=reserve_chain_id()
+    ).value
     start_or_fail(session.id, created=session)
     return session.id
 
 
 @blueprint.post("/sessions")
-@login_required
+@login_required_access_checked
 @validate_request(StartSession)
 async def start(data: StartSession):
     """Create the session and its pending tasks, then queue the pipeline (202)."""
-    session_id = await run_connected(_create, await current_user_id(), data)
+    session_id = await run_connected(_create, await login_user_id(), data)
     return jsonify({"session_id": session_id, "status": "active"}), 202
 
 

@@ -4,7 +4,7 @@ Everything is checked before `accept()`: the `Origin` (same host or ALLOWED_ORIG
 cookie, and read access to the session's team; a refusal is an HTTP answer in the error
 envelope; so is a user's socket beyond `Settings.ws_max_sockets_per_user` in this process (429).
 Then the socket subscribes to the process's hub, re-checks access (so a removal that raced the
-handshake is not missed), and streams (`app.live.stream_events`) while it reads and drops what
+handshake is not missed) and reads the backlog in the same read-only unit, and streams (`app.live.stream_events`) while it reads and drops what
 the client sends, closing with 1009 or 1008 when that is too big or too much
 (`app.live.guard_inbound`).
 """
@@ -15,12 +15,12 @@ import asyncio
 
 from quart import Blueprint, current_app, websocket
 
-from app.access import require_session, team_role
+from app.access import AccountGone, require_session, team_role
 from app.csrf import origin_allowed
-from app.db_thread import run_db
+from app.db_thread import read_db
 from app.errors import ApiError, error_response
 from app.live import guard_inbound, stream_events
-from app.login_sessions import auth_id_from_cookie, user_id_from_auth_id
+from app.login_sessions import auth_id_from_cookie, delete_all_sessions, resolve_session, user_id_from_auth_id
 from models.events import events_after
 from models.vocabulary import CLOSE_POLICY, CLOSE_REVOKED, CLOSE_TOO_BIG, CLOSE_TOO_SLOW
 
@@ -45,6 +45,13 @@ def _after() -> int:
     return after
 
 
+def _role_and_backlog(user_id: int, team_id: int, session_id: int, after: int) -> tuple[bool, list[dict]]:
+    """Whether the user may still read the team, and if so the stored events after `after`."""
+    if team_role(user_id, team_id) is None:
+        return False, []
+    return True, events_after(session_id, after)
+
+
 @blueprint.websocket("/ws/<int:session_id>")
 async def session_socket(session_id: int):
     """Authenticate, authorize, then stream the session's events."""
@@ -54,10 +61,15 @@ async def session_socket(session_id: int):
     try:
         after = _after()
         auth_id = auth_id_from_cookie()
-        user_id = await user_id_from_auth_id(auth_id)
+        user_id = await resolve_session(current_app.extensions["sage_redis"], settings, auth_id)
         if user_id is None:
             raise ApiError(401, "log in first")
-        session, _ = await run_db(require_session, user_id, session_id, "read")
+        try:
+            # The access query also asks whether the account still exists (one unit of work).
+            session, _ = await read_db(require_session, user_id, session_id, "read", check_account=True)
+        except AccountGone:
+            await delete_all_sessions(current_app.extensions["sage_redis"], user_id)
+            raise ApiError(401, "log in first") from None
     except ApiError as error:
         return error_response(error.status, error.message, error.code, error.fields)
 
@@ -66,21 +78,36 @@ async def session_socket(session_id: int):
         return error_response(429, "too many open live views: close some tabs", "rate_limited")
     sub = hub.subscribe(session_id, user_id, session.team_id)
     try:
-        if await run_db(team_role, user_id, session.team_id) is None:
+        # Access again now that the socket hears revocations, and the backlog after `after`, in
+        # one read-only unit: a removal that raced the handshake is seen by one or the other.
+        allowed, backlog = await read_db(_role_and_backlog, user_id, session.team_id, session_id, after)
+        if not allowed:
             return error_response(404, "session not found")
         await websocket.accept()
 
         async def send(message: dict) -> None:
-            await websocket.send_json(message)
+            raw = getattr(message, "raw", None)  # a live message: sent as it was published
+            if raw is not None:
+                await websocket.send(raw)
+            else:
+                await websocket.send_json(message)
 
         async def load(last: int) -> list[dict]:
-            return await run_db(events_after, session_id, last)
+            return await read_db(events_after, session_id, last)
 
         async def still_allowed() -> bool:
             return await user_id_from_auth_id(auth_id, refresh=False) == user_id
 
         stream = asyncio.ensure_future(
-            stream_events(sub, after, send, load, poll_seconds=settings.ws_poll_seconds, still_allowed=still_allowed)
+            stream_events(
+                sub,
+                after,
+                send,
+                load,
+                poll_seconds=settings.ws_poll_seconds,
+                still_allowed=still_allowed,
+                backlog=backlog,
+            )
         )
         guard = asyncio.ensure_future(
             guard_inbound(

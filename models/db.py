@@ -59,13 +59,20 @@ class _TracksCommits(peewee.Database):
     def _begin_read_write(self, *args, **kwargs):
         return super().begin(*args, **kwargs)
 
+    def known_transaction_id(self, xid: int | None) -> None:
+        """The current transaction's id, as one of its own statements returned it (`txid_current()`
+        beside a write): its COMMIT then does not ask for it again (one round trip fewer)."""
+        _commits.xid = (xid,)
+
     def commit(self):
         # A read-only transaction wrote nothing, and an idempotent unit (see `reconnecting`) never
         # asks whether a lost commit was rolled back: neither needs the round trip that reads the
-        # transaction id. Any other asks for its id, and that read fails (and counts nothing) if
-        # the connection is gone.
+        # transaction id. Any other asks for its id (unless a statement of its own already
+        # returned it), and that read fails (and counts nothing) if the connection is gone.
+        known = getattr(_commits, "xid", None)
+        _commits.xid = None
         skip = getattr(_commits, "read_only", False) or getattr(_commits, "idempotent", False)
-        xid = None if skip else self._transaction_id()
+        xid = None if skip else known[0] if known is not None else self._transaction_id()
         _commits.read_only = False
         _commits.count = getattr(_commits, "count", 0) + 1
         _commits.failed = None
@@ -77,6 +84,7 @@ class _TracksCommits(peewee.Database):
 
     def rollback(self):
         _commits.read_only = False
+        _commits.xid = None
         return super().rollback()
 
 

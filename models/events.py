@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 import peewee
 from redis.exceptions import RedisError
 
@@ -118,6 +119,19 @@ def events_after(session_id: int, after: int = 0, limit: int | None = None) -> l
     return [event_dict(e) for e in query]
 
 
+#: How a published event is encoded: as the web's JSON provider encodes what it sends (orjson,
+#: compact, keys sorted), so a WebSocket forwards the published text as it is (`app.live`).
+_WIRE = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def encode_message(message: dict[str, Any]) -> str:
+    """A message as it is published and sent to a WebSocket: compact JSON with sorted keys."""
+    try:
+        return orjson.dumps(message, option=_WIRE).decode()
+    except orjson.JSONEncodeError:  # what orjson refuses (an int beyond 64 bits): the standard way
+        return json.dumps(message, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
 def publish(redis_client: Any, messages: Iterable[dict[str, Any]]) -> None:
     """Publish committed events on their session channels; losing one is harmless (clients backfill)."""
     messages = list(messages)
@@ -126,7 +140,7 @@ def publish(redis_client: Any, messages: Iterable[dict[str, Any]]) -> None:
     prefix = namespace(redis_client)
     pipe = redis_client.pipeline(transaction=False)
     for message in messages:
-        pipe.publish(channel(message["session_id"], prefix), json.dumps(message, separators=(",", ":")))
+        pipe.publish(channel(message["session_id"], prefix), encode_message(message))
     pipe.execute()
 
 

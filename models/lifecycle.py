@@ -189,6 +189,24 @@ def _user_decisions(task_id: int, count: int) -> list[TaskDecision]:
 # --- create, end, finish --------------------------------------------------------------------
 
 
+#: `create` on PostgreSQL, in one statement: the session row (its `last_seq` already 1), its seven
+#: tasks and its `session_started` event (seq 1, the payload's `session.id` filled in from the new
+#: row), plus the transaction id that the COMMIT would otherwise ask for (`models.db`). A
+#: data-modifying CTE's inserts run in order and the tasks' and the event's foreign keys are
+#: checked at the end of the statement, when the session row exists.
+_CREATE_SQL = (
+    "WITH s AS (INSERT INTO execution_sessions (team_id, user_id, feature_name, description, status,"
+    " current_stage, last_seq, celery_chain_id, rerun_of_id, started_at, created_at, brain)"
+    " VALUES (%s, %s, %s, %s, 'active', 0, 1, %s, %s, %s, %s, %s) RETURNING id),"
+    " t AS (INSERT INTO agent_tasks (session_id, agent_role, stage, task_description, status, retry_count,"
+    " created_at) SELECT s.id, v.role, v.stage, v.text, 'pending', 0, %s FROM s,"
+    " (VALUES {tasks}) AS v (role, stage, text)),"
+    " e AS (INSERT INTO session_events (session_id, seq, type, payload, created_at)"
+    " SELECT s.id, 1, 'session_started', jsonb_set(%s::jsonb, '{{session,id}}', to_jsonb(s.id)), %s FROM s)"
+    " SELECT s.id, txid_current() FROM s"
+)
+
+
 def create(
     team_id: int,
     user_id: int | None,
@@ -196,30 +214,56 @@ def create(
     description: str | None = None,
     rerun_of: int | None = None,
     brain: str | None = None,
+    chain_id: str | None = None,
 ) -> Outcome[ExecutionSession]:
-    """Create an active session with its seven `pending` tasks (one INSERT) and `session_started`.
+    """Create an active session with its seven `pending` tasks and `session_started`.
 
     `brain` names the brain of every agent (default: `SAGE_BRAIN`, else the knowledge base);
-    the caller has checked that it is configured (`models.brains.usable_brain`).
+    the caller has checked that it is configured (`models.brains.usable_brain`). `chain_id`, when
+    given, is stored as the session's `celery_chain_id`: the id the caller's chain will be sent
+    under right after this commit (`actors.pipeline.start_session(id, created)`), so starting it
+    needs no second write. On PostgreSQL this is one statement and the COMMIT (`_CREATE_SQL`).
     """
     _outside_transaction("create")
+    now = utcnow()
+    session = ExecutionSession(
+        team=team_id,
+        user=user_id,
+        feature_name=feature_name,
+        description=description,
+        rerun_of=rerun_of,
+        brain=brain or default_brain(),
+        celery_chain_id=chain_id,
+        started_at=now,
+        created_at=now,
+    )
+    descriptions = task_descriptions(feature_name)
+    if not isinstance(db.obj, peewee.PostgresqlDatabase):
+        with db.atomic():
+            session.save(force_insert=True)
+            AgentTask.insert_many(
+                [
+                    {"session": session.id, "agent_role": role, "stage": STAGE_OF_ROLE[role], "task_description": text}
+                    for role, text in descriptions.items()
+                ]
+            ).execute()
+            events = record_events(session.id, [("session_started", {"session": session_dict(session)})])
+        return _done(session, events)
+    payload = {"session": session_dict(session)}
+    params: list[Any] = [team_id, user_id, feature_name, description, chain_id, rerun_of, now, now, session.brain, now]
+    for role, text in descriptions.items():
+        params += [role, STAGE_OF_ROLE[role], text]
+    params += [json.dumps(payload, separators=(",", ":")), now]
+    sql = _CREATE_SQL.format(tasks=", ".join(["(%s, %s::integer, %s)"] * len(descriptions)))
     with db.atomic():
-        session = ExecutionSession.create(
-            team=team_id,
-            user=user_id,
-            feature_name=feature_name,
-            description=description,
-            rerun_of=rerun_of,
-            brain=brain or default_brain(),
-        )
-        AgentTask.insert_many(
-            [
-                {"session": session.id, "agent_role": role, "stage": STAGE_OF_ROLE[role], "task_description": text}
-                for role, text in task_descriptions(feature_name).items()
-            ]
-        ).execute()
-        events = record_events(session.id, [("session_started", {"session": session_dict(session)})])
-    return _done(session, events)
+        session.id, xid = db.execute_sql(sql, params).fetchone()
+        note = getattr(db.obj, "known_transaction_id", None)
+        if note is not None:
+            note(xid)
+    session.last_seq = 1
+    payload["session"]["id"] = session.id
+    event = {**payload, "type": "session_started", "seq": 1, "at": iso(now), "session_id": session.id}
+    return _done(session, [event])
 
 
 def _finish(

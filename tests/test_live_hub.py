@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from app import live
 from app.live import OVERFLOW, RECHECK, RESYNC, REVOKED, Hub
 from models.events import channel, namespace, revocations_channel
 
@@ -99,8 +100,8 @@ async def test_the_hub_reconnects_and_asks_sockets_to_resync(hub, redis_client):
 def test_a_message_for_a_session_no_socket_here_watches_is_dropped_undecoded(settings, monkeypatch):
     hub = Hub(settings.redis_url)
     decoded: list[str] = []
-    real_loads = json.loads
-    monkeypatch.setattr("app.live.json.loads", lambda data: decoded.append(data) or real_loads(data))
+    real_decode = live.decode
+    monkeypatch.setattr("app.live.decode", lambda data: decoded.append(data) or real_decode(data))
     watched = hub.subscribe(1, user_id=10, team_id=5)
     prefix = hub.prefix
     hub.dispatch(channel(2, prefix), json.dumps({"type": "decision_created", "seq": 1, "session_id": 2}))
@@ -109,3 +110,60 @@ def test_a_message_for_a_session_no_socket_here_watches_is_dropped_undecoded(set
     assert len(decoded) == 1 and watched.queue.get_nowait()["session_id"] == 1
     hub.dispatch(revocations_channel(prefix), json.dumps({"user_id": 10, "team_id": 5}))
     assert watched.queue.get_nowait() == REVOKED
+
+
+def test_a_published_event_is_decoded_once_and_kept_as_the_text_the_web_would_send(app, settings):
+    """Issue 13: the publisher encodes as the web's JSON provider does (compact, keys sorted), so a
+    socket forwards the published text unchanged and every socket of the session shares one decode."""
+    from models.events import encode_message
+
+    message = {"type": "decision_created", "seq": 3, "session_id": 1, "at": "2026-01-01T00:00:00.000Z"}
+    message["decision"] = {"decision_text": "Use “Postgres” ✓", "id": 7, "based_on": [1, 2], "score": 0.5}
+    text = encode_message(message)
+    assert text == app.json.dumps(message)  # what `websocket.send_json` sends
+    assert json.loads(text) == message
+    hub = Hub(settings.redis_url)
+    first, second = hub.subscribe(1, user_id=10, team_id=5), hub.subscribe(1, user_id=11, team_id=5)
+    hub.dispatch(channel(1, hub.prefix), text)
+    one, other = first.queue.get_nowait(), second.queue.get_nowait()
+    assert one == message and one is other and one.raw == text
+    assert json.loads(encode_message({"n": 2**70})) == {"n": 2**70}  # beyond orjson: the standard way
+
+
+def test_the_lean_reader_parses_pushes_however_the_bytes_are_split():
+    """`app.live._PubSubReader` (issue 13): RESP2 pushes, whole or cut anywhere, in order; a PING's
+    answer and subscription confirmations are not messages; an error reply drops the connection."""
+    from app.live import _PubSubReader
+
+    async def scenario():
+        got: list[tuple[str, str]] = []
+        reader = _PubSubReader(lambda name, data: got.append((name, data)))
+        data = '{"seq":1,"text":"é ✓"}'.encode()
+        stream = (
+            b"*3\r\n$10\r\npsubscribe\r\n$4\r\na:b*\r\n:1\r\n"
+            b"*3\r\n$9\r\nsubscribe\r\n$3\r\nrev\r\n:2\r\n"
+            + b"*4\r\n$8\r\npmessage\r\n$4\r\na:b*\r\n$4\r\na:b1\r\n$%d\r\n%s\r\n" % (len(data), data)
+            + b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+            + b"*3\r\n$7\r\nmessage\r\n$3\r\nrev\r\n$2\r\n{}\r\n"
+        )
+        for size in (1, 3, 7, len(stream)):
+            got.clear()
+            for start in range(0, len(stream), size):
+                reader.data_received(stream[start : start + size])
+            assert got == [("a:b1", data.decode()), ("rev", "{}")]
+            assert not reader.buffer
+        assert reader.confirmed == 8  # two per pass
+        await reader.subscribed(2)
+        reader.data_received(b"-ERR unknown command\r\n")
+        assert reader.lost.done() and "unknown command" in str(reader.lost.result())
+
+    asyncio.run(scenario())
+
+
+def test_the_hub_reads_plain_urls_itself_and_leaves_the_rest_to_redis_py():
+    from app.live import _lean_target
+
+    assert _lean_target("redis://127.0.0.1:6379/3") == {"host": "127.0.0.1", "port": 6379, "db": 3}
+    assert _lean_target("redis://u:p@h:1/0")["password"] == "p"
+    assert _lean_target("rediss://h:1/0") is None
+    assert _lean_target("redis://h:1/0?ssl_cert_reqs=none") is None

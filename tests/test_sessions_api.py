@@ -8,7 +8,9 @@ import pytest
 from helpers import error_of, team_cast
 from seeding import seed_session
 
-from models import ExecutionSession, SessionEvent, Team, db
+from models import ExecutionSession, SessionEvent, Team, User, db
+from models.lifecycle import task_descriptions
+from models.schema import STAGE_OF_ROLE
 
 READS = ["", "/timeline", "/replay", "/decisions", "/events"]
 
@@ -309,3 +311,62 @@ async def test_a_session_whose_pipeline_cannot_be_queued_fails_at_once_instead_o
     assert session.feature_name == "Chat" and session.status == "error"
     assert "queue" in session.error_message
     assert [e.type for e in session.events.order_by(SessionEvent.seq)] == ["session_started", "session_error"]
+
+
+async def test_starting_a_session_is_one_access_query_and_one_write_statement(login_as, cast, monkeypatch):
+    """POST /sessions (issue 13): the access query also checks the account; the session, its seven
+    tasks and `session_started` are one statement that also returns the transaction id (so the
+    COMMIT asks for nothing), and the chain is sent under the id stored with the row."""
+    from actors.celery_compat import canvas
+    from models.db import PostgresDatabase
+
+    owner = await login_as(cast["people"]["owner"])
+    await owner.post("/sessions", json={"team_id": cast["team"].id, "feature_name": "Warm"})
+    statements, sent = [], []
+    execute_sql, apply_async = PostgresDatabase.execute_sql, canvas.chain.apply_async
+
+    def spy(self, sql, *args, **kwargs):
+        statements.append(sql)
+        return execute_sql(self, sql, *args, **kwargs)
+
+    def sending(self, *args, **kwargs):
+        result = apply_async(self, *args, **kwargs)
+        sent.append(result.id)
+        return result
+
+    monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
+    monkeypatch.setattr(canvas.chain, "apply_async", sending)
+    response = await owner.post(
+        "/sessions", json={"team_id": cast["team"].id, "feature_name": "Chat", "description": "d"}
+    )
+    monkeypatch.undo()
+    assert response.status_code == 202
+    writes = [s for s in statements if s.strip().upper() not in {"SELECT 1", "COMMIT"}]
+    assert len(writes) == 2, statements
+    assert "account_exists" in writes[0] and "txid_current()" in writes[1]
+    assert not any("txid_current_if_assigned" in s for s in statements)
+    session = ExecutionSession.get_by_id((await response.get_json())["session_id"])
+    assert sent == [session.celery_chain_id]
+    assert (session.last_seq, session.status, session.current_stage, session.description) == (1, "active", 0, "d")
+    tasks = {t.agent_role: t for t in session.tasks}
+    assert {r: (t.stage, t.status, t.task_description) for r, t in tasks.items()} == {
+        role: (STAGE_OF_ROLE[role], "pending", text) for role, text in task_descriptions("Chat").items()
+    }
+    [event] = session.events
+    assert (event.seq, event.type) == (1, "session_started")
+    detail = await (await owner.get(f"/sessions/{session.id}")).get_json()
+    stored = {k: v for k, v in detail["session"].items() if k in event.payload["session"]}
+    assert event.payload["session"] == stored and event.payload["session"]["id"] == session.id
+    feed = await (await owner.get(f"/sessions/{session.id}/events")).get_json()
+    assert feed["events"][0]["session"]["id"] == session.id
+
+
+async def test_a_deleted_accounts_cookie_starts_nothing(login_as, cast):
+    member = cast["people"]["member"]
+    client = await login_as(member)
+    before = ExecutionSession.select().count()
+    User.delete().where(User.id == member.id).execute()  # not through DELETE /auth/me
+    response = await client.post("/sessions", json={"team_id": cast["team"].id, "feature_name": "Chat"})
+    assert response.status_code == 401
+    assert (await error_of(response))["code"] == "unauthenticated"
+    assert ExecutionSession.select().count() == before

@@ -194,3 +194,37 @@ async def test_deleting_the_account_closes_its_sockets_with_4403(app, login_as, 
         with pytest.raises(WebsocketDisconnectError) as closed:
             await receive(ws)
         assert closed.value.args[0] == 4403
+
+
+async def test_the_handshake_is_two_read_only_units_and_the_backlog_rides_on_the_second(login_as, cast, monkeypatch):
+    """Issue 13: the access query also checks the account; the re-check after subscribing and the
+    backlog read share one read-only unit; neither asks for a transaction id."""
+    from models.db import PostgresDatabase
+
+    sid = cast["session"].id
+    viewer = await login_as(cast["people"]["viewer"])
+    stored = (await (await viewer.get(f"/sessions/{sid}/events")).get_json())["events"]
+    statements = []
+    execute_sql = PostgresDatabase.execute_sql
+
+    def spy(self, sql, *args, **kwargs):
+        statements.append(sql)
+        return execute_sql(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
+    async with viewer.websocket(f"/ws/{sid}") as ws:
+        assert [await receive(ws) for _ in stored] == stored
+    queries = [s for s in statements if s.strip().upper() not in {"SELECT 1", "COMMIT"}]
+    assert len(queries) == 3, statements
+    assert "account_exists" in queries[0] and "membership_role" in queries[1] and "session_events" in queries[2]
+    assert not any("txid" in s for s in statements)
+
+
+async def test_a_deleted_accounts_cookie_opens_no_socket(app, login_as, cast, redis_client):
+    from models import User
+
+    member = cast["people"]["member"]
+    client = await login_as(member)
+    User.delete().where(User.id == member.id).execute()  # not through DELETE /auth/me
+    assert await refused(client, f"/ws/{cast['session'].id}") == 401
+    assert not redis_client.smembers(f"auth:user:{member.id}")
