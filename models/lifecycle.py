@@ -58,6 +58,7 @@ from models.schema import (
 from models.serialize import iso, session_dict, snapshot_dict, task_decision_dict, task_dict
 
 T = TypeVar("T")
+ModelT = TypeVar("ModelT", bound=peewee.Model)
 Events = list[dict[str, Any]]
 LAST_STAGE = len(PIPELINE) - 1
 
@@ -116,6 +117,22 @@ def _locked_session(session_id: int) -> ExecutionSession | None:
     if isinstance(db.obj, peewee.PostgresqlDatabase):
         return next(iter(ExecutionSession.raw(_LOCK_SQL, session_id)), None)
     return ExecutionSession.select().where(ExecutionSession.id == session_id).for_update("FOR NO KEY UPDATE").first()  # type: ignore[arg-type]
+
+
+def _columns(model: type[peewee.Model], alias: str) -> str:
+    """The select list of all of `model`'s columns under `alias`, in field order (for `_instance`)."""
+    return ", ".join(f'"{alias}"."{f.column_name}"' for f in model._meta.sorted_fields)
+
+
+def _instance(model: type[ModelT], values: Any) -> ModelT:
+    """A row of `_columns(model, ...)` as the instance Peewee would build from it. psycopg2 already
+    returns datetimes and decoded JSON, so there is nothing to convert; this skips Peewee's query
+    building and row wrapping, which cost more than the statement on the hot path (a task's claim
+    and completion run for every task)."""
+    instance: Any = model(__no_default__=1)
+    instance.__data__ = dict(zip(model._meta.sorted_field_names, values, strict=True))
+    instance._dirty = set()
+    return instance
 
 
 # --- event payloads -------------------------------------------------------------------------
@@ -401,6 +418,29 @@ def _context_of(session: ExecutionSession, upstream_rows: Any, decision_rows: An
     }
 
 
+# The claim's locked read for a role's message, prebuilt: the task, its session (locked) and the
+# agent's context in one statement (what `_claim`'s Peewee query builds, without building it).
+_CLAIM_ROLE_SQL = (
+    f"SELECT {_columns(AgentTask, 't1')}, {_columns(ExecutionSession, 't2')}, {_UPSTREAM_SQL}, {_DECISIONS_SQL} "
+    'FROM "agent_tasks" AS "t1" INNER JOIN "execution_sessions" AS "t2" ON ("t1"."session_id" = "t2"."id") '
+    'WHERE "t1"."session_id" = %s AND "t1"."agent_role" = %s FOR NO KEY UPDATE OF "t2"'
+)
+_TASK_WIDTH = len(AgentTask._meta.sorted_fields)
+_SESSION_WIDTH = len(ExecutionSession._meta.sorted_fields)
+
+
+def _claim_role_row(session_id: int, role: str) -> Any:
+    """The task, with `.session` and its context rows (`upstream_rows`, `decision_rows`), or None."""
+    found = db.execute_sql(_CLAIM_ROLE_SQL, (session_id, role)).fetchone()
+    if found is None:
+        return None
+    task: Any = _instance(AgentTask, found[:_TASK_WIDTH])
+    task.session = _instance(ExecutionSession, found[_TASK_WIDTH : _TASK_WIDTH + _SESSION_WIDTH])
+    task._dirty = set()
+    task.upstream_rows, task.decision_rows = found[_TASK_WIDTH + _SESSION_WIDTH :]
+    return task
+
+
 class Claim(NamedTuple):
     session: ExecutionSession
     task: AgentTask
@@ -476,6 +516,7 @@ def claim_role(
         context_data,
         completed_ok=True,
         run=run,
+        by_role=(session_id, role),
     )
 
 
@@ -486,6 +527,7 @@ def _claim(
     context_data: dict,
     completed_ok: bool,
     run: Callable[[Claim], Completion | None] | None = None,
+    by_role: tuple[int, str] | None = None,
 ) -> Outcome[Claim | Completed | AgentTask | str | None]:
     fused = isinstance(db.obj, peewee.PostgresqlDatabase)
     extra = [SQL(_UPSTREAM_SQL), SQL(_DECISIONS_SQL)] if fused else []
@@ -493,13 +535,16 @@ def _claim(
         # The session is locked; the context comes with it. Its reads see the upstream tasks as
         # they were when this statement began, which holds all of them: they committed before
         # the stage gate that sent this message did.
-        row = (
-            AgentTask.select(AgentTask, ExecutionSession, *extra)
-            .join(ExecutionSession)
-            .where(which)
-            .for_update("FOR NO KEY UPDATE", of=ExecutionSession)  # type: ignore[arg-type]  # task: the UPDATE checks it
-            .first()
-        )
+        if fused and by_role is not None:
+            row = _claim_role_row(*by_role)
+        else:
+            row = (
+                AgentTask.select(AgentTask, ExecutionSession, *extra)
+                .join(ExecutionSession)
+                .where(which)
+                .for_update("FOR NO KEY UPDATE", of=ExecutionSession)  # type: ignore[arg-type]  # task: the UPDATE checks it
+                .first()
+            )
         if row is None:
             return Outcome(None if completed_ok else "task no longer exists", [])
         if completed_ok and row.status == "completed":
@@ -568,6 +613,18 @@ _COMPLETE_SQL = (
 )
 
 
+# A completion's decisions and snapshot, prebuilt (see `_instance`).
+_DECISION_VALUES = "(%s, 'agent', %s, %s, %s, %s, %s::jsonb, %s)"
+_INSERT_DECISIONS_SQL = (
+    "INSERT INTO task_decisions (agent_task_id, source, decision_text, rationale, category, confidence, based_on, "
+    "created_at) VALUES {values} RETURNING " + _columns(TaskDecision, "task_decisions").replace("{", "{{")
+)
+_INSERT_SNAPSHOT_SQL = (
+    "INSERT INTO agent_snapshots (agent_task_id, agent_role, context_state, capabilities, decisions, "
+    "execution_metadata, created_at) VALUES (%s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s) RETURNING id"
+)
+
+
 class _Superseded(Exception):
     """Another delivery finished the task first: roll this completion back."""
 
@@ -627,9 +684,28 @@ def _record_completion(
         if "id" in d
     }
     rows: list[TaskDecision] = []
+    postgres = isinstance(db.obj, peewee.PostgresqlDatabase)
     if output["decisions"]:
         for decision in output["decisions"]:
             decision["based_on"] = sorted({upstream_ids[k] for k in decision["based_on_keys"] if k in upstream_ids})
+    if output["decisions"] and postgres:
+        params: list[Any] = []
+        for d in output["decisions"]:
+            params += [
+                task.id,
+                d["text"],
+                d["rationale"],
+                d["category"],
+                d["confidence"],
+                json.dumps(d["based_on"]),
+                now,
+            ]
+        values = ", ".join([_DECISION_VALUES] * len(output["decisions"]))
+        found = db.execute_sql(_INSERT_DECISIONS_SQL.format(values=values), params).fetchall()
+        rows = sorted((_instance(TaskDecision, r) for r in found), key=lambda r: r.id)
+        for decision, made in zip(output["decisions"], rows, strict=True):
+            decision["id"] = made.id
+    elif output["decisions"]:
         rows = sorted(
             TaskDecision.insert_many(
                 [
@@ -664,10 +740,10 @@ def _record_completion(
     if added is not None:
         session.usage = add_session_usage(session.usage, task.usage, usage)
         ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session.id).execute()
-    snapshot = AgentSnapshot.create(
-        agent_task=task.id,
-        agent_role=task.agent_role,
-        context_state={
+    shot = {
+        "agent_task": task.id,
+        "agent_role": task.agent_role,
+        "context_state": {
             "task_description": task.task_description,
             "feature_name": seen.get("feature_name"),
             "description": seen.get("description"),
@@ -677,16 +753,23 @@ def _record_completion(
                 for r, u in seen.get("upstream", {}).items()
             },
         },
-        capabilities=completion.capabilities,
-        decisions=output["decisions"],
-        execution_metadata={
+        "capabilities": completion.capabilities,
+        "decisions": output["decisions"],
+        "execution_metadata": {
             "started_at": done.started_at.isoformat() + "Z",
             "completed_at": now.isoformat() + "Z",
             "duration_seconds": done.duration_seconds,
             **completion.metadata,
         },
-        created_at=now,
-    )
+        "created_at": now,
+    }
+    if postgres:
+        encoded = [json.dumps(shot[k]) for k in ("context_state", "capabilities", "decisions", "execution_metadata")]
+        (shot["id"],) = db.execute_sql(_INSERT_SNAPSHOT_SQL, [task.id, task.agent_role, *encoded, now]).fetchone()
+        snapshot: Any = AgentSnapshot(__no_default__=1)
+        snapshot.__data__, snapshot._dirty = shot, set()
+    else:
+        snapshot = AgentSnapshot.create(**shot)
     decisions = _user_decisions(task.id, done.n_user_decisions) + rows
     decisions.sort(key=lambda d: d.id)
     shown = task_payload(done, decisions)

@@ -243,6 +243,9 @@ def test_an_attempt_over_the_time_limit_is_retried(personal_team, user, stub_wor
         return original(self, role, description, context)
 
     monkeypatch.setattr(KnowledgeBaseBrain, "think", sometimes_slow)
+    # A brain that can take seconds does not answer at once: it runs after its claim commits, so
+    # its stage sibling's claim does not wait on the session's lock (and on its own time limit).
+    monkeypatch.setattr(KnowledgeBaseBrain, "instant", False)
     started = time.monotonic()
     session = run_session(personal_team, user, wait)
     assert session.status == "completed"
