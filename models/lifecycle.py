@@ -28,6 +28,10 @@ task that also brings the agent's context, one UPDATE ... RETURNING, one INSERT 
 and the COMMIT; a completion is one lock, one INSERT of the decisions, one UPDATE ... RETURNING
 (which also counts what the finish check needs), one INSERT of the snapshot, one INSERT of its
 event(s) and the COMMIT. BEGIN travels with the first statement (`models.db.PostgresDatabase`).
+An agent that answers at once (the knowledge base) is run inside its claim's transaction
+(`claim_role`'s `run`): its completion shares the claim's lock, events INSERT and COMMIT, so a
+task is one transaction of five statements. The hot statements are prebuilt SQL whose rows
+become models directly (`_instance`): Peewee's query building cost more than the statements.
 """
 
 from __future__ import annotations
