@@ -24,6 +24,13 @@ async def read_db(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     return await run_sync(unit_of_work(func, read_only=True))(*args, **kwargs)
 
 
+async def read_statement(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `func` off the event loop in one connection and no transaction: for a read of one
+    statement, which is one snapshot by itself and so needs no BEGIN or COMMIT (PostgreSQL runs
+    it in autocommit). A connection lost under it runs it once more: it wrote nothing."""
+    return await run_sync(_connected(func))(*args, **kwargs)
+
+
 def _connected(func: Callable[P, R]) -> Callable[P, R]:
     @reconnecting
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -261,17 +261,24 @@ VIEW_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def session_version_column(session_id: int, parts: tuple[str, ...]) -> Any:
-    """A column `view_version`: a digest of the rows of `parts` of the session, equal digests for
-    equal rows; to be selected by the query that loads the session (access checks it anyway).
-
-    None on a database other than PostgreSQL (SQLite has no `xmin`), which means "do not cache".
-    Select it in the same transaction as the view's queries (`read_db`'s snapshot), so they agree.
-    """
+def session_version_sql(parts: tuple[str, ...]) -> str | None:
+    """The SQL expression of `session_version_column`, with one `%s` (the session id) per part;
+    None on a database other than PostgreSQL (SQLite has no `xmin`), which means "do not cache"."""
     from models.db import PostgresDatabase, db
 
     if not isinstance(db.obj, PostgresDatabase):
         return None
     # coalesce keeps every part's place, so rows cannot move from one part to the next unseen.
     columns = ", ".join(f"coalesce(({_VERSION_PARTS[part]}), '')" for part in parts)
-    return SQL(f"md5(concat_ws('|', {columns}))", [session_id] * len(parts)).alias("view_version")
+    return f"md5(concat_ws('|', {columns}))"
+
+
+def session_version_column(session_id: int, parts: tuple[str, ...]) -> Any:
+    """A column `view_version`: a digest of the rows of `parts` of the session, equal digests for
+    equal rows; to be selected by the query that loads the session (access checks it anyway).
+
+    None on a database other than PostgreSQL, which means "do not cache". Select it in the same
+    transaction as the view's queries (`read_db`'s snapshot), so they agree.
+    """
+    sql = session_version_sql(parts)
+    return None if sql is None else SQL(sql, [session_id] * len(parts)).alias("view_version")

@@ -59,6 +59,11 @@ async def test_every_read_is_one_read_only_transaction_with_no_txid_read(login_a
         assert response.status_code == 200, path
         # The login check and the access check share the view's one unit of work.
         assert transactions == {"begun": [True], "txid_reads": []}, path
+    for path in read_paths(cast)[:-1]:
+        transactions["begun"].clear(), transactions["txid_reads"].clear()
+        assert (await viewer.get(path)).status_code == 200, path
+        # A kept body: one statement in autocommit, no transaction at all (see the test below).
+        assert transactions == {"begun": [], "txid_reads": []}, path
 
 
 async def test_a_write_still_reads_its_transaction_id_before_commit(login_as, cast, transactions):
@@ -134,6 +139,62 @@ def test_the_account_check_raises_account_gone_whether_or_not_the_object_exists(
     for ident in (existing, 999999):
         with pytest.raises(AccountGone):
             require(viewer.id, ident, "read", check_account=True)
+
+
+def test_the_one_statement_access_check_decides_as_require_session(cast):
+    """`session_access_with` (a kept body's read) and `require_session` agree for every caller."""
+    from app.access import session_access_with
+    from app.errors import ApiError
+
+    def outcome(check, *args):
+        try:
+            return ("allowed", check(*args))
+        except ApiError as error:
+            return ("refused", error.status)
+        except AccountGone:
+            return ("gone", None)
+
+    def both(user_id, session_id):
+        old = outcome(lambda: require_session(user_id, session_id, "read", check_account=True)[1] and 7)
+        new = outcome(lambda: session_access_with(user_id, session_id, "read", "%s + 0", [7]))
+        return old, new
+
+    session = cast["session"].id
+    people = cast["people"]
+    for name, person in people.items():
+        for ident in (session, 999999):
+            old, new = both(person.id, ident)
+            assert old == new, (name, ident)
+            assert (new == ("allowed", 7)) == (name != "outsider" and ident == session), (name, ident)
+    Team.update(is_shared=False).where(Team.id == cast["team"].id).execute()
+    for name in ("owner", "member", "viewer"):
+        assert both(people[name].id, session)[0] == both(people[name].id, session)[1]
+        assert both(people[name].id, session)[1][0] == ("allowed" if name == "owner" else "refused"), name
+    User.delete().where(User.id == people["viewer"].id).execute()
+    for ident in (session, 999999):
+        assert both(people["viewer"].id, ident) == (("gone", None), ("gone", None))
+
+
+async def test_a_kept_bodys_read_whose_connection_is_terminated_runs_once_more(login_as, cast, monkeypatch):
+    from test_db_reconnect import sever_this_connection
+
+    import app.sessions as sessions_routes
+
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}/replay"
+    _, etag, body = await read(viewer, url)
+    calls = []
+    real = sessions_routes.session_access_with
+
+    def severed_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            sever_this_connection()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sessions_routes, "session_access_with", severed_once)
+    assert await read(viewer, url) == (200, etag, body)
+    assert len(calls) == 2
 
 
 def test_a_read_only_unit_of_work_refuses_writes(user):
@@ -352,12 +413,13 @@ async def _uncached(client, url):
     """The body built from the database now, bypassing every cache."""
     from app.read_cache import BodyCache
 
-    real = BodyCache.get_or_build
+    real, peek = BodyCache.get_or_build, BodyCache.peek
     BodyCache.get_or_build = lambda self, key, version, build: real(self, key, None, build)  # type: ignore[method-assign]
+    BodyCache.peek = lambda self, key, version: None  # type: ignore[method-assign]
     try:
         return (await read(client, url))[2]
     finally:
-        BodyCache.get_or_build = real  # type: ignore[method-assign]
+        BodyCache.get_or_build, BodyCache.peek = real, peek  # type: ignore[method-assign]
 
 
 async def test_events_after_different_seqs_are_kept_apart(login_as, cast):
