@@ -203,12 +203,13 @@ def session_access_with(
     expression `column` (with `params`), whose value it returns when the action is allowed.
 
     Run it outside a transaction: one statement is one snapshot by itself, so the access, the
-    account and `column` agree (a cached read's version, `app.sessions`).
+    account and `column` agree (a cached read's version, `app.sessions`). PostgreSQL only: it runs
+    as a prepared statement (its planning cost more than its running).
 
     Raises: as `require_session`.
     """
     sql = _SESSION_FACTS_SQL.format(column=column, alias=alias)
-    row = db.execute_sql(sql, (user_id, *params, session_id, user_id)).fetchone()
+    row = db.obj.execute_prepared(sql, (user_id, *params, session_id, user_id)).fetchone()
     account_exists, owner_id, is_shared, membership_role, value = row
     _require_account(account_exists, user_id)
     _decide(None if owner_id is None else _TeamFacts(owner_id, is_shared), membership_role, user_id, action, "session")

@@ -8,9 +8,11 @@ per message from `actors.middleware.DatabaseMiddleware`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -81,6 +83,9 @@ class _TracksCommits(peewee.Database):
 
 
 _deferred = threading.local()
+#: The names each connection has PREPAREd (`PostgresDatabase.execute_prepared`); a new connection
+#: (a reconnect, a replaced pool member) starts with none.
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
@@ -137,6 +142,33 @@ class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
                 self.cursor().execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             return
         _deferred.conn, _deferred.sql = self._state.conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+
+    def execute_prepared(self, sql: str, params: tuple | list = ()):
+        """Run `sql` (with `%s` placeholders, and no other `%`) as a server-side prepared statement
+        of this connection: PREPAREd the first time the connection meets it, then EXECUTEd. For a
+        hot statement whose planning costs more than its running (issue 13: a cached read's access
+        and version query, 0.54 ms planned each time against 0.17 ms prepared): PostgreSQL plans
+        it a few times, then keeps a generic plan.
+
+        Returns the cursor, as `execute_sql`.
+        """
+        conn = self.connection()
+        name = "sage_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
+        placeholders = ", ".join(["%s"] * sql.count("%s"))
+        execute = f"EXECUTE {name}({placeholders})" if placeholders else f"EXECUTE {name}"
+        prepared = _prepared.setdefault(conn, set())
+        if name not in prepared:
+            pieces = sql.split("%s")
+            numbered = pieces[0] + "".join(f"${i}{piece}" for i, piece in enumerate(pieces[1:], 1))
+            try:
+                self.execute_sql(f"PREPARE {name} AS {numbered}")
+            except peewee.ProgrammingError as exc:
+                # Already prepared on this connection (its record here was lost): usable, unless
+                # the failure aborted a transaction around it.
+                if self.in_transaction() or getattr(getattr(exc, "orig", None), "pgcode", None) != "42P05":
+                    raise
+            prepared.add(name)
+        return self.execute_sql(execute, params)
 
     def transaction_status(self, xid: int) -> str:
         """'committed', 'aborted' or 'in progress' (PostgreSQL's `txid_status`)."""

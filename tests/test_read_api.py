@@ -491,5 +491,38 @@ async def test_a_cached_read_is_one_statement_that_checks_access_account_and_ver
         return execute_sql(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
-    assert (await viewer.get(url)).status_code == 200
-    assert len(statements) == 1 and "view_version" in statements[0] and "account_exists" in statements[0]
+    for _ in range(3):
+        statements.clear()
+        assert (await viewer.get(url)).status_code == 200
+        # One EXECUTE of a prepared statement, PREPAREd first on a connection that had not met it.
+        *prepare, execute = statements
+        assert execute.startswith("EXECUTE sage_") and len(prepare) <= 1
+        for sql in prepare:
+            assert sql.startswith(f"PREPARE {execute.split()[1].split('(')[0]} AS ")
+            assert "view_version" in sql and "account_exists" in sql
+
+
+def test_a_prepared_statement_is_prepared_once_per_connection():
+    from models.db import _prepared
+
+    statements = []
+    real = PostgresDatabase.execute_sql
+    sql = "SELECT %s::int + %s::int, 'a' IS NOT NULL"
+
+    def run(a, b):
+        with db.connection_context():
+            return db.obj.execute_prepared(sql, (a, b)).fetchone()
+
+    def spy(self, text, *args, **kwargs):
+        statements.append(text.split()[0])
+        return real(self, text, *args, **kwargs)
+
+    PostgresDatabase.execute_sql = spy  # type: ignore[method-assign]
+    try:
+        assert run(1, 2) == (3, True)
+        assert run(5, 6) == (11, True)
+        assert statements == ["PREPARE", "EXECUTE", "EXECUTE"]
+        _prepared.clear()  # forgotten here, still prepared there: it is used all the same
+        assert run(1, 1) == (2, True)
+    finally:
+        PostgresDatabase.execute_sql = real  # type: ignore[method-assign]
