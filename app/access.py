@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple, cast
 
-from peewee import JOIN, fn
+from peewee import JOIN, ModelObjectCursorWrapper, fn
 
 from app.errors import ApiError
 from models.db import db
@@ -214,6 +214,37 @@ def session_access_with(
     _require_account(account_exists, user_id)
     _decide(None if owner_id is None else _TeamFacts(owner_id, is_shared), membership_role, user_id, action, "session")
     return value
+
+
+# `require_team(..., check_account=True)`'s question, in the same shape (one row, NULL team facts
+# when the team is missing); its names are kept apart from the rows `team_access_with_rows` adds.
+_TEAM_FACTS_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM users WHERE id = %s) AS account_exists,"
+    " t.owner_id AS team_owner_id, t.is_shared AS team_is_shared, m.role AS membership_role"
+    " FROM (VALUES (1)) AS one (x)"
+    " LEFT JOIN teams t ON t.id = %s"
+    " LEFT JOIN team_memberships m ON m.team_id = t.id AND m.user_id = %s"
+)
+
+
+def team_access_with_rows(
+    user_id: int, team_id: int, action: Action, model: Any, rows_sql: str, params: Sequence[Any]
+) -> list[Any]:
+    """`require_team(user_id, team_id, action, check_account=True)`'s decision, by the same rules,
+    and when allowed the rows of `rows_sql` (with `params`) as `model` instances, converted as
+    Peewee converts them: one prepared statement, outside any transaction (one snapshot by itself,
+    so the rows are those the access was decided on). PostgreSQL only.
+
+    Raises: as `require_team`.
+    """
+    sql = f"SELECT f.*, r.* FROM ({_TEAM_FACTS_SQL}) AS f LEFT JOIN LATERAL ({rows_sql}) AS r ON true"
+    cursor = db.obj.execute_prepared(sql, (user_id, team_id, user_id, *params))
+    rows = list(ModelObjectCursorWrapper(cursor, model, [], model))
+    first = rows[0]  # always one at least: the facts
+    _require_account(first.account_exists, user_id)
+    team = None if first.team_owner_id is None else _TeamFacts(first.team_owner_id, first.team_is_shared)
+    _decide(team, first.membership_role, user_id, action, "team")
+    return [row for row in rows if row.id is not None]  # none: one row of facts with NULLs
 
 
 def require_task(user_id: int, task_id: int, action: Action) -> tuple[AgentTask, Role]:

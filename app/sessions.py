@@ -13,7 +13,7 @@ from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import validate_querystring, validate_request
 from redis.exceptions import RedisError
 
-from app.access import require_session, require_team, session_access_with
+from app.access import require_session, require_team, session_access_with, team_access_with_rows
 from app.db_thread import read_db, read_statement, run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required, login_required_access_checked, login_user_id
@@ -21,7 +21,7 @@ from app.read_cache import BodyCache
 from app.validation import NonBlank
 from models import design_pack, lifecycle, queries
 from models.brains import BrainConfigError, usable_brain
-from models.db import reconnecting
+from models.db import PostgresDatabase, db, reconnecting
 from models.events import events_after
 from models.schema import ExecutionSession
 from models.serialize import session_dict
@@ -102,12 +102,22 @@ def _list(user_id: int, team_id: int, query: SessionList) -> dict:
     return queries.team_sessions(team_id, query.status, query.limit, query.before)
 
 
+def _list_at_once(user_id: int, team_id: int, query: SessionList) -> dict:
+    """`_list` as one prepared statement (access, account and the page): no transaction needed."""
+    sql, params = queries.team_sessions_sql(team_id, query.status, query.limit, query.before)
+    rows = team_access_with_rows(user_id, team_id, "read", ExecutionSession, sql, params)
+    return queries.team_sessions_page(rows, query.limit)
+
+
 @blueprint.get("/teams/<int:team_id>/sessions")
 @login_required_access_checked
 @validate_querystring(SessionList)
 async def list_sessions(team_id: int, query_args: SessionList):
     """The team's sessions, newest first, `limit` at a time before the `before` id."""
-    return jsonify(await read_db(_list, await login_user_id(), team_id, query_args))
+    user_id = await login_user_id()
+    if isinstance(db.obj, PostgresDatabase):
+        return jsonify(await read_statement(_list_at_once, user_id, team_id, query_args))
+    return jsonify(await read_db(_list, user_id, team_id, query_args))
 
 
 def _body_cache() -> BodyCache:

@@ -53,16 +53,17 @@ def transactions(monkeypatch):
 
 async def test_every_read_is_one_read_only_transaction_with_no_txid_read(login_as, cast, transactions):
     viewer = await login_as(cast["people"]["viewer"])
-    for path in read_paths(cast):
+    sessions, team_list = read_paths(cast)[:-1], read_paths(cast)[-1]
+    for path in sessions:
         transactions["begun"].clear(), transactions["txid_reads"].clear()
         response = await viewer.get(path)
         assert response.status_code == 200, path
-        # The login check and the access check share the view's one unit of work.
+        # A body not kept yet: the login check and the access check share the view's one unit of work.
         assert transactions == {"begun": [True], "txid_reads": []}, path
-    for path in read_paths(cast)[:-1]:
+    for path in [*sessions, team_list]:
         transactions["begun"].clear(), transactions["txid_reads"].clear()
         assert (await viewer.get(path)).status_code == 200, path
-        # A kept body: one statement in autocommit, no transaction at all (see the test below).
+        # A kept body, and the team list: one statement in autocommit, no transaction at all.
         assert transactions == {"begun": [], "txid_reads": []}, path
 
 
@@ -195,6 +196,59 @@ async def test_a_kept_bodys_read_whose_connection_is_terminated_runs_once_more(l
     monkeypatch.setattr(sessions_routes, "session_access_with", severed_once)
     assert await read(viewer, url) == (200, etag, body)
     assert len(calls) == 2
+
+
+def test_the_team_list_in_one_statement_is_the_peewee_list_and_decides_as_require_team(cast):
+    """The web's list (`_list_at_once`: access and page in one prepared statement) gives the same
+    body as `queries.team_sessions` for every filter, and the same decision as `require_team`."""
+    from app.access import team_access_with_rows
+    from app.errors import ApiError
+    from app.sessions import SessionList, _list_at_once
+    from models import ExecutionSession, queries
+
+    team, owner = cast["team"], cast["people"]["owner"]
+    for index, status in enumerate(["completed", "error", "completed", "completed"]):
+        seed_session(team, owner, f"More {index}", status=status)
+    ExecutionSession.update(usage={"calls": 2}).where(ExecutionSession.feature_name == "More 1").execute()
+    ExecutionSession.update(status="active", ended_at=None, end_reason=None, duration_seconds=None).where(
+        ExecutionSession.feature_name.in_(["More 0", "More 3"])
+    ).execute()
+    ids = [s.id for s in ExecutionSession.select().where(ExecutionSession.team == team.id)]
+    for status in (None, "active", "completed", "error"):
+        for before in (None, max(ids), sorted(ids)[2], min(ids)):
+            for limit in (1, 2, 50):
+                query = SessionList(status=status, limit=limit, before=before)
+                expected = queries.team_sessions(team.id, status, limit, before)
+                assert _list_at_once(owner.id, team.id, query) == expected, (status, before, limit)
+
+    def outcome(check):
+        try:
+            return ("allowed", check())
+        except ApiError as error:
+            return ("refused", error.status)
+        except AccountGone:
+            return ("gone", None)
+
+    def both(user_id, team_id):
+        sql, params = queries.team_sessions_sql(team_id)
+        return (
+            outcome(lambda: require_team(user_id, team_id, "read", check_account=True)[1] and "ok"),
+            outcome(lambda: team_access_with_rows(user_id, team_id, "read", ExecutionSession, sql, params) and "ok"),
+        )
+
+    people = cast["people"]
+    for name, person in people.items():
+        for ident in (team.id, 999999):
+            old, new = both(person.id, ident)
+            assert old == new, (name, ident)
+            assert (new == ("allowed", "ok")) == (name != "outsider" and ident == team.id), (name, ident)
+    Team.update(is_shared=False).where(Team.id == team.id).execute()
+    for name in ("owner", "member", "viewer"):
+        old, new = both(people[name].id, team.id)
+        assert old == new and new[0] == ("allowed" if name == "owner" else "refused"), name
+    User.delete().where(User.id == people["viewer"].id).execute()
+    for ident in (team.id, 999999):
+        assert both(people["viewer"].id, ident) == (("gone", None), ("gone", None))
 
 
 def test_a_read_only_unit_of_work_refuses_writes(user):
