@@ -3,6 +3,8 @@ the access checked in it on every request, and nothing else given up for the spe
 
 from __future__ import annotations
 
+import threading
+
 import peewee
 import psycopg2
 import pytest
@@ -249,6 +251,51 @@ def test_the_team_list_in_one_statement_is_the_peewee_list_and_decides_as_requir
     User.delete().where(User.id == people["viewer"].id).execute()
     for ident in (team.id, 999999):
         assert both(people["viewer"].id, ident) == (("gone", None), ("gone", None))
+
+
+async def test_a_kept_bodys_read_checks_its_connection_out_without_a_round_trip(login_as, cast, monkeypatch):
+    """The pool's SELECT 1 on check-out is skipped for a read that can run again (`read_statement`)."""
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}"
+    assert (await viewer.get(url)).status_code == 200
+    adapter = type(db.obj._adapter)
+    pings = []
+    real = adapter.is_connection_closed
+    monkeypatch.setattr(adapter, "is_connection_closed", lambda self, conn: pings.append(1) or real(self, conn))
+    assert (await viewer.get(url)).status_code == 200
+    assert pings == []
+
+    def elsewhere() -> None:  # anything else still checks (a thread with no connection open yet)
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start(), thread.join()
+    assert pings == [1]
+
+
+async def test_a_kept_bodys_read_after_every_pooled_connection_died_still_answers(login_as, cast):
+    """A restarted server leaves the pool full of dead connections: the unchecked one fails, the
+    retry's is checked, so the read still answers (and so does the next)."""
+    from test_db_reconnect import terminate_backends
+
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}/timeline"
+    _, etag, body = await read(viewer, url)
+    together = threading.Barrier(4)
+
+    def hold_one() -> None:  # four connections at once, so the pool keeps four
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+            together.wait(timeout=10)
+
+    threads = [threading.Thread(target=hold_one) for _ in range(4)]
+    [t.start() for t in threads], [t.join() for t in threads]
+    assert terminate_backends() >= 4
+    assert await read(viewer, url) == (200, etag, body)
+    assert await read(viewer, url) == (200, etag, body)
+    assert terminate_backends() >= 1
+    assert (await viewer.get(f"/teams/{cast['team'].id}/sessions")).status_code == 200
 
 
 def test_a_read_only_unit_of_work_refuses_writes(user):
