@@ -627,3 +627,22 @@ def test_a_prepared_statement_is_prepared_once_per_connection():
         assert run(1, 1) == (2, True)
     finally:
         PostgresDatabase.execute_sql = real  # type: ignore[method-assign]
+
+
+async def test_the_cookie_session_is_quarts_with_or_without_its_cookie(app):
+    """`app.CookieSessions` skips building a signer only when there is no session cookie."""
+    from quart.sessions import SecureCookieSessionInterface
+
+    from app import CookieSessions
+
+    ours, theirs = CookieSessions(), SecureCookieSessionInterface()
+    signed = theirs.get_signing_serializer(app).dumps({"seen": 1})
+    name = app.config["SESSION_COOKIE_NAME"]
+    for headers in ({}, {"Cookie": f"{name}={signed}"}, {"Cookie": f"{name}=forged"}, {"Cookie": "other=1"}):
+        async with app.test_request_context("/", headers=headers) as ctx:
+            mine, quarts = await ours.open_session(app, ctx.request), await theirs.open_session(app, ctx.request)
+            assert (type(mine), dict(mine)) == (type(quarts), dict(quarts)), headers
+    assert isinstance(app.session_interface, CookieSessions)
+    app.secret_key = None
+    async with app.test_request_context("/") as ctx:
+        assert await ours.open_session(app, ctx.request) is None  # no key: Quart's null session, as before
