@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple, cast
 
-from peewee import JOIN, ModelObjectCursorWrapper, fn
+from peewee import JOIN, fn
 
 from app.errors import ApiError
-from models.db import db
+from models.db import db, rows_of
 from models.schema import AgentTask, ExecutionSession, Team, TeamMembership, User
 from models.teams import role_for
 from models.users import user_exists
@@ -231,15 +231,15 @@ def team_access_with_rows(
     user_id: int, team_id: int, action: Action, model: Any, rows_sql: str, params: Sequence[Any]
 ) -> list[Any]:
     """`require_team(user_id, team_id, action, check_account=True)`'s decision, by the same rules,
-    and when allowed the rows of `rows_sql` (with `params`) as `model` instances, converted as
-    Peewee converts them: one prepared statement, outside any transaction (one snapshot by itself,
+    and when allowed the rows of `rows_sql` (with `params`), their values converted by `model`'s
+    fields as Peewee converts them (`models.db.rows_of`: named tuples): one prepared statement, outside any transaction (one snapshot by itself,
     so the rows are those the access was decided on). PostgreSQL only.
 
     Raises: as `require_team`.
     """
     sql = f"SELECT f.*, r.* FROM ({_TEAM_FACTS_SQL}) AS f LEFT JOIN LATERAL ({rows_sql}) AS r ON true"
     cursor = db.obj.execute_prepared(sql, (user_id, team_id, user_id, *params))
-    rows = list(ModelObjectCursorWrapper(cursor, model, [], model))
+    rows = rows_of(cursor, model)
     first = rows[0]  # always one at least: the facts
     _require_account(first.account_exists, user_id)
     team = None if first.team_owner_id is None else _TeamFacts(first.team_owner_id, first.team_is_shared)

@@ -7,6 +7,7 @@ per message from `actors.middleware.DatabaseMiddleware`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -15,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import peewee
@@ -184,6 +185,24 @@ class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
     def transaction_status(self, xid: int) -> str:
         """'committed', 'aborted' or 'in progress' (PostgreSQL's `txid_status`)."""
         return self.execute_sql("SELECT txid_status(%s)", (xid,)).fetchone()[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_type(model: Any, names: tuple[str, ...]) -> tuple[Any, tuple]:
+    converters = []
+    for name in names:
+        field = model._meta.combined.get(name)  # by column name (`team_id`) or field name
+        converters.append(None if field is None else field.python_value)
+    return collections.namedtuple("Row", names), tuple(converters)
+
+
+def rows_of(cursor: Any, model: Any) -> list[Any]:
+    """The cursor's rows as named tuples, attributes named by the cursor's columns, each value
+    converted by `model`'s field of that column as Peewee converts it (`python_value`), without a
+    model instance per row (issue 13: a page of 51 sessions spent 24% of a read building them)."""
+    row_type, converters = _row_type(model, tuple(column[0] for column in cursor.description))
+    make = row_type._make
+    return [make([v if c is None else c(v) for c, v in zip(converters, row, strict=True)]) for row in cursor]
 
 
 _unpinged = threading.local()
