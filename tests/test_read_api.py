@@ -646,3 +646,10 @@ async def test_the_cookie_session_is_quarts_with_or_without_its_cookie(app):
     app.secret_key = None
     async with app.test_request_context("/") as ctx:
         assert await ours.open_session(app, ctx.request) is None  # no key: Quart's null session, as before
+
+
+def test_redis_replies_are_parsed_by_hiredis():
+    """requirements.txt installs hiredis; redis-py picks its parser up by itself (issue 13)."""
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE
