@@ -25,11 +25,13 @@ object is missing, the account is looked up on its own.
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple, cast
 
 from peewee import JOIN, fn
 
 from app.errors import ApiError
+from models.db import db, rows_of
 from models.schema import AgentTask, ExecutionSession, Team, TeamMembership, User
 from models.teams import role_for
 from models.users import user_exists
@@ -75,11 +77,14 @@ def _account_column(user_id: int):
     return fn.EXISTS(User.select(User.id).where(User.id == user_id)).alias("account_exists")
 
 
-def _check_account(found, user_id: int) -> None:
-    """Raise AccountGone unless the access query's row (or, without one, a lookup) finds the account."""
-    exists = found.account_exists if found is not None else user_exists(user_id)
+def _require_account(exists: bool, user_id: int) -> None:
     if not exists:
         raise AccountGone(user_id)
+
+
+def _check_account(found, user_id: int) -> None:
+    """Raise AccountGone unless the access query's row (or, without one, a lookup) finds the account."""
+    _require_account(found.account_exists if found is not None else user_exists(user_id), user_id)
 
 
 def may(role: str | None, action: Action) -> bool:
@@ -94,6 +99,15 @@ def _check(role: str | None, action: Action, what: str) -> None:
         raise ApiError(404, f"{what} not found")
     if not may(role, action):
         raise ApiError(403, FORBIDDEN_MESSAGES.get(action, "forbidden"))
+
+
+def _decide(team: Any, membership_role: str | None, user_id: int, action: Action, what: str) -> Role:
+    """The caller's role in `team` (None: the object was not found), if it allows `action`; the
+    one place every check below ends in."""
+    role = None if team is None else role_for(team, user_id, membership_role)
+    _check(role, action, what)
+    # The database's CHECK keeps a membership's role to TEAM_ROLES, so it is a Role.
+    return cast("Role", role)
 
 
 def _load_team(user_id: int, team_id: int, check_account: bool = False) -> tuple[Team | None, Role | None]:
@@ -136,9 +150,9 @@ def _require_in_team(
     found = query.first()
     if check_account:
         _check_account(found, user_id)
-    role = None if found is None else role_for(team_of(found), user_id, found.membership_role)
-    _check(role, action, what)
-    return found, role
+    if found is None:
+        return found, _decide(None, None, user_id, action, what)
+    return found, _decide(team_of(found), found.membership_role, user_id, action, what)
 
 
 def require_session(
@@ -160,6 +174,77 @@ def require_session(
         .where(ExecutionSession.id == session_id)
     )
     return _require_in_team(query, user_id, action, "session", lambda session: session.team, check_account, also)
+
+
+class _TeamFacts(NamedTuple):
+    """What `role_for` reads of a team."""
+
+    owner_id: int
+    is_shared: bool
+
+
+# `require_session(..., check_account=True)`'s question as one prebuilt statement: always one row
+# (so the account is answered when the session is missing too), the team's facts NULL when it is.
+_SESSION_FACTS_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM users WHERE id = %s) AS account_exists,"
+    " t.owner_id, t.is_shared, m.role AS membership_role, {column} AS {alias}"
+    " FROM (VALUES (1)) AS one (x)"
+    " LEFT JOIN execution_sessions s ON s.id = %s"
+    " LEFT JOIN teams t ON t.id = s.team_id"
+    " LEFT JOIN team_memberships m ON m.team_id = t.id AND m.user_id = %s"
+)
+
+
+def session_access_with(
+    user_id: int, session_id: int, action: Action, column: str, params: Sequence[Any], alias: str = "view_version"
+) -> Any:
+    """`require_session(user_id, session_id, action, check_account=True)`'s decision, by the same
+    rules, without loading the session: one statement of prebuilt SQL that also selects the SQL
+    expression `column` (with `params`), whose value it returns when the action is allowed.
+
+    Run it outside a transaction: one statement is one snapshot by itself, so the access, the
+    account and `column` agree (a cached read's version, `app.sessions`). PostgreSQL only: it runs
+    as a prepared statement (its planning cost more than its running).
+
+    Raises: as `require_session`.
+    """
+    sql = _SESSION_FACTS_SQL.format(column=column, alias=alias)
+    row = db.obj.execute_prepared(sql, (user_id, *params, session_id, user_id)).fetchone()
+    account_exists, owner_id, is_shared, membership_role, value = row
+    _require_account(account_exists, user_id)
+    _decide(None if owner_id is None else _TeamFacts(owner_id, is_shared), membership_role, user_id, action, "session")
+    return value
+
+
+# `require_team(..., check_account=True)`'s question, in the same shape (one row, NULL team facts
+# when the team is missing); its names are kept apart from the rows `team_access_with_rows` adds.
+_TEAM_FACTS_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM users WHERE id = %s) AS account_exists,"
+    " t.owner_id AS team_owner_id, t.is_shared AS team_is_shared, m.role AS membership_role"
+    " FROM (VALUES (1)) AS one (x)"
+    " LEFT JOIN teams t ON t.id = %s"
+    " LEFT JOIN team_memberships m ON m.team_id = t.id AND m.user_id = %s"
+)
+
+
+def team_access_with_rows(
+    user_id: int, team_id: int, action: Action, model: Any, rows_sql: str, params: Sequence[Any]
+) -> list[Any]:
+    """`require_team(user_id, team_id, action, check_account=True)`'s decision, by the same rules,
+    and when allowed the rows of `rows_sql` (with `params`), their values converted by `model`'s
+    fields as Peewee converts them (`models.db.rows_of`: named tuples): one prepared statement, outside any transaction (one snapshot by itself,
+    so the rows are those the access was decided on). PostgreSQL only.
+
+    Raises: as `require_team`.
+    """
+    sql = f"SELECT f.*, r.* FROM ({_TEAM_FACTS_SQL}) AS f LEFT JOIN LATERAL ({rows_sql}) AS r ON true"
+    cursor = db.obj.execute_prepared(sql, (user_id, team_id, user_id, *params))
+    rows = rows_of(cursor, model)
+    first = rows[0]  # always one at least: the facts
+    _require_account(first.account_exists, user_id)
+    team = None if first.team_owner_id is None else _TeamFacts(first.team_owner_id, first.team_is_shared)
+    _decide(team, first.membership_role, user_id, action, "team")
+    return [row for row in rows if row.id is not None]  # none: one row of facts with NULLs
 
 
 def require_task(user_id: int, task_id: int, action: Action) -> tuple[AgentTask, Role]:

@@ -7,7 +7,8 @@ bodies it built, keyed by view and session, with the digest of the rows they cam
 still checks the login, the account and the access first, every time; then asks the digest in
 the same read-only transaction (one snapshot) and answers from the cache only when it is equal,
 so a new decision, event, task state, snapshot or rerun, or a cascade's SET NULL, is seen by the
-very next read. The body's hash is its ETag: a client that sends it back gets 304 without the body
+very next read. A read whose body is kept asks all of that in one statement outside any
+transaction (`peek`, `app.access.session_access_with`): one statement is one snapshot. The body's hash is its ETag: a client that sends it back gets 304 without the body
 being built or sent.
 """
 
@@ -31,6 +32,19 @@ class BodyCache:
         self._lock = threading.Lock()
         self.max_entries, self.max_body_bytes = max_entries, max_body_bytes
         self.hits = self.misses = 0
+
+    def peek(self, key: Hashable, version: str | None) -> tuple[bytes, str] | None:
+        """The kept body for `key` and its ETag if it was built from `version`, else None (a miss
+        is not counted: the caller builds through `get_or_build`, which counts it)."""
+        if version is None:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[1], entry[2]
 
     def get_or_build(self, key: Hashable, version: str | None, build: Callable[[], bytes]) -> tuple[bytes, str]:
         """The body for `key` at `version` and its ETag: the kept one if it has that version, else

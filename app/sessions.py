@@ -13,15 +13,15 @@ from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import validate_querystring, validate_request
 from redis.exceptions import RedisError
 
-from app.access import require_session, require_team
-from app.db_thread import read_db, run_connected, run_db
+from app.access import require_session, require_team, session_access_with, team_access_with_rows
+from app.db_thread import read_db, read_statement, run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required, login_required_access_checked, login_user_id
 from app.read_cache import BodyCache
 from app.validation import NonBlank
 from models import design_pack, lifecycle, queries
 from models.brains import BrainConfigError, usable_brain
-from models.db import reconnecting
+from models.db import PostgresDatabase, db, reconnecting
 from models.events import events_after
 from models.schema import ExecutionSession
 from models.serialize import session_dict
@@ -108,12 +108,22 @@ def _list(user_id: int, team_id: int, query: SessionList) -> dict:
     return queries.team_sessions(team_id, query.status, query.limit, query.before)
 
 
+def _list_at_once(user_id: int, team_id: int, query: SessionList) -> dict:
+    """`_list` as one prepared statement (access, account and the page): no transaction needed."""
+    sql, params = queries.team_sessions_sql(team_id, query.status, query.limit, query.before)
+    rows = team_access_with_rows(user_id, team_id, "read", ExecutionSession, sql, params)
+    return queries.team_sessions_page(rows, query.limit)
+
+
 @blueprint.get("/teams/<int:team_id>/sessions")
 @login_required_access_checked
 @validate_querystring(SessionList)
 async def list_sessions(team_id: int, query_args: SessionList):
     """The team's sessions, newest first, `limit` at a time before the `before` id."""
-    return jsonify(await read_db(_list, await login_user_id(), team_id, query_args))
+    user_id = await login_user_id()
+    if isinstance(db.obj, PostgresDatabase):
+        return jsonify(await read_statement(_list_at_once, user_id, team_id, query_args))
+    return jsonify(await read_db(_list, user_id, team_id, query_args))
 
 
 def _body_cache() -> BodyCache:
@@ -124,22 +134,40 @@ def _body_cache() -> BodyCache:
     return cache
 
 
-def _read(name: str, view: Callable[..., dict]):
-    """The unit of work of a cached session view: access first, always; then the kept body if the
-    session's rows are still those it was built from (`app.read_cache`), else a new one."""
+class _Read:
+    """A cached session view (`app.read_cache`): access first, always; then the kept body if the
+    session's rows are still those it was built from, else a new one.
 
-    def load(cache: BodyCache, encode: Callable[..., str], user_id: int, session_id: int, *args: Any):
-        column = queries.session_version_column(session_id, queries.VIEW_PARTS[name])
+    `peek` is the cheap way, for a body that is kept: one statement of prebuilt SQL, outside any
+    transaction, that checks login account and access and reads the version (`session_access_with`).
+    `load` is the whole unit of work of a read-only transaction (one snapshot), which builds the
+    body from the same rows as its version: for a miss, and where nothing is cached (SQLite).
+    """
+
+    def __init__(self, name: str, view: Callable[..., dict]) -> None:
+        self.name, self.view, self.parts = name, view, queries.VIEW_PARTS[name]
+
+    def peek(
+        self, column: str, cache: BodyCache, user_id: int, session_id: int, *args: Any
+    ) -> tuple[bytes, str] | None:
+        """The kept body and its ETag if it is still the view's, else None; `column` is the version's
+        SQL (`queries.session_version_sql`)."""
+        version = session_access_with(user_id, session_id, "read", column, [session_id] * len(self.parts))
+        return cache.peek((self.name, session_id, *args), version)
+
+    def load(
+        self, cache: BodyCache, encode: Callable[..., str], user_id: int, session_id: int, *args: Any
+    ) -> tuple[bytes, str]:
+        column = queries.session_version_column(session_id, self.parts)
         # The version rides on the access query: one statement to learn both.
         session, _ = require_session(user_id, session_id, "read", check_account=True, also=(column,) if column else ())
         version = getattr(session, "view_version", None)
+        view = self.view
 
         def build() -> bytes:
             return (encode(view(session, *args), separators=(",", ":")) + "\n").encode()
 
-        return cache.get_or_build((name, session.id, *args), version, build)
-
-    return load
+        return cache.get_or_build((self.name, session.id, *args), version, build)
 
 
 def _events_view(session, after: int) -> dict:
@@ -147,17 +175,22 @@ def _events_view(session, after: int) -> dict:
 
 
 _detail, _timeline, _replay, _tree, _events = (
-    _read("detail", queries.session_detail),
-    _read("timeline", queries.timeline),
-    _read("replay", queries.replay),
-    _read("decisions", queries.decision_tree),
-    _read("events", _events_view),
+    _Read("detail", queries.session_detail),
+    _Read("timeline", queries.timeline),
+    _Read("replay", queries.replay),
+    _Read("decisions", queries.decision_tree),
+    _Read("events", _events_view),
 )
 
 
-async def _answer(load, session_id: int, *args: Any) -> Response:
+async def _answer(read: _Read, session_id: int, *args: Any) -> Response:
     """Run a cached view; 304 when the client already holds this body (`If-None-Match`)."""
-    body, etag = await read_db(load, _body_cache(), current_app.json.dumps, await login_user_id(), session_id, *args)
+    cache, user_id = _body_cache(), await login_user_id()
+    column = queries.session_version_sql(read.parts)
+    kept = None if column is None else await read_statement(read.peek, column, cache, user_id, session_id, *args)
+    if kept is None:
+        kept = await read_db(read.load, cache, current_app.json.dumps, user_id, session_id, *args)
+    body, etag = kept
     if request.if_none_match.contains(etag):
         response = Response(status=304)
         response.headers.pop("Content-Type", None)

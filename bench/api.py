@@ -1,6 +1,6 @@
 """The read endpoints under concurrent load, then the session list against 100,000 sessions.
 
-    .venv/bin/python bench/api.py [--connections 64] [--seconds 10] [--client wrk|httpx]
+    .venv/bin/python bench/api.py [--connections 64] [--seconds 10] [--client wrk|httpx] [--quick]
 
 Starts a real web process and worker, runs a few real sessions (so the reads return real
 tasks, decisions, snapshots and events), stops the worker, then drives each endpoint with
@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=100_000, help="sessions to bulk-insert (7 tasks each)")
     parser.add_argument("--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx")
+    parser.add_argument("--quick", action="store_true", help="stop after the small team (skip the bulk insert)")
     args = parser.parse_args()
 
     common.prepare()
@@ -140,6 +141,8 @@ def main() -> None:
         small = ExecutionSession.select().where(ExecutionSession.team == team_id).count()
         line(f"GET /teams/{{id}}/sessions ({small} sessions)", load(list_url))
         line(f"  ?status=completed ({small} sessions)", load(f"{list_url}?status=completed"))
+        if args.quick:
+            return
 
         started = time.monotonic()
         bulk_insert(team_id, user_id, args.sessions)

@@ -170,7 +170,8 @@ def team_sessions(
     """`GET /teams/{id}/sessions`: newest first, keyset-paginated by id (one query).
 
     Each session also carries `agents_done` (how many of its agents finished), so the history
-    can say how far a session someone ended early got.
+    can say how far a session someone ended early got. The web's read runs the same page as
+    prebuilt SQL (`team_sessions_sql`), with its access check; this is the Peewee form of it.
     """
     query = ExecutionSession.select(ExecutionSession, _agents_done()).where(ExecutionSession.team == team_id)
     if status:
@@ -178,12 +179,37 @@ def team_sessions(
     if before is not None:
         query = query.where(ExecutionSession.id < before)
     rows: list[Any] = list(query.order_by(ExecutionSession.id.desc()).limit(limit + 1))  # with `agents_done`
+    return team_sessions_page(rows, limit)
+
+
+def team_sessions_page(rows: list[Any], limit: int) -> dict[str, Any]:
+    """The list's body from up to `limit + 1` sessions carrying `agents_done`, newest first."""
     more = len(rows) > limit
     rows = rows[:limit]
     return {
         "sessions": [{**session_dict(s), "agents_done": s.agents_done} for s in rows],
         "next_before": rows[-1].id if more and rows else None,
     }
+
+
+def team_sessions_sql(
+    team_id: int, status: str | None = None, limit: int = 50, before: int | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    """`team_sessions`'s query as prebuilt SQL (one text per combination of filters, so it can be
+    prepared) and its parameters: the same rows, every column of `execution_sessions` then
+    `agents_done`, up to `limit + 1` of them; build the body with `team_sessions_page`."""
+    where, params = "s.team_id = %s", list[Any]([team_id])
+    if status:
+        where = where + " AND s.status = %s"
+        params.append(status)
+    if before is not None:
+        where = where + " AND s.id < %s"
+        params.append(before)
+    return (
+        "SELECT s.*, (SELECT count(*) FROM agent_tasks AS a WHERE a.session_id = s.id AND a.status = 'completed')"
+        f" AS agents_done FROM execution_sessions AS s WHERE {where} ORDER BY s.id DESC LIMIT %s",
+        (*params, limit + 1),
+    )
 
 
 def _agents_done() -> Any:
@@ -261,17 +287,24 @@ VIEW_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def session_version_column(session_id: int, parts: tuple[str, ...]) -> Any:
-    """A column `view_version`: a digest of the rows of `parts` of the session, equal digests for
-    equal rows; to be selected by the query that loads the session (access checks it anyway).
-
-    None on a database other than PostgreSQL (SQLite has no `xmin`), which means "do not cache".
-    Select it in the same transaction as the view's queries (`read_db`'s snapshot), so they agree.
-    """
+def session_version_sql(parts: tuple[str, ...]) -> str | None:
+    """The SQL expression of `session_version_column`, with one `%s` (the session id) per part;
+    None on a database other than PostgreSQL (SQLite has no `xmin`), which means "do not cache"."""
     from models.db import PostgresDatabase, db
 
     if not isinstance(db.obj, PostgresDatabase):
         return None
     # coalesce keeps every part's place, so rows cannot move from one part to the next unseen.
     columns = ", ".join(f"coalesce(({_VERSION_PARTS[part]}), '')" for part in parts)
-    return SQL(f"md5(concat_ws('|', {columns}))", [session_id] * len(parts)).alias("view_version")
+    return f"md5(concat_ws('|', {columns}))"
+
+
+def session_version_column(session_id: int, parts: tuple[str, ...]) -> Any:
+    """A column `view_version`: a digest of the rows of `parts` of the session, equal digests for
+    equal rows; to be selected by the query that loads the session (access checks it anyway).
+
+    None on a database other than PostgreSQL, which means "do not cache". Select it in the same
+    transaction as the view's queries (`read_db`'s snapshot), so they agree.
+    """
+    sql = session_version_sql(parts)
+    return None if sql is None else SQL(sql, [session_id] * len(parts)).alias("view_version")

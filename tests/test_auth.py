@@ -387,3 +387,34 @@ async def test_a_user_keeps_at_most_the_configured_logins_and_the_oldest_is_drop
         for device in devices[1:]:
             assert (await device.get("/auth/me")).status_code == 200
         assert len(redis_client.smembers(f"auth:user:{user.id}")) == 3
+
+
+async def test_a_remembered_cookie_signature_is_still_refused_as_quart_auth_refuses_it(app, monkeypatch):
+    """`app.CheckedCookieAuth` remembers checked signatures, and answers as quart-auth would."""
+    import time
+
+    from quart_auth import QuartAuth
+
+    from app import CheckedCookieAuth
+
+    (ours,) = app.extensions["QUART_AUTH"]
+    assert isinstance(ours, CheckedCookieAuth)
+    plain = QuartAuth.load_token
+    async with app.app_context():
+        good = ours.dump_token("auth-id-1")
+        tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
+        for token in (good, tampered, "junk", ""):
+            assert ours.load_token(token) == plain(ours, token), token
+            assert ours.load_token(token) == plain(ours, token), token  # remembered now, same answer
+        assert ours.load_token(good) == "auth-id-1"
+        real = time.time
+        for shift in (ours.duration - 5, ours.duration + 5, -3600):  # still valid, expired, signed "later"
+            monkeypatch.setattr(time, "time", lambda shift=shift: real() + shift)
+            assert ours.load_token(good) == plain(ours, good), shift
+        monkeypatch.setattr(time, "time", real)
+        assert ours.load_token(good) == "auth-id-1"
+        old_key = app.secret_key
+        app.secret_key = "another key entirely"
+        assert ours.load_token(good) is None and plain(ours, good) is None  # a rotated key refuses it
+        app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+        assert ours.load_token(good) == plain(ours, good) == "auth-id-1"  # unless kept as a fallback

@@ -87,3 +87,57 @@ def test_every_line_a_real_worker_logs_for_a_task_names_its_session_task_and_rol
     assert {(line["session_id"], line["task_id"], line["agent_role"]) for line in lines} == {
         (session.id, task_id, role) for role, task_id in tasks.items()
     }
+
+
+def _scope(path: str = "/sessions/7", method: str = "GET", client=("127.0.0.1", 5123)) -> dict:
+    return {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "query_string": b"after=3",
+        "client": client,
+        "headers": [(b"host", b"x"), (b"user-agent", b"wrk"), (b"referer", b"/a"), (b"User-Agent", b"last")],
+    }
+
+
+@pytest.mark.parametrize("client", [("127.0.0.1", 5123), ("unix",), None])
+def test_the_access_lines_atoms_are_hypercorns_worked_out_on_demand(client):
+    """app.server.AccessAtoms gives what hypercorn's AccessLogAtoms gives, for every atom."""
+    from hypercorn.config import Config
+    from hypercorn.logging import AccessLogAtoms
+
+    from app.server import AccessAtoms
+
+    scope = _scope(client=client)
+    for response in ({"status": 200, "headers": [(b"content-length", b"42"), (b"etag", b'"e"')]}, None):
+        ours, theirs = AccessAtoms(scope, response, 0.0123), AccessLogAtoms(scope, response, 0.0123)
+        keys = [k for k in theirs if k not in ("t", "{x}e")] + [
+            "{User-Agent}i",
+            "{ETag}o",
+            "{nope}i",
+            "nope",
+            "{path}e",
+        ]
+        for key in keys:
+            assert ours[key] == theirs[key], key
+        line = Config().access_log_format.replace("%(t)s", "")  # the clock may tick between the two
+        assert line % ours == line % theirs and "%(t)s" in Config().access_log_format
+        record = logging.LogRecord("hypercorn.access", logging.INFO, __file__, 1, line, (ours,), None)
+        assert record.getMessage() == line % theirs
+
+
+def test_the_favicon_probe_is_left_out_of_the_access_log_and_nothing_else():
+    from hypercorn.config import Config
+
+    from app.server import AccessAtoms, _not_a_probe
+
+    line = Config().access_log_format
+
+    def record(method: str, path: str) -> logging.LogRecord:
+        atoms = AccessAtoms(_scope(path, method), {"status": 200, "headers": []}, 0.001)
+        return logging.LogRecord("hypercorn.access", logging.INFO, __file__, 1, line, (atoms,), None)
+
+    assert not _not_a_probe(record("HEAD", "/favicon.ico"))
+    assert _not_a_probe(record("GET", "/favicon.ico")) and _not_a_probe(record("HEAD", "/favicon.icon"))

@@ -3,6 +3,8 @@ the access checked in it on every request, and nothing else given up for the spe
 
 from __future__ import annotations
 
+import threading
+
 import peewee
 import psycopg2
 import pytest
@@ -53,12 +55,18 @@ def transactions(monkeypatch):
 
 async def test_every_read_is_one_read_only_transaction_with_no_txid_read(login_as, cast, transactions):
     viewer = await login_as(cast["people"]["viewer"])
-    for path in read_paths(cast):
+    sessions, team_list = read_paths(cast)[:-1], read_paths(cast)[-1]
+    for path in sessions:
         transactions["begun"].clear(), transactions["txid_reads"].clear()
         response = await viewer.get(path)
         assert response.status_code == 200, path
-        # The login check and the access check share the view's one unit of work.
+        # A body not kept yet: the login check and the access check share the view's one unit of work.
         assert transactions == {"begun": [True], "txid_reads": []}, path
+    for path in [*sessions, team_list]:
+        transactions["begun"].clear(), transactions["txid_reads"].clear()
+        assert (await viewer.get(path)).status_code == 200, path
+        # A kept body, and the team list: one statement in autocommit, no transaction at all.
+        assert transactions == {"begun": [], "txid_reads": []}, path
 
 
 async def test_a_write_still_reads_its_transaction_id_before_commit(login_as, cast, transactions):
@@ -134,6 +142,160 @@ def test_the_account_check_raises_account_gone_whether_or_not_the_object_exists(
     for ident in (existing, 999999):
         with pytest.raises(AccountGone):
             require(viewer.id, ident, "read", check_account=True)
+
+
+def test_the_one_statement_access_check_decides_as_require_session(cast):
+    """`session_access_with` (a kept body's read) and `require_session` agree for every caller."""
+    from app.access import session_access_with
+    from app.errors import ApiError
+
+    def outcome(check, *args):
+        try:
+            return ("allowed", check(*args))
+        except ApiError as error:
+            return ("refused", error.status)
+        except AccountGone:
+            return ("gone", None)
+
+    def both(user_id, session_id):
+        old = outcome(lambda: require_session(user_id, session_id, "read", check_account=True)[1] and 7)
+        new = outcome(lambda: session_access_with(user_id, session_id, "read", "%s + 0", [7]))
+        return old, new
+
+    session = cast["session"].id
+    people = cast["people"]
+    for name, person in people.items():
+        for ident in (session, 999999):
+            old, new = both(person.id, ident)
+            assert old == new, (name, ident)
+            assert (new == ("allowed", 7)) == (name != "outsider" and ident == session), (name, ident)
+    Team.update(is_shared=False).where(Team.id == cast["team"].id).execute()
+    for name in ("owner", "member", "viewer"):
+        assert both(people[name].id, session)[0] == both(people[name].id, session)[1]
+        assert both(people[name].id, session)[1][0] == ("allowed" if name == "owner" else "refused"), name
+    User.delete().where(User.id == people["viewer"].id).execute()
+    for ident in (session, 999999):
+        assert both(people["viewer"].id, ident) == (("gone", None), ("gone", None))
+
+
+async def test_a_kept_bodys_read_whose_connection_is_terminated_runs_once_more(login_as, cast, monkeypatch):
+    from test_db_reconnect import sever_this_connection
+
+    import app.sessions as sessions_routes
+
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}/replay"
+    _, etag, body = await read(viewer, url)
+    calls = []
+    real = sessions_routes.session_access_with
+
+    def severed_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            sever_this_connection()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sessions_routes, "session_access_with", severed_once)
+    assert await read(viewer, url) == (200, etag, body)
+    assert len(calls) == 2
+
+
+def test_the_team_list_in_one_statement_is_the_peewee_list_and_decides_as_require_team(cast):
+    """The web's list (`_list_at_once`: access and page in one prepared statement) gives the same
+    body as `queries.team_sessions` for every filter, and the same decision as `require_team`."""
+    from app.access import team_access_with_rows
+    from app.errors import ApiError
+    from app.sessions import SessionList, _list_at_once
+    from models import ExecutionSession, queries
+
+    team, owner = cast["team"], cast["people"]["owner"]
+    for index, status in enumerate(["completed", "error", "completed", "completed"]):
+        seed_session(team, owner, f"More {index}", status=status)
+    ExecutionSession.update(usage={"calls": 2}).where(ExecutionSession.feature_name == "More 1").execute()
+    ExecutionSession.update(status="active", ended_at=None, end_reason=None, duration_seconds=None).where(
+        ExecutionSession.feature_name.in_(["More 0", "More 3"])
+    ).execute()
+    ids = [s.id for s in ExecutionSession.select().where(ExecutionSession.team == team.id)]
+    for status in (None, "active", "completed", "error"):
+        for before in (None, max(ids), sorted(ids)[2], min(ids)):
+            for limit in (1, 2, 50):
+                query = SessionList(status=status, limit=limit, before=before)
+                expected = queries.team_sessions(team.id, status, limit, before)
+                assert _list_at_once(owner.id, team.id, query) == expected, (status, before, limit)
+
+    def outcome(check):
+        try:
+            return ("allowed", check())
+        except ApiError as error:
+            return ("refused", error.status)
+        except AccountGone:
+            return ("gone", None)
+
+    def both(user_id, team_id):
+        sql, params = queries.team_sessions_sql(team_id)
+        return (
+            outcome(lambda: require_team(user_id, team_id, "read", check_account=True)[1] and "ok"),
+            outcome(lambda: team_access_with_rows(user_id, team_id, "read", ExecutionSession, sql, params) and "ok"),
+        )
+
+    people = cast["people"]
+    for name, person in people.items():
+        for ident in (team.id, 999999):
+            old, new = both(person.id, ident)
+            assert old == new, (name, ident)
+            assert (new == ("allowed", "ok")) == (name != "outsider" and ident == team.id), (name, ident)
+    Team.update(is_shared=False).where(Team.id == team.id).execute()
+    for name in ("owner", "member", "viewer"):
+        old, new = both(people[name].id, team.id)
+        assert old == new and new[0] == ("allowed" if name == "owner" else "refused"), name
+    User.delete().where(User.id == people["viewer"].id).execute()
+    for ident in (team.id, 999999):
+        assert both(people["viewer"].id, ident) == (("gone", None), ("gone", None))
+
+
+async def test_a_kept_bodys_read_checks_its_connection_out_without_a_round_trip(login_as, cast, monkeypatch):
+    """The pool's SELECT 1 on check-out is skipped for a read that can run again (`read_statement`)."""
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}"
+    assert (await viewer.get(url)).status_code == 200
+    adapter = type(db.obj._adapter)
+    pings = []
+    real = adapter.is_connection_closed
+    monkeypatch.setattr(adapter, "is_connection_closed", lambda self, conn: pings.append(1) or real(self, conn))
+    assert (await viewer.get(url)).status_code == 200
+    assert pings == []
+
+    def elsewhere() -> None:  # anything else still checks (a thread with no connection open yet)
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start(), thread.join()
+    assert pings == [1]
+
+
+async def test_a_kept_bodys_read_after_every_pooled_connection_died_still_answers(login_as, cast):
+    """A restarted server leaves the pool full of dead connections: the unchecked one fails, the
+    retry's is checked, so the read still answers (and so does the next)."""
+    from test_db_reconnect import terminate_backends
+
+    viewer = await login_as(cast["people"]["viewer"])
+    url = f"/sessions/{cast['session'].id}/timeline"
+    _, etag, body = await read(viewer, url)
+    together = threading.Barrier(4)
+
+    def hold_one() -> None:  # four connections at once, so the pool keeps four
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+            together.wait(timeout=10)
+
+    threads = [threading.Thread(target=hold_one) for _ in range(4)]
+    [t.start() for t in threads], [t.join() for t in threads]
+    assert terminate_backends() >= 4
+    assert await read(viewer, url) == (200, etag, body)
+    assert await read(viewer, url) == (200, etag, body)
+    assert terminate_backends() >= 1
+    assert (await viewer.get(f"/teams/{cast['team'].id}/sessions")).status_code == 200
 
 
 def test_a_read_only_unit_of_work_refuses_writes(user):
@@ -352,12 +514,13 @@ async def _uncached(client, url):
     """The body built from the database now, bypassing every cache."""
     from app.read_cache import BodyCache
 
-    real = BodyCache.get_or_build
+    real, peek = BodyCache.get_or_build, BodyCache.peek
     BodyCache.get_or_build = lambda self, key, version, build: real(self, key, None, build)  # type: ignore[method-assign]
+    BodyCache.peek = lambda self, key, version: None  # type: ignore[method-assign]
     try:
         return (await read(client, url))[2]
     finally:
-        BodyCache.get_or_build = real  # type: ignore[method-assign]
+        BodyCache.get_or_build, BodyCache.peek = real, peek  # type: ignore[method-assign]
 
 
 async def test_events_after_different_seqs_are_kept_apart(login_as, cast):
@@ -429,5 +592,64 @@ async def test_a_cached_read_is_one_statement_that_checks_access_account_and_ver
         return execute_sql(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
-    assert (await viewer.get(url)).status_code == 200
-    assert len(statements) == 1 and "view_version" in statements[0] and "account_exists" in statements[0]
+    for _ in range(3):
+        statements.clear()
+        assert (await viewer.get(url)).status_code == 200
+        # One EXECUTE of a prepared statement, PREPAREd first on a connection that had not met it.
+        *prepare, execute = statements
+        assert execute.startswith("EXECUTE sage_") and len(prepare) <= 1
+        for sql in prepare:
+            assert sql.startswith(f"PREPARE {execute.split()[1].split('(')[0]} AS ")
+            assert "view_version" in sql and "account_exists" in sql
+
+
+def test_a_prepared_statement_is_prepared_once_per_connection():
+    from models.db import _prepared
+
+    statements = []
+    real = PostgresDatabase.execute_sql
+    sql = "SELECT %s::int + %s::int, 'a' IS NOT NULL"
+
+    def run(a, b):
+        with db.connection_context():
+            return db.obj.execute_prepared(sql, (a, b)).fetchone()
+
+    def spy(self, text, *args, **kwargs):
+        statements.append(text.split()[0])
+        return real(self, text, *args, **kwargs)
+
+    PostgresDatabase.execute_sql = spy  # type: ignore[method-assign]
+    try:
+        assert run(1, 2) == (3, True)
+        assert run(5, 6) == (11, True)
+        assert statements == ["PREPARE", "EXECUTE", "EXECUTE"]
+        _prepared.clear()  # forgotten here, still prepared there: it is used all the same
+        assert run(1, 1) == (2, True)
+    finally:
+        PostgresDatabase.execute_sql = real  # type: ignore[method-assign]
+
+
+async def test_the_cookie_session_is_quarts_with_or_without_its_cookie(app):
+    """`app.CookieSessions` skips building a signer only when there is no session cookie."""
+    from quart.sessions import SecureCookieSessionInterface
+
+    from app import CookieSessions
+
+    ours, theirs = CookieSessions(), SecureCookieSessionInterface()
+    signed = theirs.get_signing_serializer(app).dumps({"seen": 1})
+    name = app.config["SESSION_COOKIE_NAME"]
+    for headers in ({}, {"Cookie": f"{name}={signed}"}, {"Cookie": f"{name}=forged"}, {"Cookie": "other=1"}):
+        async with app.test_request_context("/", headers=headers) as ctx:
+            mine, quarts = await ours.open_session(app, ctx.request), await theirs.open_session(app, ctx.request)
+            assert (type(mine), dict(mine)) == (type(quarts), dict(quarts)), headers
+    assert isinstance(app.session_interface, CookieSessions)
+    app.secret_key = None
+    async with app.test_request_context("/") as ctx:
+        assert await ours.open_session(app, ctx.request) is None  # no key: Quart's null session, as before
+
+
+def test_redis_replies_are_parsed_by_hiredis():
+    """requirements.txt installs hiredis; redis-py picks its parser up by itself (issue 13)."""
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE
