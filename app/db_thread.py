@@ -11,7 +11,7 @@ from typing import ParamSpec, TypeVar
 
 from quart.utils import run_sync
 
-from models.db import checked_out_unpinged, db, reconnecting, unit_of_work
+from models.db import db, reconnecting, unit_of_work
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,28 +46,10 @@ def _read_executor() -> ThreadPoolExecutor:
 async def read_statement(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `func` off the event loop in one connection and no transaction: for a read of one
     statement, which is one snapshot by itself and so needs no BEGIN or COMMIT (PostgreSQL runs
-    it in autocommit). A connection lost under it runs it once more: it wrote nothing, so its
-    pooled connection is handed out without a round trip to check it first. It runs on the
-    reads' own threads (`READ_THREADS`)."""
-    call = functools.partial(_read_connected(func), *args, **kwargs)
+    it in autocommit). A connection lost under it runs it once more (`reconnecting`: it wrote
+    nothing). It runs on the reads' own threads (`READ_THREADS`)."""
+    call = functools.partial(_connected(func), *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(_read_executor(), copy_context().run, call)
-
-
-def _read_connected(func: Callable[P, R]) -> Callable[P, R]:
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        attempts = 0
-
-        @reconnecting
-        def attempt() -> R:
-            nonlocal attempts
-            attempts += 1
-            # Only the first attempt skips the check: a retry's connection is checked as usual.
-            with checked_out_unpinged() if attempts == 1 else db.connection_context():
-                return func(*args, **kwargs)
-
-        return attempt()
-
-    return call
 
 
 def _connected(func: Callable[P, R]) -> Callable[P, R]:

@@ -8,14 +8,13 @@ per message from `actors.middleware.DatabaseMiddleware`.
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import hashlib
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -199,15 +198,6 @@ class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
             prepared.add(name)
         return self.execute_sql(execute, params)
 
-    def _is_closed(self, conn) -> bool:
-        # The pool's check of a connection it hands out. Peewee's costs a round trip (SELECT 1);
-        # `checked_out_unpinged` skips that once, for a unit that can run again on a new connection.
-        if getattr(_unpinged, "once", False):
-            _unpinged.once = False
-            if not conn.closed and conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
-                return False
-        return super()._is_closed(conn)
-
     def transaction_status(self, xid: int) -> str:
         """'committed', 'aborted' or 'in progress' (PostgreSQL's `txid_status`)."""
         return self.execute_sql("SELECT txid_status(%s)", (xid,)).fetchone()[0]
@@ -229,28 +219,6 @@ def rows_of(cursor: Any, model: Any) -> list[Any]:
     row_type, converters = _row_type(model, tuple(column[0] for column in cursor.description))
     make = row_type._make
     return [make([v if c is None else c(v) for c, v in zip(converters, row, strict=True)]) for row in cursor]
-
-
-_unpinged = threading.local()
-
-
-@contextlib.contextmanager
-def checked_out_unpinged() -> Iterator[None]:
-    """`db.connection_context()` whose pooled connection is handed out without the pool's round
-    trip to the server (issue 13: one more statement on every read), only its local state checked.
-
-    For the first attempt of a unit that wrote nothing when its connection turns out dead and
-    runs again under `reconnecting` (a read): the dead one fails its first statement, and the
-    retry checks out with the usual check (`app.db_thread.read_statement`), so a pool of dead
-    connections (a restarted server) costs one retry, never a failed request.
-    """
-    _unpinged.once = True
-    try:
-        with db.connection_context():
-            _unpinged.once = False  # a connection already open on this thread is not checked out
-            yield
-    finally:
-        _unpinged.once = False
 
 
 class SqliteDatabase(_TracksCommits, peewee.SqliteDatabase):

@@ -43,7 +43,7 @@ os.environ.setdefault("BCRYPT_ROUNDS", "4")
 from helpers import PASSWORD, logged_in_client, make_user  # noqa: E402
 
 from models import ALL_MODELS, ExecutionSession, Team, TeamMembership, User, db  # noqa: E402
-from models.db import close_database, init_database  # noqa: E402
+from models.db import close_database, init_database, reconnecting  # noqa: E402
 from models.events import namespace, revocations_channel  # noqa: E402
 from models.migrate import migrate  # noqa: E402
 from models.settings import Settings  # noqa: E402
@@ -110,11 +110,16 @@ def redis_client(settings: Settings):
 TABLES = ", ".join(f'"{m._meta.table_name}"' for m in ALL_MODELS)
 
 
+@reconnecting
+def _truncate() -> None:
+    with db.connection_context():
+        db.execute_sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+
 @pytest.fixture(autouse=True)
 def clean_state(database, redis_client):
     """Every test starts with empty tables and an empty Redis db, and a connection open."""
-    with db.connection_context():
-        db.execute_sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    _truncate()  # on a new connection if a test terminated the pooled ones (checked out unpinged)
     redis_client.flushdb()
     with db.connection_context():
         yield
