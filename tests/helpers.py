@@ -87,3 +87,18 @@ def rebuild_completed(task: dict[str, Any], snapshot: dict[str, Any]) -> tuple[d
     given = {k: task["input_data"][k] for k in ("task_description", "feature_name", "description")}
     whole = {**snapshot, "decisions": decisions, "context_state": {**given, **snapshot["context_state"]}}
     return {**task["output_data"], "decisions": decisions}, whole
+
+
+def spy_statements(monkeypatch) -> list[str]:
+    """Record every SQL statement the database runs from now on (in this process), in order."""
+    from models.db import PostgresDatabase
+
+    statements: list[str] = []
+    execute_sql = PostgresDatabase.execute_sql
+
+    def spy(self, sql, *args, **kwargs):
+        statements.append(sql)
+        return execute_sql(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
+    return statements

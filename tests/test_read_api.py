@@ -9,7 +9,7 @@ import peewee
 import psycopg2
 import pytest
 from conftest import PG, TEST_DB_NAME
-from helpers import error_of, team_cast
+from helpers import error_of, spy_statements, team_cast
 from seeding import seed_session
 
 from app.access import AccountGone, require_session, require_team
@@ -585,14 +585,7 @@ async def test_a_cached_read_is_one_statement_that_checks_access_account_and_ver
     viewer = await login_as(cast["people"]["viewer"])
     url = f"/sessions/{cast['session'].id}{path}"
     await viewer.get(url)
-    statements = []
-    execute_sql = PostgresDatabase.execute_sql
-
-    def spy(self, sql, *args, **kwargs):
-        statements.append(sql)
-        return execute_sql(self, sql, *args, **kwargs)
-
-    monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
+    statements = spy_statements(monkeypatch)
     for _ in range(3):
         statements.clear()
         assert (await viewer.get(url)).status_code == 200

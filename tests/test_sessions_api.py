@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import error_of, team_cast
+from helpers import error_of, spy_statements, team_cast
 from seeding import seed_session
 
 from models import ExecutionSession, SessionEvent, Team, User, db
@@ -318,23 +318,18 @@ async def test_starting_a_session_is_one_access_query_and_one_write_statement(lo
     tasks and `session_started` are one statement that also returns the transaction id (so the
     COMMIT asks for nothing), and the chain is sent under the id stored with the row."""
     from actors.celery_compat import canvas
-    from models.db import PostgresDatabase
 
     owner = await login_as(cast["people"]["owner"])
     await owner.post("/sessions", json={"team_id": cast["team"].id, "feature_name": "Warm"})
-    statements, sent = [], []
-    execute_sql, apply_async = PostgresDatabase.execute_sql, canvas.chain.apply_async
-
-    def spy(self, sql, *args, **kwargs):
-        statements.append(sql)
-        return execute_sql(self, sql, *args, **kwargs)
+    sent: list[str] = []
+    apply_async = canvas.chain.apply_async
 
     def sending(self, *args, **kwargs):
         result = apply_async(self, *args, **kwargs)
         sent.append(result.id)
         return result
 
-    monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
+    statements = spy_statements(monkeypatch)
     monkeypatch.setattr(canvas.chain, "apply_async", sending)
     response = await owner.post(
         "/sessions", json={"team_id": cast["team"].id, "feature_name": "Chat", "description": "d"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import team_cast
+from helpers import spy_statements, team_cast
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from seeding import seed_session
 
@@ -199,19 +199,10 @@ async def test_deleting_the_account_closes_its_sockets_with_4403(app, login_as, 
 async def test_the_handshake_is_two_read_only_units_and_the_backlog_rides_on_the_second(login_as, cast, monkeypatch):
     """Issue 13: the access query also checks the account; the re-check after subscribing and the
     backlog read share one read-only unit; neither asks for a transaction id."""
-    from models.db import PostgresDatabase
-
     sid = cast["session"].id
     viewer = await login_as(cast["people"]["viewer"])
     stored = (await (await viewer.get(f"/sessions/{sid}/events")).get_json())["events"]
-    statements = []
-    execute_sql = PostgresDatabase.execute_sql
-
-    def spy(self, sql, *args, **kwargs):
-        statements.append(sql)
-        return execute_sql(self, sql, *args, **kwargs)
-
-    monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
+    statements = spy_statements(monkeypatch)
     async with viewer.websocket(f"/ws/{sid}") as ws:
         assert [await receive(ws) for _ in stored] == stored
     queries = [s for s in statements if s.strip().upper() not in {"SELECT 1", "COMMIT"}]
