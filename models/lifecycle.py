@@ -37,7 +37,6 @@ become models directly (`_instance`): Peewee's query building cost more than the
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -47,7 +46,7 @@ from peewee import SQL
 from models.brains import add_calls, add_session_usage, default_brain
 from models.compare import same_text
 from models.db import db, reconnecting
-from models.events import publish_committed, record_events
+from models.events import publish_committed, record_events, to_json
 from models.schema import (
     AGENT_ROLES,
     PIPELINE,
@@ -274,7 +273,7 @@ def create(
     params: list[Any] = [team_id, user_id, feature_name, description, chain_id, rerun_of, now, now, session.brain, now]
     for role, text in descriptions.items():
         params += [role, STAGE_OF_ROLE[role], text]
-    params += [json.dumps(payload, separators=(",", ":")), now]
+    params += [to_json(payload), now]
     sql = _CREATE_SQL.format(tasks=", ".join(["(%s, %s::integer, %s)"] * len(descriptions)))
     with db.atomic():
         session.id, xid = db.execute_sql(sql, params).fetchone()
@@ -576,7 +575,7 @@ def _claim(
                     utcnow(),
                     message_id,
                     attempt,
-                    json.dumps(input_data),
+                    to_json(input_data),
                     task_id,
                     message_id,
                 )
@@ -701,7 +700,7 @@ def _record_completion(
                 d["rationale"],
                 d["category"],
                 d["confidence"],
-                json.dumps(d["based_on"]),
+                to_json(d["based_on"]),
                 now,
             ]
         values = ", ".join([_DECISION_VALUES] * len(output["decisions"]))
@@ -737,8 +736,8 @@ def _record_completion(
     # one the claim returned: only the message holding the claim writes a task's usage
     # (completion and failure are both conditional on it).
     usage = add_calls(task.usage, calls) if calls else task.usage
-    added = json.dumps(usage) if usage is not task.usage else None
-    done = next(iter(AgentTask.raw(_COMPLETE_SQL, now, now, json.dumps(output), added, task.id, message_id)), None)
+    added = to_json(usage) if usage is not task.usage else None
+    done = next(iter(AgentTask.raw(_COMPLETE_SQL, now, now, to_json(output), added, task.id, message_id)), None)
     if done is None:
         raise _Superseded
     if added is not None:
@@ -768,7 +767,7 @@ def _record_completion(
         "created_at": now,
     }
     if postgres:
-        encoded = [json.dumps(shot[k]) for k in ("context_state", "capabilities", "decisions", "execution_metadata")]
+        encoded = [to_json(shot[k]) for k in ("context_state", "capabilities", "decisions", "execution_metadata")]
         (shot["id"],) = db.execute_sql(_INSERT_SNAPSHOT_SQL, [task.id, task.agent_role, *encoded, now]).fetchone()
         snapshot: Any = AgentSnapshot(__no_default__=1)
         snapshot.__data__, snapshot._dirty = shot, set()
