@@ -135,7 +135,7 @@ class _Drains:
     #: prefetched: parked tasks (a task waiting on a model without a thread keeps its message
     #: unacked). `queue_prefetch` adds it to the worker's prefetch, which on RabbitMQ is a hard
     #: limit (basic_qos): without it a process whose parked tasks fill the prefetch is sent
-    #: nothing more. The code that parks messages sets it; 0 means nothing is parked.
+    #: nothing more. `rabbitmq_broker` sets it from the endpoint cap; 0 means nothing is parked.
     parked_capacity = 0
 
 
@@ -185,7 +185,11 @@ def _give_back_unstarted(worker: dramatiq.Worker) -> None:
     The consumer's thread sends them back (`_DrainableRabbitmqConsumer.give_back`).
     """
     unstarted = list(iter_queue(worker.work_queue))
+    resumed = getattr(worker, "_resumable", {})  # back from a parked model call (`actors.parking`)
     for item in unstarted:
+        if id(item.message) in resumed:
+            worker.work_queue.put(item)  # started already: only its continuation is left to run
+            continue
         thread = worker.consumers.get(item.message.queue_name)
         consumer = thread.consumer if thread is not None else None
         if isinstance(consumer, _DrainableRabbitmqConsumer):

@@ -201,19 +201,22 @@ def _test_hooks(role: str) -> None:
     if marker_dir:
         with open(os.path.join(marker_dir, f"{role}.{os.getpid()}.{time.time():.3f}"), "w"):
             pass
+    seconds = _test_sleep(role)
+    if seconds:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:  # short steps, so a time limit can interrupt it
+            time.sleep(0.05)
+
+
+def _test_sleep(role: str) -> float:
+    """How long `_test_hooks` makes `role` sleep (0: not at all; then it runs like a slow brain)."""
+    if os.environ.get("SAGE_ENV") != "test":
+        return 0.0
     for item in os.environ.get("SAGE_TEST_AGENT_SLEEP", "").split(","):
         name, _, seconds = item.partition("=")
         if name.strip() == role and seconds:
-            deadline = time.monotonic() + float(seconds)
-            while time.monotonic() < deadline:  # short steps, so a time limit can interrupt it
-                time.sleep(0.05)
-
-
-def _test_sleep(role: str) -> bool:
-    """Whether `_test_hooks` will make `role` sleep (then it runs like a slow brain)."""
-    if os.environ.get("SAGE_ENV") != "test":
-        return False
-    return any(i.partition("=")[0].strip() == role for i in os.environ.get("SAGE_TEST_AGENT_SLEEP", "").split(","))
+            return float(seconds)
+    return 0.0
 
 
 def _result(task: AgentTask) -> dict[str, Any]:

@@ -150,9 +150,8 @@ def _require_in_team(
     found = query.first()
     if check_account:
         _check_account(found, user_id)
-    if found is None:
-        return found, _decide(None, None, user_id, action, what)
-    return found, _decide(team_of(found), found.membership_role, user_id, action, what)
+    team = None if found is None else team_of(found)
+    return found, _decide(team, getattr(found, "membership_role", None), user_id, action, what)
 
 
 def require_session(

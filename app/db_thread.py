@@ -63,6 +63,6 @@ def _connected(func: Callable[P, R]) -> Callable[P, R]:
 
 async def run_connected(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `func` off the event loop in one connection but no transaction: for functions that
-    commit themselves and publish afterwards (the pipeline's `create_session`, `end_session`).
+    commit themselves and publish afterwards (`models.lifecycle`'s functions: create, end).
     A connection lost before its first commit runs it once more; after, it is a 503."""
     return await run_sync(_connected(func))(*args, **kwargs)

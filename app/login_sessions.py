@@ -225,11 +225,16 @@ def login_required_access_checked(func):
         try:
             return await current_app.ensure_async(func)(*args, **kwargs)
         except AccountGone as gone:
-            await delete_all_sessions(_redis(), gone.user_id)
-            g.sage_user_id = None
-            raise ApiError(401, "log in first") from None
+            raise await refuse_gone_account(gone) from None
 
     return wrapper
+
+
+async def refuse_gone_account(gone: AccountGone) -> ApiError:
+    """An access check found the account deleted: end all its logins; the 401 to raise."""
+    await delete_all_sessions(_redis(), gone.user_id)
+    g.sage_user_id = None
+    return ApiError(401, "log in first")
 
 
 def login_required(func):

@@ -93,8 +93,10 @@ def rabbitmq_queue_figures(url: str, queues: tuple[str, ...] = DEFAULT_QUEUES) -
     import pika
     import pika.exceptions
 
+    from models.preflight import rabbitmq_parameters
+
     figures: dict[str, tuple[int, int]] = {}
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = pika.BlockingConnection(rabbitmq_parameters(url))
     try:
         for name in queues:
             counts = []

@@ -31,11 +31,9 @@ class BodyCache:
         self._entries: OrderedDict[Hashable, tuple[str, bytes, str]] = OrderedDict()
         self._lock = threading.Lock()
         self.max_entries, self.max_body_bytes = max_entries, max_body_bytes
-        self.hits = self.misses = 0
 
     def peek(self, key: Hashable, version: str | None) -> tuple[bytes, str] | None:
-        """The kept body for `key` and its ETag if it was built from `version`, else None (a miss
-        is not counted: the caller builds through `get_or_build`, which counts it)."""
+        """The kept body for `key` and its ETag if it was built from `version`, else None."""
         if version is None:
             return None
         with self._lock:
@@ -43,23 +41,17 @@ class BodyCache:
             if entry is None or entry[0] != version:
                 return None
             self._entries.move_to_end(key)
-            self.hits += 1
             return entry[1], entry[2]
 
     def get_or_build(self, key: Hashable, version: str | None, build: Callable[[], bytes]) -> tuple[bytes, str]:
         """The body for `key` at `version` and its ETag: the kept one if it has that version, else
         `build()`'s (kept unless `version` is None, which means "not cacheable")."""
-        if version is not None:
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and entry[0] == version:
-                    self._entries.move_to_end(key)
-                    self.hits += 1
-                    return entry[1], entry[2]
+        kept = self.peek(key, version)
+        if kept is not None:
+            return kept
         body = build()
         etag = hashlib.blake2b(body, digest_size=16).hexdigest()
         with self._lock:
-            self.misses += 1
             if version is not None and len(body) <= self.max_body_bytes:
                 self._entries[key] = (version, body, etag)
                 self._entries.move_to_end(key)
@@ -68,7 +60,3 @@ class BodyCache:
             else:
                 self._entries.pop(key, None)
         return body, etag
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()

@@ -20,7 +20,7 @@ from app.csrf import origin_allowed
 from app.db_thread import read_db
 from app.errors import ApiError, error_response
 from app.live import guard_inbound, stream_events
-from app.login_sessions import auth_id_from_cookie, delete_all_sessions, resolve_session, user_id_from_auth_id
+from app.login_sessions import auth_id_from_cookie, login_user_id, refuse_gone_account, user_id_from_auth_id
 from models.events import events_after
 from models.vocabulary import CLOSE_POLICY, CLOSE_REVOKED, CLOSE_TOO_BIG, CLOSE_TOO_SLOW
 
@@ -61,15 +61,12 @@ async def session_socket(session_id: int):
     try:
         after = _after()
         auth_id = auth_id_from_cookie()
-        user_id = await resolve_session(current_app.extensions["sage_redis"], settings, auth_id)
-        if user_id is None:
-            raise ApiError(401, "log in first")
+        user_id = await login_user_id()  # the login from Redis only: the query below checks the account
         try:
             # The access query also asks whether the account still exists (one unit of work).
             session, _ = await read_db(require_session, user_id, session_id, "read", check_account=True)
-        except AccountGone:
-            await delete_all_sessions(current_app.extensions["sage_redis"], user_id)
-            raise ApiError(401, "log in first") from None
+        except AccountGone as gone:
+            raise await refuse_gone_account(gone) from None
     except ApiError as error:
         return error_response(error.status, error.message, error.code, error.fields)
 

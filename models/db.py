@@ -43,7 +43,7 @@ class _TracksCommits(peewee.Database):
     """Counts each thread's COMMITs and remembers the one that failed, so that a retry knows
     whether a unit of work whose connection was lost may have written anything.
 
-    A transaction begun with `read_only=True` (`db.atomic(read_only=True)`, `read_unit_of_work`)
+    A transaction begun with `read_only=True` (`db.atomic(read_only=True)`, `unit_of_work(func, read_only=True)`)
     cannot have written anything, so its COMMIT asks the database nothing first.
     """
 

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from models.db import db
 from models.schema import EVENT_TYPES, ExecutionSession, SessionEvent, utcnow
-from models.serialize import event_dict, iso
+from models.serialize import event_dict, event_message
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +85,10 @@ def record_events(session_id: int, events: list[tuple[str, dict[str, Any]]]) -> 
         seqs = [r[0] for r in db.execute_sql(_APPEND_SQL.format(rows=rows), params).fetchall()]
         if not seqs:
             raise LookupError(f"session {session_id} does not exist")
-        first, at = min(seqs), iso(created_at)
+        first = min(seqs)
         # The message as `serialize.event_dict` builds it from the stored row, without re-reading it.
         return [
-            {**payload, "type": type_, "seq": first + index, "at": at, "session_id": session_id}
+            event_message(session_id, first + index, type_, payload, created_at)
             for index, (type_, payload) in enumerate(events)
         ]
     messages = []
@@ -124,21 +124,19 @@ def events_after(session_id: int, after: int = 0, limit: int | None = None) -> l
 _WIRE = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
-def to_json(value: Any) -> str:
-    """`value` as JSON text for a jsonb parameter (compact; orjson, several times faster than the
-    standard encoder on the pipeline's outputs, snapshots and events; the same document)."""
+def to_json(value: Any, sort_keys: bool = False) -> str:
+    """`value` as compact JSON text (orjson, several times faster than the standard encoder on the
+    pipeline's outputs, snapshots and events): for a jsonb parameter, or with `sort_keys` as a
+    message is published."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(value, option=_WIRE if sort_keys else orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:  # what orjson refuses (an int beyond 64 bits): the standard way
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=False)
 
 
 def encode_message(message: dict[str, Any]) -> str:
     """A message as it is published and sent to a WebSocket: compact JSON with sorted keys."""
-    try:
-        return orjson.dumps(message, option=_WIRE).decode()
-    except orjson.JSONEncodeError:  # what orjson refuses (an int beyond 64 bits): the standard way
-        return json.dumps(message, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return to_json(message, sort_keys=True)
 
 
 def publish(redis_client: Any, messages: Iterable[dict[str, Any]]) -> None:

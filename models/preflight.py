@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import redis
 
@@ -14,16 +15,24 @@ class BrokerUnavailable(Exception):
     """RabbitMQ did not accept a connection; the message says why."""
 
 
+def rabbitmq_parameters(url: str, timeout: float = 3.0) -> Any:
+    """pika's parameters for `url` with one connection attempt bounded by `timeout` seconds (for
+    a check or a count that must answer soon, not for a worker's long-lived connection)."""
+    import pika
+
+    parameters = pika.URLParameters(url)
+    parameters.socket_timeout = parameters.stack_timeout = timeout
+    parameters.connection_attempts, parameters.retry_delay = 1, 0
+    return parameters
+
+
 def check_rabbitmq(url: str, timeout: float = 3.0) -> None:
     """Open and close an AMQP connection to `url` (login and vhost included), else raise BrokerUnavailable."""
     import pika
     import pika.exceptions
 
-    parameters = pika.URLParameters(url)
-    parameters.socket_timeout = parameters.stack_timeout = timeout
-    parameters.connection_attempts, parameters.retry_delay = 1, 0
     try:
-        pika.BlockingConnection(parameters).close()
+        pika.BlockingConnection(rabbitmq_parameters(url, timeout)).close()
     except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
         # pika's connect errors wrap the socket's: "AMQPConnectorSocketConnectError: ConnectionRefusedError(...)".
         raise BrokerUnavailable(str(exc) or repr(exc) or type(exc).__name__) from None

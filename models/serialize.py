@@ -163,13 +163,12 @@ def snapshot_dict(snapshot: AgentSnapshot | None) -> dict[str, Any] | None:
 
 def event_dict(event: SessionEvent) -> dict[str, Any]:
     """An event as sent on the WebSocket: the payload's keys plus `type`, `seq`, `at`, `session_id`."""
-    return {
-        **event.payload,
-        "type": event.type,
-        "seq": event.seq,
-        "at": iso(event.created_at),
-        "session_id": event.session_id,
-    }
+    return event_message(event.session_id, event.seq, event.type, event.payload, event.created_at)
+
+
+def event_message(session_id: int, seq: int, type_: str, payload: dict[str, Any], created_at: Any) -> dict[str, Any]:
+    """`event_dict` of a stored event's values (for the writer, which has them without a row)."""
+    return {**payload, "type": type_, "seq": seq, "at": iso(created_at), "session_id": session_id}
 
 
 def member_dict(member: Any) -> dict[str, Any]:

@@ -87,3 +87,33 @@ def test_a_celery_app_with_an_amqp_broker_runs_its_canvas_on_rabbitmq(settings, 
     finally:
         worker.stop()
         app.broker.close()
+
+
+def test_a_stopping_worker_keeps_a_resumed_parked_message_and_gives_back_only_the_unstarted():
+    """A parked task whose model call has come back waits in the work queue for a thread to run
+    its continuation: it has started (claimed), so a drain must not hand it back to RabbitMQ,
+    where another worker would claim it and call the model again."""
+    from queue import PriorityQueue
+    from types import SimpleNamespace
+
+    from dramatiq.worker import _WorkQueueItem
+
+    from actors.broker import _DrainableRabbitmqConsumer, _give_back_unstarted
+
+    given_back = []
+    consumer = _DrainableRabbitmqConsumer.__new__(_DrainableRabbitmqConsumer)
+    consumer.give_back = given_back.append  # type: ignore[method-assign]
+    resumed, unstarted = (
+        dramatiq.Message(queue_name="q", actor_name="a", args=(n,), kwargs={}, options={}) for n in (1, 2)
+    )
+    queue: PriorityQueue = PriorityQueue()
+    queue.put(_WorkQueueItem(0, resumed))
+    queue.put(_WorkQueueItem(1, unstarted))
+    worker = SimpleNamespace(
+        work_queue=queue,
+        consumers={"q": SimpleNamespace(consumer=consumer)},
+        _resumable={id(resumed): ("then", "outcome")},
+    )
+    _give_back_unstarted(worker)  # type: ignore[arg-type]
+    assert given_back == [unstarted]
+    assert [queue.get_nowait().message for _ in range(queue.qsize())] == [resumed]

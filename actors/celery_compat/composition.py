@@ -211,9 +211,7 @@ def _record_member(
     task: Task | None, firer_id: str, member: dict[str, Any], value: Any, chain_id: str | None, pipe: Any = None
 ) -> None:
     backend = _backend_of(task)
-    if backend is None:
-        if pipe is not None:
-            pipe.execute()
+    if backend is None:  # (the caller queues writes on `pipe` only when there is a backend)
         return
     client = backend.client
     key = f"celery-barrier-{member['barrier']}"
