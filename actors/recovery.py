@@ -294,13 +294,14 @@ def recover(broker: RedisBroker, now: float | None = None) -> dict[int, int]:
 
 
 def _release_lost_claims(session_id: int, tasks: list[AgentTask]) -> int:
-    """`running` -> `pending` for lost claims still held by the same message (under the session lock)."""
+    """`running` -> `pending` for lost claims still held by the same message (each a conditional
+    UPDATE of its row, which waits for a completion in flight), then the session's lock, taken
+    last as in `models.lifecycle`, so that an end or failure in flight is done first."""
     claims = [(t.id, t.celery_task_id) for t in tasks if t.status == "running"]
     if not claims:
         return 0
     released = 0
     with db.atomic():
-        ExecutionSession.select().where(ExecutionSession.id == session_id).for_update().first()
         for task_id, message_id in claims:
             released += (
                 AgentTask.update(status="pending")
@@ -311,6 +312,7 @@ def _release_lost_claims(session_id: int, tasks: list[AgentTask]) -> int:
                 )
                 .execute()
             )
+        ExecutionSession.select().where(ExecutionSession.id == session_id).for_update("FOR NO KEY UPDATE").first()  # type: ignore[arg-type]
     return released
 
 

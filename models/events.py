@@ -3,7 +3,8 @@
 An event is written in the same transaction as the state change it describes, with the next
 `seq` of its session, and published to Redis only after that transaction commits. `seq` comes
 from `execution_sessions.last_seq`, incremented under the session row's lock, so events of one
-session commit in `seq` order and a reader of the table never sees a gap that later fills.
+session commit in `seq` order and a reader of the table never sees a gap that later fills. The
+lock is held from that statement to the COMMIT, so a transaction appends its events last.
 """
 
 from __future__ import annotations
@@ -49,11 +50,16 @@ def revocations_channel(prefix: str = "sage:0:") -> str:
     return f"{prefix}revocations"
 
 
+class SessionMoved(LookupError):
+    """`record_events(..., active_at=stage)` refused: the session is no longer active at that stage."""
+
+
 # One round trip on PostgreSQL: advance the counter under the session row's lock by the number of
 # events and insert them with consecutive seqs in the same statement (a state change writes one or
-# two events; a rerun's copied stages write several at once).
+# two events; a rerun's copied stages write several at once). `{only}` may add a condition on the
+# session row, checked on its newest version once the lock is held.
 _APPEND_SQL = (
-    "WITH next AS (UPDATE execution_sessions SET last_seq = last_seq + %s WHERE id = %s RETURNING id, last_seq) "
+    "WITH next AS (UPDATE execution_sessions SET last_seq = last_seq + %s WHERE id = %s{only} RETURNING id, last_seq) "
     "INSERT INTO session_events (session_id, seq, type, payload, created_at) "
     "SELECT next.id, next.last_seq - %s + v.n, v.type, v.payload::jsonb, v.created_at "
     "FROM next, (VALUES {rows}) AS v (n, type, payload, created_at) RETURNING seq"
@@ -65,9 +71,18 @@ def record_event(session_id: int, type_: str, payload: dict[str, Any]) -> dict[s
     return record_events(session_id, [(type_, payload)])[0]
 
 
-def record_events(session_id: int, events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+_ACTIVE_AT = " AND status = 'active' AND current_stage = %s"
+
+
+def record_events(
+    session_id: int, events: list[tuple[str, dict[str, Any]]], active_at: int | None = None
+) -> list[dict[str, Any]]:
     """Append events (type, payload) to the session's log in order, in one statement on PostgreSQL;
-    call inside `db.atomic()`. Returns the messages, as `publish` sends them."""
+    call inside `db.atomic()`. Returns the messages, as `publish` sends them.
+
+    With `active_at`, only while the session is active at that stage (decided under the session
+    row's lock, which this statement takes): else it raises `SessionMoved` and the caller rolls
+    its transaction back. A claim uses it to take the session's lock only at its end."""
     for type_, _ in events:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
@@ -79,11 +94,14 @@ def record_events(session_id: int, events: list[tuple[str, dict[str, Any]]]) -> 
     if isinstance(db.obj, peewee.PostgresqlDatabase):
         count = len(events)
         rows = ", ".join(["(%s::integer, %s, %s, %s::timestamp)"] * count)
-        params: list[Any] = [count, session_id, count]
+        params: list[Any] = [count, session_id, *([] if active_at is None else [active_at]), count]
         for index, (type_, payload) in enumerate(events, 1):
             params += [index, type_, to_json(payload), created_at]
-        seqs = [r[0] for r in db.execute_sql(_APPEND_SQL.format(rows=rows), params).fetchall()]
+        sql = _APPEND_SQL.format(rows=rows, only="" if active_at is None else _ACTIVE_AT)
+        seqs = [r[0] for r in db.execute_sql(sql, params).fetchall()]
         if not seqs:
+            if active_at is not None:
+                raise SessionMoved(f"session {session_id} is not active at stage {active_at}")
             raise LookupError(f"session {session_id} does not exist")
         first = min(seqs)
         # The message as `serialize.event_dict` builds it from the stored row, without re-reading it.
@@ -91,6 +109,16 @@ def record_events(session_id: int, events: list[tuple[str, dict[str, Any]]]) -> 
             event_message(session_id, first + index, type_, payload, created_at)
             for index, (type_, payload) in enumerate(events)
         ]
+    if active_at is not None and not (
+        ExecutionSession.select()
+        .where(
+            (ExecutionSession.id == session_id)
+            & (ExecutionSession.status == "active")
+            & (ExecutionSession.current_stage == active_at)
+        )
+        .exists()
+    ):
+        raise SessionMoved(f"session {session_id} is not active at stage {active_at}")
     messages = []
     for type_, payload in events:
         rows = (

@@ -12,10 +12,12 @@ At-least-once delivery is made harmless here:
 - a task claims its row with a conditional UPDATE: `pending -> running`, or `running` again by
   the same message id (Redis redelivers a dead worker's message under its id, so a row left
   `running` by a killed worker is re-claimable by exactly that message and by no duplicate);
-- every claim, completion and failure first locks the session row, so the checks "is the session
-  active", "has its current stage reached mine" and "is every task of my stage completed" see
-  every committed change of the other members (each such check is a statement that starts after
-  the lock is held, so its snapshot is fresh);
+- a claim or completion locks the session row only at the end of its transaction, after its
+  task's own writes (`_seal`), so the tasks of a stage run side by side and take turns only for
+  that last part; there the checks "is the session still active" (a claim) and "is every task
+  of my stage completed" (the finish) are statements that start after the lock is held, so they
+  see every committed change of the other members. Everything that locks a task and its session
+  takes the task first (a failure and the sweeper's abandon too), so the order is one;
 - completion and failure are conditional on this message's claim, so a duplicate delivery
   records nothing;
 - the stage advances by a compare-and-set `current_stage = i -> i + 1` that only succeeds when
@@ -23,14 +25,15 @@ At-least-once delivery is made harmless here:
   inside that transaction, so a crash can duplicate the next stage's messages (turned away by
   the claims) but never lose them.
 
-Cost per task (bench/lifecycle_cost.py counts it): a claim is one locked read of session and
-task that also brings the agent's context, one UPDATE ... RETURNING, one INSERT of its event
-and the COMMIT; a completion is one lock, one INSERT of the decisions, one UPDATE ... RETURNING
-(which also counts what the finish check needs), one INSERT of the snapshot, one INSERT of its
-event(s) and the COMMIT. BEGIN travels with the first statement (`models.db.PostgresDatabase`).
+Cost per task (bench/lifecycle_cost.py counts it): a claim is one read of session and task that
+also brings the agent's context, one UPDATE ... RETURNING, one INSERT of its event (which takes
+the session's lock and checks the session) and the COMMIT; a completion is one INSERT of the
+decisions, one UPDATE ... RETURNING (which also counts what the finish check needs), one INSERT
+of the snapshot, the session's lock when it adds usage or may finish the session, one INSERT of
+its event(s) and the COMMIT. BEGIN travels with the first statement (`models.db.PostgresDatabase`).
 An agent that answers at once (the knowledge base) is run inside its claim's transaction
-(`claim_role`'s `run`): its completion shares the claim's lock, events INSERT and COMMIT, so a
-task is one transaction of five statements. The hot statements are prebuilt SQL whose rows
+(`claim_role`'s `run`): its completion shares the claim's events INSERT and COMMIT, so a task is
+one transaction of five statements. The hot statements are prebuilt SQL whose rows
 become models directly (`_instance`): Peewee's query building cost more than the statements.
 """
 
@@ -46,7 +49,7 @@ from peewee import SQL
 from models.brains import add_calls, add_session_usage, default_brain
 from models.compare import same_text
 from models.db import db, reconnecting
-from models.events import publish_committed, record_events, to_json
+from models.events import SessionMoved, publish_committed, record_events, to_json
 from models.schema import (
     AGENT_ROLES,
     PIPELINE,
@@ -111,8 +114,8 @@ def _done(value: T, events: Events) -> Outcome[T]:
     return Outcome(value, events)
 
 
-#: The session row lock every completion and failure takes first, as prebuilt SQL: it runs for
-#: every task, and building the same query with Peewee each time costs more than running it.
+#: The session row's lock, as prebuilt SQL: it runs for many tasks, and building the same query
+#: with Peewee each time costs more than running it.
 _LOCK_SQL = "SELECT * FROM execution_sessions WHERE id = %s FOR NO KEY UPDATE"
 
 
@@ -120,6 +123,11 @@ def _locked_session(session_id: int) -> ExecutionSession | None:
     if isinstance(db.obj, peewee.PostgresqlDatabase):
         return next(iter(ExecutionSession.raw(_LOCK_SQL, session_id)), None)
     return ExecutionSession.select().where(ExecutionSession.id == session_id).for_update("FOR NO KEY UPDATE").first()  # type: ignore[arg-type]
+
+
+def _lock_tasks(which: Any) -> None:
+    """Lock task rows (the lock a task's own UPDATE takes), before the session's: one lock order."""
+    AgentTask.select(AgentTask.id).where(which).for_update("FOR NO KEY UPDATE").execute()  # type: ignore[arg-type]
 
 
 def _columns(model: type[peewee.Model], alias: str) -> str:
@@ -358,6 +366,7 @@ def abandon(session_id: int, cutoff: dt.datetime, now: dt.datetime) -> Outcome[s
 
     _outside_transaction("abandon")
     with db.atomic():
+        _lock_tasks(AgentTask.session == session_id)  # the tasks first, then their session (see `_seal`)
         session = _locked_session(session_id)
         last = SessionEvent.select(fn.MAX(SessionEvent.created_at)).where(SessionEvent.session == session_id).scalar()
         if session is None or session.status != "active" or (last is not None and last >= cutoff):
@@ -381,7 +390,7 @@ def abandon(session_id: int, cutoff: dt.datetime, now: dt.datetime) -> Outcome[s
 
 # --- claim ----------------------------------------------------------------------------------
 
-# The agent's whole context, read with the claim's locked row: its completed upstream outputs and
+# The agent's whole context, read with the claim's row: its completed upstream outputs and
 # the session decisions, as JSON arrays ("t1" is the claimed task in the claim's query).
 _UPSTREAM_SQL = (
     "(SELECT coalesce(json_agg(json_build_array(u.agent_role, u.id, u.output_data) ORDER BY u.id), '[]') "
@@ -396,7 +405,7 @@ _DECISIONS_SQL = (
 
 def context(session: ExecutionSession, role: str) -> dict[str, Any]:
     """What the agent sees: the feature, the user's session decisions, completed upstream outputs
-    (two queries; a claim on PostgreSQL reads them with its locked row instead)."""
+    (two queries; a claim on PostgreSQL reads them with its row instead)."""
     stage = STAGE_OF_ROLE[role]
     upstream_rows = [
         (t.agent_role, t.id, t.output_data)
@@ -421,13 +430,17 @@ def _context_of(session: ExecutionSession, upstream_rows: Any, decision_rows: An
     }
 
 
-# The claim's locked read for a role's message, prebuilt: the task, its session (locked) and the
-# agent's context in one statement (what `_claim`'s Peewee query builds, without building it).
+# The claim's read for a role's message, prebuilt: the task, its session and the agent's context in
+# one statement (what `_claim`'s Peewee query builds, without building it). It locks nothing: the
+# session's lock is taken at the end of the claim's transaction (`_seal`).
 _CLAIM_ROLE_SQL = (
     f"SELECT {_columns(AgentTask, 't1')}, {_columns(ExecutionSession, 't2')}, {_UPSTREAM_SQL}, {_DECISIONS_SQL} "
     'FROM "agent_tasks" AS "t1" INNER JOIN "execution_sessions" AS "t2" ON ("t1"."session_id" = "t2"."id") '
-    'WHERE "t1"."session_id" = %s AND "t1"."agent_role" = %s FOR NO KEY UPDATE OF "t2"'
+    'WHERE "t1"."session_id" = %s AND "t1"."agent_role" = %s'
 )
+
+#: Wait (outside any transaction) until a stage advance holding the session's lock commits.
+_WAIT_FOR_ADVANCE_SQL = "SELECT 1 FROM execution_sessions WHERE id = %s FOR SHARE"
 _TASK_WIDTH = len(AgentTask._meta.sorted_fields)
 _SESSION_WIDTH = len(ExecutionSession._meta.sorted_fields)
 
@@ -495,18 +508,18 @@ def claim_role(
     context_data: dict,
     run: Callable[[Claim], Completion | None] | None = None,
 ) -> Outcome[Claim | Completed | AgentTask | str | None]:
-    """`claim` for a role's message, which finds its task in the claim's own locked read (the
+    """`claim` for a role's message, which finds its task in the claim's own read (the
     worker's path: one query fewer than reading the task first). The value is a `Claim` to run;
     the task row itself when an earlier delivery completed it (the message answers the same
     result again, so its barrier fills); None when the session has no such task; else the reason
     not to run. The attempt is `retries` (the message's count), or the row's own `retry_count`
     when a duplicate message finds the task waiting for its retry and that count is higher.
 
-    `run(claim)`, when given, is called inside the claim's transaction, with the session still
-    locked: an agent that answers at once (the knowledge base: well under a millisecond) returns
-    its `Completion`, which is recorded as `complete` would, in the same transaction, and the
-    value is `Completed`. One transaction, lock, event INSERT, COMMIT and publish per task instead
-    of two; `agent_task_started` and `agent_task_completed` are stored and sent together. When
+    `run(claim)`, when given, is called inside the claim's transaction, before it takes the
+    session's lock: an agent that answers at once (the knowledge base: well under a millisecond)
+    returns its `Completion`, which is recorded as `complete` would, in the same transaction, and
+    the value is `Completed`. One transaction, lock, event INSERT, COMMIT and publish per task
+    instead of two; `agent_task_started` and `agent_task_completed` are stored and sent together. When
     `run` returns None (it will wait on a model, or it failed and will record the failure with
     `fail`), only the claim is committed and the value is the `Claim`, as without `run`. `run`
     must not raise: a rollback would undo the claim it is reporting on.
@@ -523,6 +536,19 @@ def claim_role(
     )
 
 
+class _StageAhead(Exception):
+    """The claim read its session one stage behind its task: the advance that sent the message
+    has not committed yet."""
+
+
+class _NotActive(Exception):
+    """`_seal` found the session ended (or moved on) under its lock: roll the claim back."""
+
+    def __init__(self, session: ExecutionSession) -> None:
+        super().__init__(session.status)
+        self.session = session
+
+
 def _claim(
     which: Any,
     message_id: str | None,
@@ -532,71 +558,149 @@ def _claim(
     run: Callable[[Claim], Completion | None] | None = None,
     by_role: tuple[int, str] | None = None,
 ) -> Outcome[Claim | Completed | AgentTask | str | None]:
+    try:
+        return _claim_once(which, message_id, attempt_of, context_data, completed_ok, run, by_role, wait=True)
+    except _StageAhead as ahead:
+        # A stage's messages are sent inside the transaction of its advance (`advance`), so a
+        # worker may read the session before that commits: wait for the advance's lock, once.
+        db.execute_sql(_WAIT_FOR_ADVANCE_SQL, (ahead.args[0],))
+    return _claim_once(which, message_id, attempt_of, context_data, completed_ok, run, by_role, wait=False)
+
+
+def _claim_once(
+    which: Any,
+    message_id: str | None,
+    attempt_of: Callable[[AgentTask], int],
+    context_data: dict,
+    completed_ok: bool,
+    run: Callable[[Claim], Completion | None] | None,
+    by_role: tuple[int, str] | None,
+    wait: bool,
+) -> Outcome[Claim | Completed | AgentTask | str | None]:
     fused = isinstance(db.obj, peewee.PostgresqlDatabase)
     extra = [SQL(_UPSTREAM_SQL), SQL(_DECISIONS_SQL)] if fused else []
-    with db.atomic():
-        # The session is locked; the context comes with it. Its reads see the upstream tasks as
-        # they were when this statement began, which holds all of them: they committed before
-        # the stage gate that sent this message did.
-        if fused and by_role is not None:
-            row = _claim_role_row(*by_role)
-        else:
-            row = (
-                AgentTask.select(AgentTask, ExecutionSession, *extra)
-                .join(ExecutionSession)
-                .where(which)
-                .for_update("FOR NO KEY UPDATE", of=ExecutionSession)  # type: ignore[arg-type]  # task: the UPDATE checks it
-                .first()
+    try:
+        with db.atomic():
+            # Task, session and context in one read, without a lock: the stage's other tasks claim
+            # and run side by side, and the session's lock is taken only at the end (`_seal`),
+            # where the session must still be active at this stage. The context's reads see the
+            # upstream tasks as they were when this statement began, which holds all of them: they
+            # committed before the stage gate that sent this message did.
+            if fused and by_role is not None:
+                row = _claim_role_row(*by_role)
+            else:
+                row = AgentTask.select(AgentTask, ExecutionSession, *extra).join(ExecutionSession).where(which).first()
+            if row is None:
+                return Outcome(None if completed_ok else "task no longer exists", [])
+            if completed_ok and row.status == "completed":
+                return Outcome(row, [])
+            task_id = row.id
+            attempt = attempt_of(row)
+            session = row.session
+            if session.status != "active":
+                return Outcome(f"session is {session.status}", [])  # final: no session is active again
+            if session.current_stage < row.stage and wait:
+                raise _StageAhead(session.id)
+            if session.current_stage != row.stage:
+                return Outcome(f"session is at stage {session.current_stage}, task belongs to {row.stage}", [])
+            seen = (
+                _context_of(session, row.upstream_rows, row.decision_rows)
+                if fused
+                else context(session, row.agent_role)
             )
-        if row is None:
-            return Outcome(None if completed_ok else "task no longer exists", [])
-        if completed_ok and row.status == "completed":
-            return Outcome(row, [])
-        task_id = row.id
-        attempt = attempt_of(row)
-        session = row.session
-        if session.status != "active":
-            return Outcome(f"session is {session.status}", [])
-        if session.current_stage != row.stage:
-            return Outcome(f"session is at stage {session.current_stage}, task belongs to {row.stage}", [])
-        seen = _context_of(session, row.upstream_rows, row.decision_rows) if fused else context(session, row.agent_role)
-        input_data = {
-            "task_description": row.task_description,
-            "context_data": context_data,
-            "feature_name": session.feature_name,
-            "description": session.description,
-            "upstream_task_ids": {r: u["task_id"] for r, u in seen["upstream"].items()},
-            "session_decision_ids": [d["id"] for d in seen["session_decisions"]],
-        }
-        claimed = next(
-            iter(
-                AgentTask.raw(
-                    _CLAIM_SQL,
-                    utcnow(),
-                    message_id,
-                    attempt,
-                    to_json(input_data),
-                    task_id,
-                    message_id,
+            input_data = {
+                "task_description": row.task_description,
+                "context_data": context_data,
+                "feature_name": session.feature_name,
+                "description": session.description,
+                "upstream_task_ids": {r: u["task_id"] for r, u in seen["upstream"].items()},
+                "session_decision_ids": [d["id"] for d in seen["session_decisions"]],
+            }
+            claimed = next(
+                iter(
+                    AgentTask.raw(
+                        _CLAIM_SQL,
+                        utcnow(),
+                        message_id,
+                        attempt,
+                        to_json(input_data),
+                        task_id,
+                        message_id,
+                    )
+                ),
+                None,
+            )
+            if claimed is None:
+                return Outcome(f"task is {row.status} (claimed by {row.celery_task_id})", [])
+            decisions = []
+            if claimed.n_decisions:  # users wrote some before it started
+                decisions = list(
+                    TaskDecision.select().where(TaskDecision.agent_task == task_id).order_by(TaskDecision.id)
                 )
-            ),
-            None,
-        )
-        if claimed is None:
-            return Outcome(f"task is {row.status} (claimed by {row.celery_task_id})", [])
-        decisions = []
-        if claimed.n_decisions:  # users wrote some before it started
-            decisions = list(TaskDecision.select().where(TaskDecision.agent_task == task_id).order_by(TaskDecision.id))
-        written = [("agent_task_started", {"task": task_payload(claimed, decisions)})]
-        claim = Claim(session, claimed, seen)
-        value: Claim | Completed = claim
-        completion = run(claim) if run is not None else None
-        if completion is not None:
-            done, finished = _record_completion(session, claimed, message_id, completion, seen)
-            written += finished
-            value = Completed(claim, done)
-        events = record_events(session.id, written)
+            written = [("agent_task_started", {"task": task_payload(claimed, decisions)})]
+            claim = Claim(session, claimed, seen)
+            value: Claim | Completed = claim
+            completion = run(claim) if run is not None else None
+            done = usage = None
+            if completion is not None:
+                done, finished, usage = _record_completion(claimed, message_id, completion, seen)
+                written += finished
+                value = Completed(claim, done)
+            events = _seal(session.id, row.stage, written, claiming=True, done=done, usage=usage)
+    except _NotActive as moved:
+        return Outcome(f"session is {moved.session.status}", [])
     return _done(value, events)
+
+
+_UNFINISHED_SQL = (
+    "SELECT count(*) FROM agent_tasks WHERE session_id = %s AND stage = %s AND id <> %s AND status <> 'completed'"
+)
+
+
+def _seal(
+    session_id: int,
+    stage: int,
+    written: list[tuple[str, dict[str, Any]]],
+    *,
+    claiming: bool,
+    done: AgentTask | None = None,
+    usage: tuple[dict | None, dict | None] | None = None,
+) -> Events:
+    """The end of a claim's or completion's transaction, the only part that holds the session
+    row's lock (from here to the COMMIT), so the tasks of a stage run side by side and take turns
+    only for this: a claim checks that the session is still active at its stage (else
+    `_NotActive`), an attempt's model calls are added to the session's usage, the last task of
+    the last stage finishes the session, and the events get their seqs.
+
+    The lock comes after the task row's own writes: every transaction that locks both a task and
+    its session (claim, completion, failure, the sweeper's abandon) takes them in that order.
+    Without usage to add or a finish to decide, the events' own statement takes the lock and
+    makes the claim's check (`record_events(..., active_at=stage)`).
+    """
+    last = done is not None and done.stage == LAST_STAGE
+    if not last and usage is None:
+        try:
+            return record_events(session_id, written, active_at=stage if claiming else None)
+        except SessionMoved:
+            raise _NotActive(ExecutionSession.get_by_id(session_id)) from None
+    session = _locked_session(session_id)
+    assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
+    if claiming and (session.status != "active" or session.current_stage != stage):
+        raise _NotActive(session)
+    if usage is not None:
+        session.usage = add_session_usage(session.usage, *usage)
+        ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session_id).execute()
+    if last and session.status == "active":
+        assert done is not None
+        # `unfinished` was counted before this transaction held the lock; a statement that starts
+        # now sees every other task of the stage that committed before it (they all take the lock).
+        unfinished = (
+            getattr(done, "unfinished", 0)
+            and db.execute_sql(_UNFINISHED_SQL, (session_id, done.stage, done.id)).fetchone()[0]
+        )
+        if not unfinished:
+            written.append(_finish(session, "completed"))
+    return record_events(session_id, written)
 
 
 # --- complete -------------------------------------------------------------------------------
@@ -662,22 +766,21 @@ def complete(
     _outside_transaction("complete")
     try:
         with db.atomic():
-            session = _locked_session(task.session_id)
-            assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
-            done, written = _record_completion(
-                session, task, message_id, Completion(output, capabilities, metadata, calls), seen
+            done, written, usage = _record_completion(
+                task, message_id, Completion(output, capabilities, metadata, calls), seen
             )
-            events = record_events(session.id, written)
+            events = _seal(task.session_id, done.stage, written, claiming=False, done=done, usage=usage)
     except _Superseded:
         return Outcome(None, [])
     return _done(done, events)
 
 
 def _record_completion(
-    session: ExecutionSession, task: AgentTask, message_id: str | None, completion: Completion, seen: dict[str, Any]
-) -> tuple[AgentTask, list[tuple[str, dict[str, Any]]]]:
-    """`complete`'s writes, inside a transaction holding the session's lock: the completed row and
-    the events to record (raises `_Superseded` when the task is no longer this message's)."""
+    task: AgentTask, message_id: str | None, completion: Completion, seen: dict[str, Any]
+) -> tuple[AgentTask, list[tuple[str, dict[str, Any]]], tuple[dict | None, dict | None] | None]:
+    """`complete`'s writes to the task, before its transaction takes the session's lock (`_seal`):
+    the completed row, its event, and the task's usage before and after the attempt's model calls
+    (None without calls). Raises `_Superseded` when the task is no longer this message's."""
     now = utcnow()
     output, calls = completion.output, completion.calls
     upstream_ids = {
@@ -740,9 +843,6 @@ def _record_completion(
     done = next(iter(AgentTask.raw(_COMPLETE_SQL, now, now, to_json(output), added, task.id, message_id)), None)
     if done is None:
         raise _Superseded
-    if added is not None:
-        session.usage = add_session_usage(session.usage, task.usage, usage)
-        ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session.id).execute()
     shot = {
         "agent_task": task.id,
         "agent_role": task.agent_role,
@@ -777,10 +877,7 @@ def _record_completion(
     decisions.sort(key=lambda d: d.id)
     shown = task_payload(done, decisions)
     payload = {"task": shown, "snapshot": snapshot_payload(snapshot, shown["decisions"])}
-    written = [("agent_task_completed", payload)]
-    if session.status == "active" and done.stage == LAST_STAGE and not done.unfinished:
-        written.append(_finish(session, "completed"))
-    return done, written
+    return done, [("agent_task_completed", payload)], ((task.usage, usage) if added is not None else None)
 
 
 # --- fail -----------------------------------------------------------------------------------
@@ -810,6 +907,7 @@ def fail(
     retry_in = None
     recorded = False
     with db.atomic():
+        _lock_tasks(AgentTask.id == task.id)  # the task first, then its session (see `_seal`)
         session = _locked_session(task.session_id)
         assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
         mine = (AgentTask.id == task.id) & (AgentTask.status == "running") & (AgentTask.celery_task_id == message_id)
