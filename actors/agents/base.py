@@ -6,6 +6,8 @@ import copy
 import enum
 from typing import Any, ClassVar
 
+import orjson
+
 from actors.agents.brain import Brain, get_brain
 from models.schema import CATEGORIES, CONFIDENCE_LEVELS
 
@@ -25,6 +27,17 @@ class InvalidOutput(ValueError):
     """A brain returned output that breaks the contract (unknown category, missing field...)."""
 
 
+def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a context, which is JSON read back from the database: an orjson round trip,
+    several times faster than `copy.deepcopy`, when it gives the same value back (no tuples, no
+    non-string keys, no number beyond 64 bits or not finite); `copy.deepcopy` otherwise."""
+    try:
+        copied = orjson.loads(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):
+        return copy.deepcopy(value)
+    return copied if copied == value else copy.deepcopy(value)  # a tuple, NaN or infinity: not JSON
+
+
 class Agent:
     """One role on the team. Holds a context; `execute_task` asks the brain and checks its answer."""
 
@@ -39,7 +52,7 @@ class Agent:
 
     def set_context(self, context: dict[str, Any]) -> None:
         """Give the agent the feature, the session's decisions and upstream outputs (a deep copy)."""
-        self.context = copy.deepcopy(context)
+        self.context = _json_copy(context)
 
     def execute_task(self, description: str) -> dict[str, Any]:
         """Do the role's work on `description` in the current context and return its output data."""
