@@ -445,6 +445,18 @@ _TASK_WIDTH = len(AgentTask._meta.sorted_fields)
 _SESSION_WIDTH = len(ExecutionSession._meta.sorted_fields)
 
 
+def _returned(sql: str, params: tuple, *extra: str) -> Any:
+    """The task row an UPDATE ... RETURNING `_columns(AgentTask)` and `extra` gave (as attributes),
+    or None when it matched no row."""
+    found = db.execute_sql(sql, params).fetchone()
+    if found is None:
+        return None
+    task: Any = _instance(AgentTask, found[:_TASK_WIDTH])
+    for name, value in zip(extra, found[_TASK_WIDTH:], strict=True):
+        setattr(task, name, value)
+    return task
+
+
 def _claim_role_row(session_id: int, role: str) -> Any:
     """The task, with `.session` and its context rows (`upstream_rows`, `decision_rows`), or None."""
     found = db.execute_sql(_CLAIM_ROLE_SQL, (session_id, role)).fetchone()
@@ -486,7 +498,8 @@ _CLAIM_SQL = (
     "UPDATE agent_tasks SET status = 'running', started_at = coalesce(started_at, %s), celery_task_id = %s, "
     "retry_count = %s, input_data = %s::jsonb "
     "WHERE id = %s AND (status = 'pending' OR (status = 'running' AND celery_task_id = %s)) "
-    "RETURNING *, (SELECT count(*) FROM task_decisions d WHERE d.agent_task_id = agent_tasks.id) AS n_decisions"
+    f"RETURNING {_columns(AgentTask, 'agent_tasks')}, "
+    "(SELECT count(*) FROM task_decisions d WHERE d.agent_task_id = agent_tasks.id) AS n_decisions"
 )
 
 
@@ -616,19 +629,8 @@ def _claim_once(
                 "upstream_task_ids": {r: u["task_id"] for r, u in seen["upstream"].items()},
                 "session_decision_ids": [d["id"] for d in seen["session_decisions"]],
             }
-            claimed = next(
-                iter(
-                    AgentTask.raw(
-                        _CLAIM_SQL,
-                        utcnow(),
-                        message_id,
-                        attempt,
-                        to_json(input_data),
-                        task_id,
-                        message_id,
-                    )
-                ),
-                None,
+            claimed = _returned(
+                _CLAIM_SQL, (utcnow(), message_id, attempt, to_json(input_data), task_id, message_id), "n_decisions"
             )
             if claimed is None:
                 return Outcome(f"task is {row.status} (claimed by {row.celery_task_id})", [])
@@ -712,7 +714,7 @@ _COMPLETE_SQL = (
     "duration_seconds = round(extract(epoch FROM (%s - started_at))::numeric, 3), error_message = NULL, "
     "output_data = %s::jsonb, usage = coalesce(%s::jsonb, usage) "
     "WHERE id = %s AND status = 'running' AND celery_task_id = %s "
-    "RETURNING *, "
+    f"RETURNING {_columns(AgentTask, 'agent_tasks')}, "
     "(SELECT count(*) FROM agent_tasks o WHERE o.session_id = agent_tasks.session_id "
     "AND o.stage = agent_tasks.stage AND o.id <> agent_tasks.id AND o.status <> 'completed') AS unfinished, "
     "(SELECT count(*) FROM task_decisions d WHERE d.agent_task_id = agent_tasks.id AND d.source <> 'agent') "
@@ -840,7 +842,9 @@ def _record_completion(
     # (completion and failure are both conditional on it).
     usage = add_calls(task.usage, calls) if calls else task.usage
     added = to_json(usage) if usage is not task.usage else None
-    done = next(iter(AgentTask.raw(_COMPLETE_SQL, now, now, to_json(output), added, task.id, message_id)), None)
+    done = _returned(
+        _COMPLETE_SQL, (now, now, to_json(output), added, task.id, message_id), "unfinished", "n_user_decisions"
+    )
     if done is None:
         raise _Superseded
     shot = {
