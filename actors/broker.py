@@ -7,9 +7,13 @@ result backend stay on Redis either way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from typing import Any
 
 import dramatiq
 import pika.exceptions
@@ -17,7 +21,7 @@ import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import compute_backoff, iter_queue
+from dramatiq.common import compute_backoff, current_millis, iter_queue
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage, Middleware
@@ -140,12 +144,60 @@ class _Drains:
 
 
 class WakeableRedisBroker(_Drains, RedisBroker):
-    """A RedisBroker whose consumers are woken by enqueues (see `_WakeableConsumer`), and
-    which stops fetching while its worker drains (see `Draining`)."""
+    """A RedisBroker whose consumers are woken by enqueues (see `_WakeableConsumer`), which
+    stops fetching while its worker drains (see `Draining`), and which can send several messages
+    in one round trip (`batch`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._batches = threading.local()
 
     @property
     def consumer_class(self):
         return _WakeableConsumer
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Messages enqueued inside the block (and their wake-up tokens) are sent at its end, in
+        one pipelined round trip, in order; none of them if the block raises. A stage's group
+        is sent this way. Nested blocks join the outermost one."""
+        if self.pending_batch() is not None:
+            yield
+            return
+        pipe = self.client.pipeline(transaction=False)
+        self._batches.pipe = pipe
+        try:
+            yield
+        finally:
+            self._batches.pipe = None
+        if len(pipe):
+            pipe.execute()
+
+    def pending_batch(self) -> Any:
+        """This thread's open `batch` pipeline, or None."""
+        return getattr(self._batches, "pipe", None)
+
+    def do_enqueue(self, queue_name: str, *args: Any) -> Any:
+        pipe = self.pending_batch()
+        if pipe is None:
+            return self._dispatch("enqueue")(queue_name, *args)
+        # Dramatiq's `_dispatch("enqueue")`, with the script's call queued on the batch's pipeline.
+        self.scripts["dispatch"](
+            keys=[self.namespace],
+            args=[
+                "enqueue",
+                current_millis(),
+                queue_name,
+                self.broker_id,
+                self.heartbeat_timeout,
+                self.dead_message_ttl,
+                self._should_do_maintenance("enqueue"),
+                self._max_unpack_size(),
+                *args,
+            ],
+            client=pipe,
+        )
+        return None
 
 
 class WakeUp(Middleware):
@@ -155,11 +207,13 @@ class WakeUp(Middleware):
         if delay or not isinstance(broker, WakeableRedisBroker):
             return
         key = wake_key(broker, message.queue_name)
-        pipe = broker.client.pipeline(transaction=False)
+        batch = broker.pending_batch()
+        pipe = batch if batch is not None else broker.client.pipeline(transaction=False)
         pipe.rpush(key, 1)
         pipe.ltrim(key, -WAKE_TOKENS_KEPT, -1)
         pipe.pexpire(key, 60_000)
-        pipe.execute()
+        if batch is None:
+            pipe.execute()
 
 
 class Draining(Middleware):

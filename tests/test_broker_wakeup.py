@@ -87,3 +87,43 @@ def test_idle_consumers_woken_together_take_one_message_each(settings, redis_cli
         consumer.close()
     broker.close()
     silent.close()
+
+
+def test_a_batch_sends_its_messages_and_tokens_in_one_round_trip_at_its_end(settings, redis_client, monkeypatch):
+    broker = make_broker(settings)
+    queue = f"{broker.namespace}:wakeup-test"
+    trips: list[int] = []
+    execute = type(broker.client.pipeline()).execute
+
+    def counted(pipe, *args, **kwargs):
+        trips.append(len(pipe))
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(type(broker.client.pipeline()), "execute", counted)
+    message = dramatiq.Message(queue_name="wakeup-test", actor_name="noop", args=(), kwargs={}, options={})
+    with broker.batch():
+        for _ in range(3):
+            broker.enqueue(message)
+        with broker.batch():  # joins the outer one
+            broker.enqueue(message)
+        assert redis_client.llen(queue) == 0 and trips == []  # nothing sent yet
+    assert trips == [4 + 4 * 3]  # four enqueues and four tokens (three commands each), one trip
+    assert redis_client.llen(queue) == 4
+    assert redis_client.llen(wake_key(broker, "wakeup-test")) == 4
+    broker.close()
+
+
+def test_a_batch_whose_block_raises_sends_nothing(settings, redis_client):
+    broker = make_broker(settings)
+    message = dramatiq.Message(queue_name="wakeup-test", actor_name="noop", args=(), kwargs={}, options={})
+    try:
+        with broker.batch():
+            broker.enqueue(message)
+            raise RuntimeError("the stage advance rolled back")
+    except RuntimeError:
+        pass
+    assert redis_client.llen(f"{broker.namespace}:wakeup-test") == 0
+    assert redis_client.llen(wake_key(broker, "wakeup-test")) == 0
+    broker.enqueue(message)  # and the thread is not left batching
+    assert redis_client.llen(f"{broker.namespace}:wakeup-test") == 1
+    broker.close()

@@ -234,7 +234,7 @@ class _Composite(Signature):
         return list(self.tasks)
 
     def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict | None = None, **options: Any):
-        from actors.celery_compat.composition import _needs_backend, apply
+        from actors.celery_compat.composition import _needs_backend, apply, batched
 
         sig = self.clone()
         for key, method in (("link", sig.link), ("link_error", sig.link_error)):
@@ -245,7 +245,8 @@ class _Composite(Signature):
         if sig._needs_results():
             _needs_backend(sig)  # now, before anything is sent, not on a worker halfway through
         result = sig.freeze()
-        apply(sig, NOTHING, [], result.id)
+        with batched(sig._app().broker):  # a group's first messages in one round trip
+            apply(sig, NOTHING, [], result.id)
         return result
 
     def _needs_results(self) -> bool:

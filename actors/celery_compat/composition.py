@@ -23,6 +23,7 @@ gates its stages with the session's compare-and-set stage advance.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -110,6 +111,12 @@ def apply(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> No
         raise ValueError(f"unknown signature type {kind!r}")
 
 
+def batched(broker: dramatiq.Broker) -> contextlib.AbstractContextManager:
+    """The broker's `batch()` (several messages in one round trip) where it has one."""
+    batch = getattr(broker, "batch", None)
+    return batch() if batch is not None else contextlib.nullcontext()
+
+
 def _send(sig: Signature, prev: Any, after: Actions, chain_id: str | None) -> None:
     args = tuple(sig.args) if sig.immutable or prev is NOTHING else (prev, *sig.args)
     kwargs = dict(sig.kwargs)
@@ -194,8 +201,9 @@ def _run_actions(
     members = [a["member"] for a in actions if "member" in a]
 
     def send() -> bool:
-        for action in applies:
-            apply(signature(action["apply"]), value, action["after"], chain_id)
+        with batched(task.actor.broker if task is not None else dramatiq.get_broker()):
+            for action in applies:
+                apply(signature(action["apply"]), value, action["after"], chain_id)
         return bool(applies)
 
     if task is not None and task.gate is not None and (applies or not members):
