@@ -170,8 +170,20 @@ class WakeableRedisBroker(_Drains, RedisBroker):
             yield
         finally:
             self._batches.pipe = None
-        if len(pipe):
+        if not len(pipe):
+            return
+        stack = list(pipe.command_stack)
+        try:
             pipe.execute()
+        except redis.exceptions.NoScriptError:
+            # Redis lost its scripts (a restart): load the dispatch script and send it all again
+            # (the wake-up tokens went through the first time: a spare token costs one empty poll).
+            script = self.scripts["dispatch"]
+            self.client.script_load(script.script)
+            again = self.client.pipeline(transaction=False)
+            for args, options in stack:
+                again.pipeline_execute_command(*args, **options)
+            again.execute()
 
     def pending_batch(self) -> Any:
         """This thread's open `batch` pipeline, or None."""
@@ -181,21 +193,21 @@ class WakeableRedisBroker(_Drains, RedisBroker):
         pipe = self.pending_batch()
         if pipe is None:
             return self._dispatch("enqueue")(queue_name, *args)
-        # Dramatiq's `_dispatch("enqueue")`, with the script's call queued on the batch's pipeline.
-        self.scripts["dispatch"](
-            keys=[self.namespace],
-            args=[
-                "enqueue",
-                current_millis(),
-                queue_name,
-                self.broker_id,
-                self.heartbeat_timeout,
-                self.dead_message_ttl,
-                self._should_do_maintenance("enqueue"),
-                self._max_unpack_size(),
-                *args,
-            ],
-            client=pipe,
+        # Dramatiq's `_dispatch("enqueue")`, queued on the batch's pipeline as a plain EVALSHA (a
+        # script registered with the pipeline would cost a SCRIPT EXISTS round trip per batch).
+        pipe.evalsha(
+            self.scripts["dispatch"].sha,
+            1,
+            self.namespace,
+            "enqueue",
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self._should_do_maintenance("enqueue"),
+            self._max_unpack_size(),
+            *args,
         )
         return None
 

@@ -127,3 +127,15 @@ def test_a_batch_whose_block_raises_sends_nothing(settings, redis_client):
     broker.enqueue(message)  # and the thread is not left batching
     assert redis_client.llen(f"{broker.namespace}:wakeup-test") == 1
     broker.close()
+
+
+def test_a_batch_sent_after_redis_lost_its_scripts_loads_the_script_and_sends_again(settings, redis_client):
+    broker = make_broker(settings)
+    message = dramatiq.Message(queue_name="wakeup-test", actor_name="noop", args=(), kwargs={}, options={})
+    broker.enqueue(message)  # the dispatch script is loaded
+    redis_client.script_flush()  # as after a restart of Redis
+    with broker.batch():
+        broker.enqueue(message)
+        broker.enqueue(message)
+    assert redis_client.llen(f"{broker.namespace}:wakeup-test") == 3
+    broker.close()
