@@ -167,11 +167,12 @@ class Signature:
 
     def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict | None = None, **options: Any):
         """Send it: `args` go before its partial arguments, options override its own."""
-        from actors.celery_compat.composition import apply
+        from actors.celery_compat.composition import apply, batched
 
         sig = self.clone(args or (), kwargs, **options)
         result = sig.freeze()
-        apply(sig, NOTHING, [], None)
+        with batched(sig._app().broker):  # the message and its wake-up token in one round trip
+            apply(sig, NOTHING, [], None)
         ignored = sig.options.get("ignore_result")
         result.ignored = ignored if ignored is not None else getattr(_task_or_none(sig.task), "ignore_result", False)
         return result
