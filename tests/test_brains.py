@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import anthropic
+import openai
 import pytest
 from fake_llm import FakeModelServer
 from helpers import error_of
@@ -248,6 +250,19 @@ def test_an_endpoint_that_is_down_is_named_in_one_line(monkeypatch, brain_class)
     monkeypatch.setenv("OPENAI_API_KEY" if brain_class is OpenAIBrain else "ANTHROPIC_API_KEY", KEY)
     with pytest.raises(BrainError, match=r"cannot reach the endpoint at http://127\.0\.0\.1:\d+"):
         brain_class().think("architect", "Plan it", CONTEXT["architect"][0])
+
+
+@pytest.mark.parametrize("brain_class", BRAINS, ids=["openai", "anthropic"])
+def test_a_call_without_an_answer_in_time_is_a_request_timeout_and_the_sdks_send_through_aiohttp(fake, brain_class):
+    fake.plan = ["hang"]
+    fake.hang_seconds = 5
+    brain = brain_class()
+    brain.timeout = 2
+    with pytest.raises(BrainError, match=r"no answer within 2 s \(request timeout\)"):
+        brain.think("architect", "Plan it", CONTEXT["architect"][0])
+    # aiohttp, not httpx's pool, carries the calls (half of a call's worker CPU; bench/README.md).
+    sdk = openai if brain_class is OpenAIBrain else anthropic
+    assert isinstance(brain._client()._client, sdk.DefaultAioHttpClient)
 
 
 def test_a_slow_stream_sends_coalesced_progress_with_tokens_that_never_go_down(fake):
