@@ -12,7 +12,7 @@ from fake_llm import FakeModelServer
 from helpers import error_of
 
 from actors.__main__ import main as actors_main
-from actors.agents import BrainError, get_brain
+from actors.agents import BrainError, get_brain, prompts
 from actors.agents.contract import OUTPUTS, check_output, json_schema, session_decision_ids, upstream_keys
 from actors.agents.llm import AnthropicBrain, OpenAIBrain
 from actors.agents.playbook import PLAYBOOK
@@ -134,6 +134,21 @@ def test_prompts_are_versioned_files_and_trimming_to_the_budget_is_recorded():
     assert [d["key"] for d in cut["upstream"]["dba"]["decisions"]] == [
         d["key"] for d in payload["upstream"]["dba"]["decisions"]
     ]
+
+
+@pytest.mark.parametrize("role", AGENT_ROLES)
+def test_the_context_is_rendered_as_the_standard_librarys_indented_json_would_render_it(role):
+    context, _ = CONTEXT[role]
+    context = {
+        **context,
+        "description": 'Tabs\there, "quotes", back\\slash, \u00e9t\u00e9 \u2028 \x01',
+        "session_decisions": SQLITE_AND_SSE,
+    }
+    _, user, _ = build_prompt(role, "Do it", context)
+    payload = json.loads(user[user.index("{") :])
+    assert user.endswith("\n\n" + json.dumps(payload, indent=1, ensure_ascii=False))
+    odd = {"empty": {}, "none": [], "nested": [[[{"a": [1, True, None]}]]], 7: "int key", "big": 2**70}
+    assert prompts._indented_json(odd) == json.dumps(odd, indent=1, ensure_ascii=False)
 
 
 # --- both wire formats through the SDKs ---------------------------------------------------------
