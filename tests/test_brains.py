@@ -473,3 +473,23 @@ def test_a_malformed_price_table_is_reported_and_leaves_costs_unknown_rather_tha
     assert cost_usd("gpt-4.1-mini", 1_000_000, 0) == 0.4  # the built-in table still applies
     assert actors_main(["brains"]) == 0
     assert "SAGE_LLM_PRICES must be JSON" in capsys.readouterr().err
+
+
+def test_a_worker_loads_the_configured_sdks_at_boot_and_freezes_what_boot_made(monkeypatch):
+    import gc
+
+    from actors import supervisor
+    from actors.agents.llm import load_configured_sdks
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_configured_sdks() == []
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert load_configured_sdks() == ["openai", "aiohttp"]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    assert load_configured_sdks() == ["openai", "anthropic", "aiohttp"]
+    try:
+        supervisor._settle_heap()
+        assert gc.get_freeze_count() > 0  # boot's objects are out of the collector's walks
+    finally:
+        gc.unfreeze()

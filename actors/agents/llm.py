@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import email.utils
+import importlib
 import json
 import os
 import time
@@ -452,6 +453,17 @@ def _timeout(sdk: Any, seconds: float):
 
 
 _clients: dict[tuple[str, str | None, str | None], Any] = {}
+
+
+def load_configured_sdks() -> list[str]:
+    """Import the SDK (and its HTTP transport) of every model brain configured in this process,
+    as a worker does at boot (`actors.supervisor`); the names of the modules imported."""
+    loaded = [sdk for sdk in ("openai", "anthropic") if brain_info(sdk).configured]
+    if loaded:
+        loaded.append("aiohttp")
+    for module in loaded:
+        importlib.import_module(module)
+    return loaded
 
 
 def _shared_client(key: tuple[str, str | None, str | None], make: Callable[[], Any]) -> Any:
