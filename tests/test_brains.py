@@ -363,6 +363,34 @@ async def test_the_socket_forwards_progress_messages_without_a_seq_between_logge
     assert sent[0] == progress and sent[1]["seq"] == 1 and sent[2]["type"] == "access_revoked"
 
 
+def test_progress_reaches_the_sessions_channel_in_order_and_an_idle_publisher_wakes_for_more(redis_client, wait):
+    from actors.agents import progress as live
+    from models.events import channel, namespace
+
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel(77, namespace(redis_client)))
+    send = live.redis_sender(redis_client, 77)
+    received: list[dict] = []
+
+    def got(count: int):
+        def enough() -> bool:
+            message = pubsub.get_message(timeout=0.05)
+            if message is not None:
+                received.append(json.loads(message["data"]))
+            return len(received) >= count
+
+        return enough
+
+    for index in range(3):
+        send({"type": "agent_task_progress", "task_id": 5, "text": "x" * index, "completion_tokens": index})
+    wait(got(3))
+    wait(lambda: live._outbox().idle)  # nothing more to send: the thread sleeps until woken
+    send({"type": "agent_task_progress", "task_id": 5, "text": "done", "completion_tokens": 9})
+    wait(got(4))
+    pubsub.close()
+    assert [m["completion_tokens"] for m in received] == [0, 1, 2, 9]
+
+
 def test_a_lagging_socket_drops_progress_rather_than_being_closed():
     import asyncio
 
