@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 
+import anthropic
+import openai
 import pytest
 from fake_llm import FakeModelServer
 from helpers import error_of
 
 from actors.__main__ import main as actors_main
-from actors.agents import BrainError, get_brain
+from actors.agents import BrainError, get_brain, prompts
 from actors.agents.contract import OUTPUTS, check_output, json_schema, session_decision_ids, upstream_keys
 from actors.agents.llm import AnthropicBrain, OpenAIBrain
 from actors.agents.playbook import PLAYBOOK
@@ -134,6 +136,21 @@ def test_prompts_are_versioned_files_and_trimming_to_the_budget_is_recorded():
     ]
 
 
+@pytest.mark.parametrize("role", AGENT_ROLES)
+def test_the_context_is_rendered_as_the_standard_librarys_indented_json_would_render_it(role):
+    context, _ = CONTEXT[role]
+    context = {
+        **context,
+        "description": 'Tabs\there, "quotes", back\\slash, \u00e9t\u00e9 \u2028 \x01',
+        "session_decisions": SQLITE_AND_SSE,
+    }
+    _, user, _ = build_prompt(role, "Do it", context)
+    payload = json.loads(user[user.index("{") :])
+    assert user.endswith("\n\n" + json.dumps(payload, indent=1, ensure_ascii=False))
+    odd = {"empty": {}, "none": [], "nested": [[[{"a": [1, True, None]}]]], 7: "int key", "big": 2**70}
+    assert prompts._indented_json(odd) == json.dumps(odd, indent=1, ensure_ascii=False)
+
+
 # --- both wire formats through the SDKs ---------------------------------------------------------
 
 
@@ -250,6 +267,19 @@ def test_an_endpoint_that_is_down_is_named_in_one_line(monkeypatch, brain_class)
         brain_class().think("architect", "Plan it", CONTEXT["architect"][0])
 
 
+@pytest.mark.parametrize("brain_class", BRAINS, ids=["openai", "anthropic"])
+def test_a_call_without_an_answer_in_time_is_a_request_timeout_and_the_sdks_send_through_aiohttp(fake, brain_class):
+    fake.plan = ["hang"]
+    fake.hang_seconds = 5
+    brain = brain_class()
+    brain.timeout = 2
+    with pytest.raises(BrainError, match=r"no answer within 2 s \(request timeout\)"):
+        brain.think("architect", "Plan it", CONTEXT["architect"][0])
+    # aiohttp, not httpx's pool, carries the calls (half of a call's worker CPU; bench/README.md).
+    sdk = openai if brain_class is OpenAIBrain else anthropic
+    assert isinstance(brain._client()._client, sdk.DefaultAioHttpClient)
+
+
 def test_a_slow_stream_sends_coalesced_progress_with_tokens_that_never_go_down(fake):
     fake.default = "slow"
     sent = []
@@ -331,6 +361,34 @@ async def test_the_socket_forwards_progress_messages_without_a_seq_between_logge
 
     await stream_events(sub, 0, send, load)
     assert sent[0] == progress and sent[1]["seq"] == 1 and sent[2]["type"] == "access_revoked"
+
+
+def test_progress_reaches_the_sessions_channel_in_order_and_an_idle_publisher_wakes_for_more(redis_client, wait):
+    from actors.agents import progress as live
+    from models.events import channel, namespace
+
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel(77, namespace(redis_client)))
+    send = live.redis_sender(redis_client, 77)
+    received: list[dict] = []
+
+    def got(count: int):
+        def enough() -> bool:
+            message = pubsub.get_message(timeout=0.05)
+            if message is not None:
+                received.append(json.loads(message["data"]))
+            return len(received) >= count
+
+        return enough
+
+    for index in range(3):
+        send({"type": "agent_task_progress", "task_id": 5, "text": "x" * index, "completion_tokens": index})
+    wait(got(3))
+    wait(lambda: live._outbox().idle)  # nothing more to send: the thread sleeps until woken
+    send({"type": "agent_task_progress", "task_id": 5, "text": "done", "completion_tokens": 9})
+    wait(got(4))
+    pubsub.close()
+    assert [m["completion_tokens"] for m in received] == [0, 1, 2, 9]
 
 
 def test_a_lagging_socket_drops_progress_rather_than_being_closed():
@@ -443,3 +501,23 @@ def test_a_malformed_price_table_is_reported_and_leaves_costs_unknown_rather_tha
     assert cost_usd("gpt-4.1-mini", 1_000_000, 0) == 0.4  # the built-in table still applies
     assert actors_main(["brains"]) == 0
     assert "SAGE_LLM_PRICES must be JSON" in capsys.readouterr().err
+
+
+def test_a_worker_loads_the_configured_sdks_at_boot_and_freezes_what_boot_made(monkeypatch):
+    import gc
+
+    from actors import supervisor
+    from actors.agents.llm import load_configured_sdks
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_configured_sdks() == []
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert load_configured_sdks() == ["openai", "aiohttp"]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    assert load_configured_sdks() == ["openai", "anthropic", "aiohttp"]
+    try:
+        supervisor._settle_heap()
+        assert gc.get_freeze_count() > 0  # boot's objects are out of the collector's walks
+    finally:
+        gc.unfreeze()

@@ -147,7 +147,9 @@ class EndpointLimiter:
         if self._acquirer is None or self._acquirer.done():
             self._acquirer = asyncio.create_task(self._acquire())
         try:
-            token = await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
+            # A timeout cancels `future` itself; a token granted as it fired is given back by `_abandon`.
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                token = await future
         except TimeoutError:
             self._abandon(future)
             raise SlotTimeout() from None

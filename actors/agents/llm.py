@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import email.utils
+import importlib
 import json
 import os
 import time
@@ -300,7 +301,7 @@ class ModelBrain(abc.ABC):
 
     def _describe(self, exc: Exception, timeout: float, streaming: bool = False) -> BrainError:
         """One line for a failed call, from the SDK's exception (status, never the key)."""
-        name = type(exc).__name__
+        name = _network_failure(exc) or type(exc).__name__
         status = getattr(exc, "status_code", None)
         who = self._who()
         if "Timeout" in name:
@@ -336,6 +337,29 @@ class ModelBrain(abc.ABC):
 
     def _base_url(self) -> str:
         return "(default)"
+
+
+def _network_failure(exc: BaseException) -> str | None:
+    """What went wrong on the wire, named as `_describe` reads it, from aiohttp's exception under
+    the SDK's; None when aiohttp raised none.
+
+    The SDKs' aiohttp transport maps every aiohttp connection error to httpx's `ConnectTimeout`
+    (a refused connection or a server that hung up mid-stream would read as a timeout), so the
+    cause is looked at instead.
+    """
+    import aiohttp
+
+    seen = 0
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and seen < 8:
+        if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+            return "Timeout"
+        if isinstance(cause, aiohttp.ClientConnectorError):
+            return "Connection refused"
+        if isinstance(cause, aiohttp.ClientError):
+            return "Connection lost"
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
 
 
 def _server_message(exc: Exception) -> str:
@@ -383,7 +407,10 @@ class OpenAIBrain(ModelBrain):
         key = os.environ.get("OPENAI_API_KEY") or "not-needed"  # local servers ignore it
         base_url = os.environ.get("OPENAI_BASE_URL") or None
         return _shared_client(
-            ("openai", base_url, key), lambda: openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0)
+            ("openai", base_url, key),
+            lambda: openai.AsyncOpenAI(
+                api_key=key, base_url=base_url, max_retries=0, http_client=openai.DefaultAioHttpClient()
+            ),
         )
 
     def _secrets(self) -> list[str]:
@@ -428,9 +455,25 @@ def _timeout(sdk: Any, seconds: float):
 _clients: dict[tuple[str, str | None, str | None], Any] = {}
 
 
+def load_configured_sdks() -> list[str]:
+    """Import the SDK (and its HTTP transport) of every model brain configured in this process,
+    as a worker does at boot (`actors.supervisor`); the names of the modules imported."""
+    loaded = [sdk for sdk in ("openai", "anthropic") if brain_info(sdk).configured]
+    if loaded:
+        loaded.append("aiohttp")
+    for module in loaded:
+        importlib.import_module(module)
+    return loaded
+
+
 def _shared_client(key: tuple[str, str | None, str | None], make: Callable[[], Any]) -> Any:
     """One async SDK client per endpoint and key in this process (making one costs tens of ms of
-    CPU; its connection pool is reused). Only ever used on the process's event loop."""
+    CPU; its connection pool is reused). Only ever used on the process's event loop.
+
+    The clients send through aiohttp (the SDKs' `DefaultAioHttpClient`, their `aiohttp` extra),
+    not their default httpx transport: httpx's connection pool walks every pooled connection,
+    probing each idle one's socket, twice per request, so with a hundred calls in flight a call
+    cost about twice the worker CPU (bench/README.md, "Third pass: the model path")."""
     client = _clients.get(key)
     if client is None:
         client = _clients[key] = make()
@@ -492,7 +535,9 @@ class AnthropicBrain(ModelBrain):
         base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
         return _shared_client(
             ("anthropic", base_url, key),
-            lambda: anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0),
+            lambda: anthropic.AsyncAnthropic(
+                api_key=key, base_url=base_url, max_retries=0, http_client=anthropic.DefaultAioHttpClient()
+            ),
         )
 
     def _secrets(self) -> list[str]:
