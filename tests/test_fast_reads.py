@@ -159,3 +159,33 @@ async def test_anything_not_plain_goes_to_quart(app, login_as, cast, quart_calls
     quart_calls.clear()
     await viewer.head(url)
     assert quart_calls == [url]
+
+
+async def test_in_production_a_foreign_host_is_refused_by_quart_and_an_allowed_one_served_here(
+    settings, database, redis_client, user, personal_team
+):
+    from helpers import login
+
+    from app import create_app
+
+    session = seed_session(personal_team, user)
+    app = create_app(settings, env="production", allowed_hosts=("sage.example", "localhost"), cookie_secure=False)
+    async with app.test_app():
+        client = app.test_client()
+        await login(client, user.username)
+        url = f"/sessions/{session.id}"
+        assert (await client.get(url, headers={"Host": "sage.example"})).status_code == 200  # built
+        fast = app.asgi_app
+        calls: list[str] = []
+        inner = fast.inner
+
+        async def spy(scope, receive, send):
+            calls.append(dict(scope["headers"]).get(b"host", b"").decode())
+            await inner(scope, receive, send)
+
+        fast.inner = spy
+        assert (await client.get(url, headers={"Host": "sage.example:443"})).status_code == 200
+        assert calls == []
+        response = await client.get(url, headers={"Host": "evil.example"})
+        assert response.status_code == 400 and (await error_of(response))["fields"] == {"host": "not allowed"}
+        assert calls == ["evil.example"]
