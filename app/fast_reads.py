@@ -3,11 +3,11 @@
 At 64 connections a read's time in a web process went mostly to Quart and hypercorn around the
 view: the request context and its globals, the before- and after-request hooks, URL matching,
 the response object and its conversion (issue 13, third pass). For the reads a client repeats
-most, a `GET` without a query string of
+most, a `GET` of
 
-- `/sessions/{id}`, `/sessions/{id}/timeline`, `/replay`, `/decisions` and `/events` whose body
-  is kept (`app.read_cache`), and
-- `/teams/{id}/sessions` (the first page),
+- `/sessions/{id}`, `/sessions/{id}/timeline`, `/replay` and `/decisions` (no query string) and
+  `/sessions/{id}/events` (`?after=`) whose body is kept (`app.read_cache`), and
+- `/teams/{id}/sessions` (`?status=&limit=&before=`),
 
 `FastReads` does what those hooks and the view do for such a request, with the same functions,
 and sends the same bytes: the Host check (production), the login (quart-auth's cookie, its
@@ -15,8 +15,8 @@ server-side session in Redis, refreshed), the access and account check with the 
 statement, the kept body or 304 by ETag, and the strict headers of `app.security`.
 
 Anything else goes to Quart unchanged, and so does such a read the moment it is not the plain
-case: no login cookie or no live login, a Quart session cookie, a repeated header, a miss in the
-body cache, a 403 or 404, a deleted account, any error. Quart then runs the request from the
+case: no login cookie or no live login, a Quart session cookie, a repeated header, a query the
+view would refuse, a miss in the body cache, a 403 or 404, a deleted account, any error. Quart then runs the request from the
 start, so every refusal keeps its one source (`app.errors`' envelope, `refuse_gone_account`);
 what ran here only read, and the login it resolved is handed on (the request's one Redis round trip).
 `tests/test_fast_reads.py` holds both paths to the same answers.
@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from quart import Quart
+from quart_schema.conversion import model_load
+from werkzeug.datastructures import MultiDict
 from werkzeug.http import parse_cookie, parse_etags
 from werkzeug.sansio.utils import get_host
 
@@ -38,6 +41,7 @@ Scope = Any  # hypercorn's typed ASGI dicts; this module reads a few plain keys 
 Receive = Callable[[], Awaitable[Any]]
 Send = Callable[[Any], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+T = TypeVar("T")
 
 # Ids as Quart's `int` converter takes them, without leading zeros and within BIGINT (anything
 # else goes to Quart, which answers as it always has).
@@ -61,7 +65,7 @@ class FastReads:
         self.app, self.inner = app, inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
+        if scope["type"] == "http" and scope["method"] == "GET":
             path = scope["path"]
             if path.startswith(("/sessions/", "/teams/")):
                 try:
@@ -83,9 +87,30 @@ class FastReads:
         headers = _headers(scope)
         user_id = await self._login(scope, headers)
         if view is not None:
-            return await self._session_view(headers, user_id, int(view.group(1)), view.group(2) or "")
+            return await self._session_view(scope, headers, user_id, int(view.group(1)), view.group(2) or "")
         assert team is not None
-        return await self._team_sessions(user_id, int(team.group(1)))
+        return await self._team_sessions(scope, user_id, int(team.group(1)))
+
+    def _query(self, scope: Scope, model_class: type[T]) -> T:
+        """The view's `query_args`, as `app.validation.check_query` and quart-schema's
+        `validate_querystring` make them from Quart's `request.args`; `_Declined` where they refuse."""
+        args = MultiDict(parse_qsl(scope["query_string"].decode(), keep_blank_values=True, errors="werkzeug.url_quote"))
+        data: dict[str, Any] = {}
+        for key in args:
+            if "\x00" in key or any("\x00" in value for value in args.getlist(key)):
+                raise _Declined  # check_query's 400
+            if key.endswith("[]"):
+                data[key.removesuffix("[]")] = args.getlist(key)
+            else:
+                data[key] = args.getlist(key) if len(args.getlist(key)) > 1 else args[key]
+        config = self.app.config
+        return model_load(
+            data,
+            model_class,
+            _Declined,
+            decamelize=config["QUART_SCHEMA_CONVERT_CASING"],
+            preference=config["QUART_SCHEMA_CONVERSION_PREFERENCE"],
+        )
 
     async def _login(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
         """The caller's user id, as `login_user_id` finds it; `_Declined` for anything else."""
@@ -119,17 +144,22 @@ class FastReads:
         return user_id
 
     async def _session_view(
-        self, headers: dict[bytes, bytes], user_id: int, session_id: int, suffix: str
+        self, scope: Scope, headers: dict[bytes, bytes], user_id: int, session_id: int, suffix: str
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         from app.db_thread import read_statement
-        from app.sessions import READS, body_cache
+        from app.sessions import READS, EventsQuery, body_cache
         from models import queries
 
         read = READS[suffix]
         column = queries.session_version_sql(read.parts)
         if column is None:
             raise _Declined
-        args = (0,) if suffix == "/events" else ()  # `after`'s default, as the view's key has it
+        if suffix == "/events":
+            args: tuple[Any, ...] = (self._query(scope, EventsQuery).after,)
+        elif scope["query_string"]:
+            raise _Declined  # these views take no query: Quart's to answer as ever
+        else:
+            args = ()
         kept = await read_statement(read.peek, column, body_cache(self.app), user_id, session_id, *args)
         if kept is None:
             raise _Declined  # built by the view, in one snapshot with its version
@@ -141,14 +171,16 @@ class FastReads:
         length = (b"content-length", str(len(body)).encode())
         return 200, [_JSON, length, tag, _NO_CACHE, *_SECURITY_HEADERS], body
 
-    async def _team_sessions(self, user_id: int, team_id: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _team_sessions(
+        self, scope: Scope, user_id: int, team_id: int
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         from app.db_thread import read_statement
         from app.sessions import SessionList, list_at_once
         from models.db import PostgresDatabase, db
 
         if not isinstance(db.obj, PostgresDatabase):
             raise _Declined
-        page = await read_statement(list_at_once, user_id, team_id, SessionList())
+        page = await read_statement(list_at_once, user_id, team_id, self._query(scope, SessionList))
         body = json_response_body(self.app, page)
         return 200, [_JSON, (b"content-length", str(len(body)).encode()), *_SECURITY_HEADERS], body
 

@@ -138,9 +138,12 @@ async def test_anything_not_plain_goes_to_quart(app, login_as, cast, quart_calls
     sid, tid = cast["session"].id, cast["team"].id
     await viewer.get(f"/sessions/{sid}")
     for url in (
-        f"/sessions/{sid}?x=1",  # a query string
-        f"/sessions/{sid}/events?after=0",
-        f"/teams/{tid}/sessions?limit=5",
+        f"/sessions/{sid}?x=1",  # a query string where the view takes none
+        f"/sessions/{sid}/events?after=-1",  # queries the view refuses (400)
+        f"/sessions/{sid}/events?after=1&after=2",
+        f"/teams/{tid}/sessions?limit=0",
+        f"/teams/{tid}/sessions?status=paused",
+        f"/teams/{tid}/sessions?limit=5%00",
         f"/sessions/0{sid}",  # not the converter's plain form
         f"/sessions/{sid}/",
         f"/sessions/{sid}/export",  # not a kept view
@@ -189,3 +192,30 @@ async def test_in_production_a_foreign_host_is_refused_by_quart_and_an_allowed_o
         response = await client.get(url, headers={"Host": "evil.example"})
         assert response.status_code == 400 and (await error_of(response))["fields"] == {"host": "not allowed"}
         assert calls == ["evil.example"]
+
+
+async def test_the_list_and_event_queries_are_answered_here_as_quart_answers_them(app, login_as, cast, quart_calls):
+    from models import ExecutionSession
+
+    owner = await login_as(cast["people"]["owner"])
+    team = cast["team"]
+    for i in range(4):
+        ExecutionSession.create(team=team, user=cast["people"]["owner"], feature_name=f"More {i}", status="error")
+    newest = ExecutionSession.select().where(ExecutionSession.team == team).order_by(ExecutionSession.id.desc())
+    sid = cast["session"].id
+    await owner.get(f"/sessions/{sid}/events?after=2")
+    for url in (
+        f"/teams/{team.id}/sessions?limit=2",
+        f"/teams/{team.id}/sessions?status=error&limit=3",
+        f"/teams/{team.id}/sessions?status=completed",
+        f"/teams/{team.id}/sessions?before={newest[1].id}&limit=2",
+        f"/teams/{team.id}/sessions?limit=2&unknown=x",
+        f"/sessions/{sid}/events?after=2",
+    ):
+        quart_calls.clear()
+        fast = await answer(owner, url)
+        assert quart_calls == [], url
+        assert fast[0] == 200
+        assert fast == await quarts_answer(app, owner, url), url
+    page = await (await owner.get(f"/teams/{team.id}/sessions?status=error&limit=3")).get_json()
+    assert [s["status"] for s in page["sessions"]] == ["error"] * 3 and page["next_before"] is not None
