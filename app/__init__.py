@@ -15,7 +15,7 @@ from quart.sessions import SecureCookieSessionInterface
 from quart_auth import QuartAuth
 from quart_schema import Info, QuartSchema
 
-from app import csrf, security, static_assets
+from app import csrf, fast_reads, security, static_assets
 from app.errors import register_error_handlers
 from app.json_provider import use_orjson
 from app.live import Hub
@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Quart:
         app.register_blueprint(blueprint)
 
     document_responses(app)
+    fast_reads.install(app)
 
     @app.before_serving
     async def open_resources() -> None:

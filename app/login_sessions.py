@@ -19,7 +19,7 @@ import time
 from functools import wraps
 from typing import Any
 
-from quart import current_app, g
+from quart import current_app, g, has_request_context, request
 from quart_auth import AuthUser, current_user, login_user, logout_user
 
 from app.access import AccountGone
@@ -204,7 +204,15 @@ async def login_user_id() -> int:
         user_id = g.sage_user_id
     else:
         if "sage_login_user_id" not in g:
-            g.sage_login_user_id = await resolve_session(_redis(), _settings(), auth_id_from_cookie())
+            from app.fast_reads import LOGIN_SCOPE_KEY
+
+            # `app.fast_reads` may have resolved this request's login already, then handed it on.
+            handed_on = request.scope.get(LOGIN_SCOPE_KEY) if has_request_context() else None
+            g.sage_login_user_id = (
+                handed_on
+                if handed_on is not None
+                else await resolve_session(_redis(), _settings(), auth_id_from_cookie())
+            )
         user_id = g.sage_login_user_id
     if user_id is None:
         raise ApiError(401, "log in first")

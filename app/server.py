@@ -11,6 +11,7 @@ through Redis). SIGTERM or SIGINT stops the children gracefully, then this proce
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -130,9 +131,36 @@ def setup_logging(settings: Settings) -> None:
     logs.configure(settings.log_format)
 
 
+def freeze_start_up_objects() -> None:
+    """Collect once, then move every object alive now (modules, functions, classes, the app, its
+    pools) out of the garbage collector's generations for good (`gc.freeze`).
+
+    Every request of a web process makes some cyclic garbage and keeps objects alive for a few
+    milliseconds, so objects reach the oldest generation steadily, and each full collection walked
+    the ~90,000 objects of the started process: pauses of 40-126 ms every second or two at 64
+    connections, during which that process answers nothing (issue 13: most of the read p99). With
+    the start-up objects frozen a full collection walks only what came after: 2-7 ms.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def served_app(settings: Settings) -> Any:
+    """The app as a web process serves it: `create_app`'s, whose start-up objects are frozen
+    (`freeze_start_up_objects`) once its own start-up hooks have run."""
+    from app import create_app
+
+    app = create_app(settings)
+
+    @app.before_serving
+    async def freeze() -> None:  # registered last, so it runs after the pools and the hub are up
+        freeze_start_up_objects()
+
+    return app
+
+
 def serve(settings: Settings, config: Config, sockets: Sockets | None = None) -> None:
     """Run one web process until SIGTERM or SIGINT (on `sockets` when a supervisor bound them)."""
-    from app import create_app
     from app.serving import end_on_too_big
 
     end_on_too_big()  # in every web process: an oversize WebSocket message ends its connection
@@ -142,7 +170,7 @@ def serve(settings: Settings, config: Config, sockets: Sockets | None = None) ->
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, shutdown.set)
-        app = wrap_app(create_app(settings), config.wsgi_max_body_size, "asgi")
+        app = wrap_app(served_app(settings), config.wsgi_max_body_size, "asgi")
         await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown.wait)
 
     # uvloop (what `hypercorn --worker-class uvloop` runs): the event loop and its socket I/O in C,

@@ -108,7 +108,7 @@ def _list(user_id: int, team_id: int, query: SessionList) -> dict:
     return queries.team_sessions(team_id, query.status, query.limit, query.before)
 
 
-def _list_at_once(user_id: int, team_id: int, query: SessionList) -> dict:
+def list_at_once(user_id: int, team_id: int, query: SessionList) -> dict:
     """`_list` as one prepared statement (access, account and the page): no transaction needed."""
     sql, params = queries.team_sessions_sql(team_id, query.status, query.limit, query.before)
     rows = team_access_with_rows(user_id, team_id, "read", ExecutionSession, sql, params)
@@ -122,15 +122,15 @@ async def list_sessions(team_id: int, query_args: SessionList):
     """The team's sessions, newest first, `limit` at a time before the `before` id."""
     user_id = await login_user_id()
     if isinstance(db.obj, PostgresDatabase):
-        return jsonify(await read_statement(_list_at_once, user_id, team_id, query_args))
+        return jsonify(await read_statement(list_at_once, user_id, team_id, query_args))
     return jsonify(await read_db(_list, user_id, team_id, query_args))
 
 
-def _body_cache() -> BodyCache:
-    """This app's cache of encoded session views (one per web process)."""
-    cache = current_app.extensions.get("sage_read_cache")
+def body_cache(app: Any) -> BodyCache:
+    """`app`'s cache of encoded session views (one per web process)."""
+    cache = app.extensions.get("sage_read_cache")
     if cache is None:
-        cache = current_app.extensions["sage_read_cache"] = BodyCache()
+        cache = app.extensions["sage_read_cache"] = BodyCache()
     return cache
 
 
@@ -181,11 +181,13 @@ _detail, _timeline, _replay, _tree, _events = (
     _Read("decisions", queries.decision_tree),
     _Read("events", _events_view),
 )
+#: The cached views by what follows `/sessions/{id}` in their path (`app.fast_reads`).
+READS = {"": _detail, "/timeline": _timeline, "/replay": _replay, "/decisions": _tree, "/events": _events}
 
 
 async def _answer(read: _Read, session_id: int, *args: Any) -> Response:
     """Run a cached view; 304 when the client already holds this body (`If-None-Match`)."""
-    cache, user_id = _body_cache(), await login_user_id()
+    cache, user_id = body_cache(current_app), await login_user_id()
     column = queries.session_version_sql(read.parts)
     kept = None if column is None else await read_statement(read.peek, column, cache, user_id, session_id, *args)
     if kept is None:

@@ -201,11 +201,11 @@ async def test_a_kept_bodys_read_whose_connection_is_terminated_runs_once_more(l
 
 
 def test_the_team_list_in_one_statement_is_the_peewee_list_and_decides_as_require_team(cast):
-    """The web's list (`_list_at_once`: access and page in one prepared statement) gives the same
+    """The web's list (`list_at_once`: access and page in one prepared statement) gives the same
     body as `queries.team_sessions` for every filter, and the same decision as `require_team`."""
     from app.access import team_access_with_rows
     from app.errors import ApiError
-    from app.sessions import SessionList, _list_at_once
+    from app.sessions import SessionList, list_at_once
     from models import ExecutionSession, queries
 
     team, owner = cast["team"], cast["people"]["owner"]
@@ -221,7 +221,7 @@ def test_the_team_list_in_one_statement_is_the_peewee_list_and_decides_as_requir
             for limit in (1, 2, 50):
                 query = SessionList(status=status, limit=limit, before=before)
                 expected = queries.team_sessions(team.id, status, limit, before)
-                assert _list_at_once(owner.id, team.id, query) == expected, (status, before, limit)
+                assert list_at_once(owner.id, team.id, query) == expected, (status, before, limit)
 
     def outcome(check):
         try:
