@@ -24,6 +24,7 @@ what ran here only read, and the login it resolved is handed on (the request's o
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -35,6 +36,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import parse_cookie, parse_etags
 from werkzeug.sansio.utils import get_host
 
+from app.access import AccountGone
+from app.errors import ApiError
 from app.security import HEADERS, host_allowed
 
 Scope = Any  # hypercorn's typed ASGI dicts; this module reads a few plain keys of them
@@ -42,6 +45,7 @@ Receive = Callable[[], Awaitable[Any]]
 Send = Callable[[Any], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 # Ids as Quart's `int` converter takes them, without leading zeros and within BIGINT (anything
 # else goes to Quart, which answers as it always has).
@@ -70,8 +74,11 @@ class FastReads:
             if path.startswith(("/sessions/", "/teams/")):
                 try:
                     answer = await self._answer(scope, path)
-                except Exception:  # noqa: BLE001  # a refusal, a deleted account, an outage, a surprise:
-                    answer = None  # Quart runs the request from the start and answers it as always
+                except (_Declined, ApiError, AccountGone):
+                    answer = None  # not the plain case, or a refusal: Quart answers it as always
+                except Exception:  # an outage or a surprise: Quart runs the request from the start
+                    logger.warning("fast read of %s fell back to Quart", path, exc_info=True)
+                    answer = None
                 if answer is not None:
                     status, headers, body = answer
                     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -136,11 +143,12 @@ class FastReads:
         if auth_id is None:
             raise _Declined
         user_id = await resolve_session(app.extensions["sage_redis"], settings, auth_id)
+        # Should Quart answer after all (no live login, a body to build, a refusal), its
+        # `login_user_id` takes this request's login (or its absence) from here rather than
+        # asking Redis a second time.
+        scope[LOGIN_SCOPE_KEY] = user_id
         if user_id is None:
             raise _Declined
-        # Should Quart answer after all (a body to build, a refusal), its `login_user_id` takes
-        # this request's login from here rather than asking Redis a second time.
-        scope[LOGIN_SCOPE_KEY] = user_id
         return user_id
 
     async def _session_view(

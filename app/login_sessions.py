@@ -206,13 +206,12 @@ async def login_user_id() -> int:
         if "sage_login_user_id" not in g:
             from app.fast_reads import LOGIN_SCOPE_KEY
 
-            # `app.fast_reads` may have resolved this request's login already, then handed it on.
-            handed_on = request.scope.get(LOGIN_SCOPE_KEY) if has_request_context() else None
-            g.sage_login_user_id = (
-                handed_on
-                if handed_on is not None
-                else await resolve_session(_redis(), _settings(), auth_id_from_cookie())
-            )
+            # `app.fast_reads` may have resolved this request's login (or found none) already.
+            scope: dict[str, Any] = request.scope if has_request_context() else {}  # type: ignore[assignment]
+            if LOGIN_SCOPE_KEY in scope:
+                g.sage_login_user_id = scope[LOGIN_SCOPE_KEY]
+            else:
+                g.sage_login_user_id = await resolve_session(_redis(), _settings(), auth_id_from_cookie())
         user_id = g.sage_login_user_id
     if user_id is None:
         raise ApiError(401, "log in first")

@@ -147,8 +147,10 @@ def test_the_context_is_rendered_as_the_standard_librarys_indented_json_would_re
     _, user, _ = build_prompt(role, "Do it", context)
     payload = json.loads(user[user.index("{") :])
     assert user.endswith("\n\n" + json.dumps(payload, indent=1, ensure_ascii=False))
-    odd = {"empty": {}, "none": [], "nested": [[[{"a": [1, True, None]}]]], 7: "int key", "big": 2**70}
+    odd = {"empty": {}, "none": [], "nested": [[[{"a": [1, True, None]}]]], 7: "int key"}
     assert prompts._indented_json(odd) == json.dumps(odd, indent=1, ensure_ascii=False)
+    big = {"big": [2**70]}  # beyond what orjson encodes: the standard encoder's text
+    assert prompts._indented_json(big) == json.dumps(big, indent=1, ensure_ascii=False)
 
 
 # --- both wire formats through the SDKs ---------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import error_of, team_cast
 from seeding import seed_session
+from werkzeug.datastructures import Headers
 
 from app.fast_reads import FastReads
 from models import TeamMembership, User
@@ -153,10 +154,17 @@ async def test_anything_not_plain_goes_to_quart(app, login_as, cast, quart_calls
         await viewer.get(url)
         assert quart_calls == [url], url
 
-    # A Quart session cookie, or a cookie header sent twice: Quart reads those.
+    # A Quart session cookie beside the login, or a cookie header sent twice: Quart reads those.
     url = f"/sessions/{sid}"
+    login_cookie = "; ".join(f"{c.name}={c.value}" for c in viewer.cookie_jar)
+    bare = app.test_client(use_cookies=False)
     quart_calls.clear()
-    await viewer.get(url, headers={"Cookie": "session=abc"})
+    assert (await bare.get(url, headers={"Cookie": login_cookie})).status_code == 200
+    assert quart_calls == []  # the login alone, in one header: answered here
+    await bare.get(url, headers={"Cookie": f"{login_cookie}; session=abc"})
+    assert quart_calls == [url]
+    quart_calls.clear()
+    await bare.get(url, headers=Headers([("Cookie", login_cookie), ("Cookie", "other=1")]))
     assert quart_calls == [url]
     # A HEAD or a POST is never answered here.
     quart_calls.clear()

@@ -33,7 +33,7 @@ def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
     non-string keys, no number beyond 64 bits or not finite); `copy.deepcopy` otherwise."""
     try:
         copied = orjson.loads(orjson.dumps(value))
-    except (TypeError, orjson.JSONEncodeError):
+    except TypeError:  # orjson.JSONEncodeError is one: a big integer, a non-string key
         return copy.deepcopy(value)
     return copied if copied == value else copy.deepcopy(value)  # a tuple, NaN or infinity: not JSON
 

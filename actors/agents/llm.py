@@ -354,10 +354,8 @@ def _network_failure(exc: BaseException) -> str | None:
     while cause is not None and seen < 8:
         if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
             return "Timeout"
-        if isinstance(cause, aiohttp.ClientConnectorError):
-            return "Connection refused"
-        if isinstance(cause, aiohttp.ClientError):
-            return "Connection lost"
+        if isinstance(cause, aiohttp.ClientError):  # refused, or lost: `_describe` tells them apart by `streaming`
+            return "Connection"
         cause, seen = cause.__cause__ or cause.__context__, seen + 1
     return None
 

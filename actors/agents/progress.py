@@ -65,10 +65,12 @@ class ProgressPublisher:
         }
         try:
             self.send(message)
-            if final and isinstance(self.send, RedisSender):
-                # A call's last message goes out now: it must reach the channel before the
-                # task's completion event, which the worker publishes right after the call.
-                self.send.flush()
+            flush = getattr(self.send, "flush", None)
+            if final and flush is not None:
+                # A call's last message is sent now, not at the publisher's next look, so that it
+                # is on the channel well before the task's completion event in practice (the
+                # publishing thread is woken, not waited for).
+                flush()
         except Exception as exc:  # noqa: BLE001 - live progress is best effort; the result is in the log
             log.debug("could not publish progress of task %s: %s", self.task_id, exc)
 

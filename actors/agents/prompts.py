@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -104,10 +105,9 @@ def _indented_json(value: Any) -> str:
     """`json.dumps(value, indent=1, ensure_ascii=False)`, made by orjson.
 
     The standard library's indented dump is its pure-Python encoder, about a tenth of a model
-    brain's worker CPU; orjson indents by two spaces only, so each line's indent is halved
-    (JSON text has no raw newline inside a string, so a line's leading spaces are its indent),
-    deepest level first, through a placeholder that never occurs in orjson's output (it escapes
-    control characters). The text is the same for what a context holds (strings, integers,
+    brain's worker CPU; orjson indents by two spaces only, so each line's indent is halved in one
+    pass (JSON text has no raw newline inside a string, so a line's leading spaces are its
+    indent). The text is the same for what a context holds (strings, integers,
     booleans, null, lists, objects; a float may be spelt differently, `1e16` for `1e+16`); what
     orjson refuses (an integer beyond 64 bits, a lone surrogate) goes through `json`.
     """
@@ -115,12 +115,11 @@ def _indented_json(value: Any) -> str:
         text = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     except TypeError:
         return json.dumps(value, indent=1, ensure_ascii=False)
-    depth = 0
-    while b"\n" + b"  " * (depth + 1) in text:
-        depth += 1
-    for level in range(depth, 0, -1):
-        text = text.replace(b"\n" + b"  " * level, b"\n" + b"\0" * level)
-    return text.replace(b"\0", b" ").decode()
+    return _INDENT.sub(lambda m: b"\n" + m[1][: len(m[1]) // 2], text).decode()
+
+
+#: A line break and the next line's indent, in orjson's indented output.
+_INDENT = re.compile(rb"\n( +)")
 
 
 def build_prompt(
@@ -131,8 +130,7 @@ def build_prompt(
     system = system_prompt(role)
     payload = _payload(role, task_description, context)
     trimmed: list[dict[str, Any]] = []
-    # Rendered once, and again only after a cut: an indented dump runs json's pure-Python
-    # encoder, and most prompts fit without any cut.
+    # Rendered once, and again only after a cut (most prompts fit without any).
     user = _render(payload)
 
     def size() -> int:
