@@ -220,14 +220,20 @@ def _test_sleep(role: str) -> float:
 
 
 def _result(task: AgentTask) -> dict[str, Any]:
-    """What a role's task returns (and the chain passes on): small, and the same on every delivery."""
-    return {
+    """What a role's task returns (and the chain passes on): small, and the same on every delivery,
+    except `"advanced": True` from the completion that moved the session to the next stage itself
+    (`lifecycle._seal`), which tells the stage gate to only send (a redelivery does not say it, and
+    the gate's `advance` finds the move made)."""
+    result = {
         "session_id": task.session_id,
         "stage": task.stage,
         "task_id": task.id,
         "agent_role": task.agent_role,
         "status": task.status,
     }
+    if getattr(task, "advanced", False):
+        result["advanced"] = True
+    return result
 
 
 def execute_role(self: celery.BoundTask, role: str, session_id: int, task_description: str, context_data: dict) -> dict:
@@ -375,6 +381,9 @@ def _stage_gate(results: list[Any], send: Any) -> None:
         if not send():
             celery.chain(*_stages(session_id, _tasks_by_role(session_id))[stage + 1 :]).apply_async()
 
+    if any(r.get("advanced") for r in heads):
+        send_next()  # the stage's last completion moved the session on in its own transaction
+        return
     lifecycle.advance(session_id, stage, send_next)
 
 

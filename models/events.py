@@ -59,10 +59,19 @@ class SessionMoved(LookupError):
 # two events; a rerun's copied stages write several at once). `{only}` may add a condition on the
 # session row, checked on its newest version once the lock is held.
 _APPEND_SQL = (
-    "WITH next AS (UPDATE execution_sessions SET last_seq = last_seq + %s WHERE id = %s{only} RETURNING id, last_seq) "
+    "WITH next AS (UPDATE execution_sessions SET last_seq = last_seq + %s{move} WHERE id = %s{only} "
+    "RETURNING id, last_seq, current_stage) "
     "INSERT INTO session_events (session_id, seq, type, payload, created_at) "
     "SELECT next.id, next.last_seq - %s + v.n, v.type, v.payload::jsonb, v.created_at "
-    "FROM next, (VALUES {rows}) AS v (n, type, payload, created_at) RETURNING seq"
+    "FROM next, (VALUES {rows}) AS v (n, type, payload, created_at) RETURNING seq, (SELECT current_stage FROM next)"
+)
+# `advance_from`: the stage's last completion moves an active session on, under the same lock, when
+# no task of the stage is unfinished as the statement sees them (it began before it had the lock: a
+# completion that committed while it waited is not seen, and then the stage gate moves it).
+_MOVE = (
+    ", current_stage = CASE WHEN status = 'active' AND current_stage = %s AND NOT EXISTS (SELECT 1 FROM agent_tasks o "
+    "WHERE o.session_id = execution_sessions.id AND o.stage = %s AND o.status <> 'completed') THEN %s "
+    "ELSE current_stage END"
 )
 
 
@@ -83,32 +92,60 @@ def record_events(
     With `active_at`, only while the session is active at that stage (decided under the session
     row's lock, which this statement takes): else it raises `SessionMoved` and the caller rolls
     its transaction back. A claim uses it to take the session's lock only at its end."""
+    return record_events_moving(session_id, events, active_at)[0]
+
+
+def record_events_moving(
+    session_id: int,
+    events: list[tuple[str, dict[str, Any]]],
+    active_at: int | None = None,
+    advance_from: int | None = None,
+    sets: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """`record_events`, and with `advance_from` (PostgreSQL, at least one event) the same
+    statement also moves the session from that stage to the next if it is active there and every
+    task of the stage is completed. `sets` are more of the session row's fields to write in the
+    same statement (by field name, as `ExecutionSession.update` takes them): a second UPDATE of
+    the row would cost its own round trip, and its foreign keys' checks (PostgreSQL checks them
+    again when a transaction updates a row version it wrote itself). Returns the messages and
+    whether the session is now at `advance_from + 1`."""
     for type_, _ in events:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
     if not db.in_transaction():
         raise RuntimeError("record_event must run inside a transaction")
     if not events:
-        return []
+        if sets:
+            ExecutionSession.update(**sets).where(ExecutionSession.id == session_id).execute()
+        return [], False
     created_at = utcnow()
     if isinstance(db.obj, peewee.PostgresqlDatabase):
         count = len(events)
         rows = ", ".join(["(%s::integer, %s, %s, %s::timestamp)"] * count)
-        params: list[Any] = [count, session_id, *([] if active_at is None else [active_at]), count]
+        move = "" if advance_from is None else _MOVE
+        params: list[Any] = [count, *([] if advance_from is None else [advance_from, advance_from, advance_from + 1])]
+        for name, value in (sets or {}).items():
+            field = ExecutionSession._meta.fields[name]
+            json_field = isinstance(field, peewee.JSONField)
+            move += f", {field.column_name} = %s" + ("::jsonb" if json_field else "")
+            params.append(None if value is None else to_json(value) if json_field else field.db_value(value))
+        params += [session_id, *([] if active_at is None else [active_at]), count]
         for index, (type_, payload) in enumerate(events, 1):
             params += [index, type_, to_json(payload), created_at]
-        sql = _APPEND_SQL.format(rows=rows, only="" if active_at is None else _ACTIVE_AT)
-        seqs = [r[0] for r in db.execute_sql(sql, params).fetchall()]
-        if not seqs:
+        sql = _APPEND_SQL.format(rows=rows, only="" if active_at is None else _ACTIVE_AT, move=move)
+        database: Any = db.obj  # prepared: it runs for every task
+        found = database.execute_prepared(sql, params).fetchall()
+        if not found:
             if active_at is not None:
                 raise SessionMoved(f"session {session_id} is not active at stage {active_at}")
             raise LookupError(f"session {session_id} does not exist")
-        first = min(seqs)
+        first = min(r[0] for r in found)
+        moved = advance_from is not None and found[0][1] == advance_from + 1
         # The message as `serialize.event_dict` builds it from the stored row, without re-reading it.
         return [
             event_message(session_id, first + index, type_, payload, created_at)
             for index, (type_, payload) in enumerate(events)
-        ]
+        ], moved
     if active_at is not None and not (
         ExecutionSession.select()
         .where(
@@ -119,6 +156,8 @@ def record_events(
         .exists()
     ):
         raise SessionMoved(f"session {session_id} is not active at stage {active_at}")
+    if sets:
+        ExecutionSession.update(**sets).where(ExecutionSession.id == session_id).execute()
     messages = []
     for type_, payload in events:
         rows = (
@@ -132,7 +171,7 @@ def record_events(
             raise LookupError(f"session {session_id} does not exist")
         event = SessionEvent.create(session=session_id, seq=seq[0], type=type_, payload=payload, created_at=created_at)
         messages.append(event_dict(event))
-    return messages
+    return messages, False
 
 
 def events_after(session_id: int, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ from peewee import SQL
 from models.brains import add_calls, add_session_usage, default_brain
 from models.compare import same_text
 from models.db import db, reconnecting
-from models.events import SessionMoved, publish_committed, record_events, to_json
+from models.events import SessionMoved, publish_committed, record_events, record_events_moving, to_json
 from models.schema import (
     AGENT_ROLES,
     PIPELINE,
@@ -294,6 +294,18 @@ def create(
     return _done(session, [event])
 
 
+def _finished_fields(session: ExecutionSession) -> dict[str, Any]:
+    """What `_finish` set on `session`, as `ExecutionSession.update` takes it."""
+    return {
+        "status": session.status,
+        "end_reason": session.end_reason,
+        "ended_by": session.ended_by_id,
+        "ended_at": session.ended_at,
+        "duration_seconds": session.duration_seconds,
+        "error_message": session.error_message,
+    }
+
+
 def _finish(
     session: ExecutionSession,
     status: str,
@@ -302,9 +314,11 @@ def _finish(
     *,
     end_reason: str | None = None,
     ended_by: int | None = None,
+    write: bool = True,
 ) -> tuple[str, dict[str, Any]]:
     """Set the final status of a locked, active session (inside its transaction); returns the
-    event to record. `end_reason` defaults to the status; an early end passes "user"."""
+    event to record. `end_reason` defaults to the status; an early end passes "user". With
+    `write=False` the row is left to the caller (`_finished_fields`, written with the event)."""
     now = utcnow()
     session.status = status
     session.end_reason = end_reason or status
@@ -312,14 +326,8 @@ def _finish(
     session.ended_at = now
     session.duration_seconds = round((now - session.started_at).total_seconds(), 3)
     session.error_message = error
-    ExecutionSession.update(
-        status=status,
-        end_reason=session.end_reason,
-        ended_by=ended_by,
-        ended_at=now,
-        duration_seconds=session.duration_seconds,
-        error_message=error,
-    ).where(ExecutionSession.id == session.id).execute()
+    if write:
+        ExecutionSession.update(**_finished_fields(session)).where(ExecutionSession.id == session.id).execute()
     if status == "completed":
         return "session_completed", {"session": session_dict(session)}
     return "session_error", {"error": error, "task_id": task_id}
@@ -445,10 +453,16 @@ _TASK_WIDTH = len(AgentTask._meta.sorted_fields)
 _SESSION_WIDTH = len(ExecutionSession._meta.sorted_fields)
 
 
+def _execute(sql: str, params: Any) -> Any:
+    """A hot statement of the lifecycle (a few run for every task), as a prepared statement on
+    PostgreSQL: planning them each time cost more PostgreSQL CPU than running most of them."""
+    return db.obj.execute_prepared(sql, params)
+
+
 def _returned(sql: str, params: tuple, *extra: str) -> Any:
     """The task row an UPDATE ... RETURNING `_columns(AgentTask)` and `extra` gave (as attributes),
     or None when it matched no row."""
-    found = db.execute_sql(sql, params).fetchone()
+    found = _execute(sql, params).fetchone()
     if found is None:
         return None
     task: Any = _instance(AgentTask, found[:_TASK_WIDTH])
@@ -459,7 +473,7 @@ def _returned(sql: str, params: tuple, *extra: str) -> Any:
 
 def _claim_role_row(session_id: int, role: str) -> Any:
     """The task, with `.session` and its context rows (`upstream_rows`, `decision_rows`), or None."""
-    found = db.execute_sql(_CLAIM_ROLE_SQL, (session_id, role)).fetchone()
+    found = _execute(_CLAIM_ROLE_SQL, (session_id, role)).fetchone()
     if found is None:
         return None
     task: Any = _instance(AgentTask, found[:_TASK_WIDTH])
@@ -680,29 +694,40 @@ def _seal(
     makes the claim's check (`record_events(..., active_at=stage)`).
     """
     last = done is not None and done.stage == LAST_STAGE
+    task: Any = done  # carries `unfinished` from its UPDATE, and gets `advanced`
+    # The stage's last completion moves the session on itself, in this transaction, once it sees
+    # every other task of the stage completed; its stage gate then only sends the next stage's
+    # messages (its result says `advanced`). Two tasks completing at the same moment may each
+    # still see the other unfinished: then neither moves, and the gate's `advance` does.
     if not last and usage is None:
         try:
-            return record_events(session_id, written, active_at=stage if claiming else None)
+            events, moved = record_events_moving(
+                session_id, written, stage if claiming else None, None if done is None else done.stage
+            )
         except SessionMoved:
             raise _NotActive(ExecutionSession.get_by_id(session_id)) from None
+        if done is not None and moved:
+            task.advanced = True
+        return events
     session = _locked_session(session_id)
     assert session is not None  # a task's session outlives it (ON DELETE CASCADE)
     if claiming and (session.status != "active" or session.current_stage != stage):
         raise _NotActive(session)
+    # What changes on the session row is written by the events' own statement (`sets`).
+    sets: dict[str, Any] = {}
     if usage is not None:
-        session.usage = add_session_usage(session.usage, *usage)
-        ExecutionSession.update(usage=session.usage).where(ExecutionSession.id == session_id).execute()
-    if last and session.status == "active":
-        assert done is not None
+        session.usage = sets["usage"] = add_session_usage(session.usage, *usage)
+    if done is not None and session.status == "active" and session.current_stage == done.stage:
         # `unfinished` was counted before this transaction held the lock; a statement that starts
         # now sees every other task of the stage that committed before it (they all take the lock).
-        unfinished = (
-            getattr(done, "unfinished", 0)
-            and db.execute_sql(_UNFINISHED_SQL, (session_id, done.stage, done.id)).fetchone()[0]
-        )
-        if not unfinished:
-            written.append(_finish(session, "completed"))
-    return record_events(session_id, written)
+        unfinished = task.unfinished and _execute(_UNFINISHED_SQL, (session_id, done.stage, done.id)).fetchone()[0]
+        if not unfinished and last:
+            written.append(_finish(session, "completed", write=False))
+            sets.update(_finished_fields(session))
+        elif not unfinished:
+            session.current_stage = sets["current_stage"] = done.stage + 1
+            task.advanced = True
+    return record_events_moving(session_id, written, sets=sets)[0]
 
 
 # --- complete -------------------------------------------------------------------------------
@@ -809,7 +834,7 @@ def _record_completion(
                 now,
             ]
         values = ", ".join([_DECISION_VALUES] * len(output["decisions"]))
-        found = db.execute_sql(_INSERT_DECISIONS_SQL.format(values=values), params).fetchall()
+        found = _execute(_INSERT_DECISIONS_SQL.format(values=values), params).fetchall()
         rows = sorted((_instance(TaskDecision, r) for r in found), key=lambda r: r.id)
         for decision, made in zip(output["decisions"], rows, strict=True):
             decision["id"] = made.id
@@ -872,7 +897,7 @@ def _record_completion(
     }
     if postgres:
         encoded = [to_json(shot[k]) for k in ("context_state", "capabilities", "decisions", "execution_metadata")]
-        (shot["id"],) = db.execute_sql(_INSERT_SNAPSHOT_SQL, [task.id, task.agent_role, *encoded, now]).fetchone()
+        (shot["id"],) = _execute(_INSERT_SNAPSHOT_SQL, [task.id, task.agent_role, *encoded, now]).fetchone()
         snapshot: Any = AgentSnapshot(__no_default__=1)
         snapshot.__data__, snapshot._dirty = shot, set()
     else:
@@ -990,7 +1015,7 @@ def advance(session_id: int, stage: int, send: Callable[[], Any]) -> Outcome[boo
         return Outcome(False, [])
     with db.atomic():
         if isinstance(db.obj, peewee.PostgresqlDatabase):
-            moved = db.execute_sql(_ADVANCE_SQL, (stage + 1, session_id, stage, session_id, stage)).rowcount
+            moved = _execute(_ADVANCE_SQL, (stage + 1, session_id, stage, session_id, stage)).rowcount
         else:
             unfinished = (
                 AgentTask.select()
@@ -1012,7 +1037,20 @@ def advance(session_id: int, stage: int, send: Callable[[], Any]) -> Outcome[boo
                 )
         if moved:
             send()
+        elif isinstance(db.obj, peewee.PostgresqlDatabase):
+            # The stage's last completion may have moved the session itself (`_seal`) and then
+            # lost its sending (its worker died before its gate ran, and this is the redelivery's
+            # gate, whose result does not say it moved): send while no task of the next stage has
+            # been claimed. A duplicate is harmless: each task's claim lets it run once.
+            if db.execute_sql(_MOVED_UNSENT_SQL, (session_id, stage + 1, session_id, stage + 1)).fetchone():
+                send()
     return Outcome(bool(moved), [])
+
+
+_MOVED_UNSENT_SQL = (
+    "SELECT 1 FROM execution_sessions WHERE id = %s AND status = 'active' AND current_stage = %s AND NOT EXISTS "
+    "(SELECT 1 FROM agent_tasks t WHERE t.session_id = %s AND t.stage = %s AND t.status <> 'pending')"
+)
 
 
 # --- reruns ---------------------------------------------------------------------------------

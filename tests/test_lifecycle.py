@@ -4,6 +4,7 @@ publisher whose failure loses nothing, and no other code writes the lifecycle's 
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from pathlib import Path
@@ -89,11 +90,18 @@ def test_each_function_returns_exactly_the_events_it_stored_and_publishes_them_a
             assert [e["type"] for e in done.events] == ["agent_task_completed"]
             assert claimed.events + done.events == stored_after(session_id, seq)
             seq += 2
-        moved = lifecycle.advance(session_id, stage, lambda: None)
-        assert moved == (True, [])
-        assert lifecycle.advance(session_id, stage, lambda: pytest.fail("sent twice")) == (False, [])
+            # The stage's last completion moves the session on in its own transaction.
+            assert getattr(done.value, "advanced", False) is (role == roles[-1])
+        assert ExecutionSession.get_by_id(session_id).current_stage == stage + 1
+        # The gate of a redelivered last member (its result does not say it moved) sends the
+        # next stage while none of it is claimed, and moves nothing.
+        sent: list[int] = []
+        assert lifecycle.advance(session_id, stage, functools.partial(sent.append, stage)) == (False, [])
+        assert sent == [stage]
     claimed, done = run_task(session_id, "security", "m-security")
     assert [e["type"] for e in done.events] == ["agent_task_completed"]
+    for stage in range(3):  # each next stage has claims now: nothing is sent again
+        assert lifecycle.advance(session_id, stage, lambda: pytest.fail("sent twice")) == (False, [])
     seq += 2
     claimed, done = run_task(session_id, "it_admin", "m-it_admin")
     assert [e["type"] for e in done.events] == ["agent_task_completed", "session_completed"]

@@ -63,7 +63,7 @@ def at_stage(team, user, stage: int) -> int:
     for done, roles in enumerate((("architect",), ("backend_dev", "dba"), ("frontend_dev", "ui_ux"))[:stage]):
         for role in roles:
             run_task(session_id, role, f"m-{role}")
-        assert lifecycle.advance(session_id, done, lambda: None).value
+        assert ExecutionSession.get_by_id(session_id).current_stage == done + 1  # moved by its last completion
     return session_id
 
 
@@ -89,7 +89,11 @@ def test_a_stages_two_tasks_claim_and_complete_side_by_side(personal_team, user)
     statuses = {t.agent_role: t.status for t in AgentTask.select().where(AgentTask.session == session_id)}
     assert statuses["backend_dev"] == statuses["dba"] == "completed"
     assert seqs(session_id) == list(range(1, len(seqs(session_id)) + 1))  # no gap, no duplicate
-    assert lifecycle.advance(session_id, 1, lambda: None).value
+    # The backend's completion, written after the database task's commit, saw it completed and
+    # moved the session on; the database task's, which saw the backend running, did not.
+    assert ExecutionSession.get_by_id(session_id).current_stage == 2
+    assert getattr(first.result().value.task, "advanced", False)
+    assert not getattr(second.value.task, "advanced", False)
 
 
 def test_the_last_two_tasks_finishing_together_finish_the_session_once(personal_team, user, monkeypatch):

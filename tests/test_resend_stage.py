@@ -66,7 +66,10 @@ def test_resend_stage_makes_a_lost_advance_and_sends_the_next_stage(
     pipeline.start_session(session.id)
     wait(lambda: all(tasks_of(session.id)[r].status == "completed" for r in ("backend_dev", "dba")))
     monkeypatch.undo()
-    assert ExecutionSession.get_by_id(session.id).current_stage == 1
+    # The stage's last completion moves the session on itself when it sees the other task
+    # completed; two completing at the same moment each see the other running and leave the move
+    # to the gate. That is the case here: the gate lost, the session still at stage 1.
+    ExecutionSession.update(current_stage=1).where(ExecutionSession.id == session.id).execute()
 
     assert pipeline.resend_stage(session.id) == 2  # frontend_dev and ui_ux
     session = wait(finished(session.id))
@@ -91,3 +94,25 @@ def test_resend_stage_of_an_ended_or_unknown_session(personal_team, user):
     assert pipeline.resend_stage(session.id) == 0
     with pytest.raises(pipeline.SessionNotFound):
         pipeline.resend_stage(424242)
+
+
+def test_a_redelivered_last_members_gate_sends_the_stage_its_completion_moved_to(
+    personal_team, user, stub_worker, wait, monkeypatch
+):
+    """The architect's completion moved the session to stage 1 itself; its worker then died before
+    its gate sent anything. The redelivered message finds the task completed and returns the same
+    result, without `advanced`: its gate's `advance` moves nothing and must send stage 1 all the same."""
+    session = pipeline.create_session(personal_team.id, user.id, "Invoices", "pdf export")
+    lose_what_follows(monkeypatch, pipeline.execute_architect_task, advance=False)
+    pipeline.start_session(session.id)
+    wait(lambda: tasks_of(session.id)["architect"].status == "completed")
+    monkeypatch.undo()
+    assert ExecutionSession.get_by_id(session.id).current_stage == 1  # moved by the completion
+    assert {tasks_of(session.id)[r].status for r in ("backend_dev", "dba")} == {"pending"}
+
+    redelivered = pipeline._result(tasks_of(session.id)["architect"])
+    assert "advanced" not in redelivered
+    pipeline.execute_architect_task.gate([redelivered], lambda: False)  # no chain behind it: a new one
+    session = wait(finished(session.id))
+    assert session.status == "completed"
+    completed_once(session.id)
