@@ -13,7 +13,7 @@ from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import validate_querystring, validate_request
 from redis.exceptions import RedisError
 
-from app.access import require_session, require_team, session_access_with, team_access_with_rows
+from app.access import require_session, require_team, session_access_with, team_access, team_access_with_rows
 from app.db_thread import read_db, read_statement, run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required, login_required_access_checked, login_user_id
@@ -83,8 +83,11 @@ def start_or_fail(session_id: int, what: str = "session", created: ExecutionSess
 def _create(user_id: int, body: StartSession) -> int:
     from actors.pipeline import reserve_chain_id
 
-    # The access query also asks whether the account still exists (one unit of work per POST).
-    require_team(user_id, body.team_id, "write", check_account=True)
+    # The access query also asks whether the account still exists (one statement per POST).
+    if isinstance(db.obj, PostgresDatabase):
+        team_access(user_id, body.team_id, "write")
+    else:
+        require_team(user_id, body.team_id, "write", check_account=True)
     brain = usable_brain_or_400(body.brain)
     # The chain's id is chosen now and stored with the session, so sending it writes nothing more.
     session = lifecycle.create(

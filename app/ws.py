@@ -15,13 +15,16 @@ import asyncio
 
 from quart import Blueprint, current_app, websocket
 
-from app.access import AccountGone, require_session, team_role
+from app.access import AccountGone, require_session, session_access_with, team_access_with_rows, team_role
 from app.csrf import origin_allowed
-from app.db_thread import read_db
+from app.db_thread import read_db, read_statement
 from app.errors import ApiError, error_response
 from app.live import guard_inbound, stream_events
 from app.login_sessions import auth_id_from_cookie, login_user_id, refuse_gone_account, user_id_from_auth_id
-from models.events import events_after
+from models.db import PostgresDatabase, db
+from models.events import EVENTS_AFTER_SQL, events_after
+from models.schema import SessionEvent
+from models.serialize import event_dict
 from models.vocabulary import CLOSE_POLICY, CLOSE_REVOKED, CLOSE_TOO_BIG, CLOSE_TOO_SLOW
 
 blueprint = Blueprint("live", __name__)
@@ -52,6 +55,19 @@ def _role_and_backlog(user_id: int, team_id: int, session_id: int, after: int) -
     return True, events_after(session_id, after)
 
 
+def _role_and_backlog_at_once(user_id: int, team_id: int, session_id: int, after: int) -> tuple[bool, list[dict]]:
+    """`_role_and_backlog` in one prepared statement, one snapshot by itself (PostgreSQL): the
+    access (and the account, which the handshake has just checked) with the backlog's rows."""
+    try:
+        rows = team_access_with_rows(user_id, team_id, "read", SessionEvent, _BACKLOG_SQL, (session_id, after))
+    except (ApiError, AccountGone):
+        return False, []
+    return True, [event_dict(row) for row in sorted(rows, key=lambda row: row.seq)]
+
+
+_BACKLOG_SQL = EVENTS_AFTER_SQL  # the same text as `events_after`: one prepared statement
+
+
 @blueprint.websocket("/ws/<int:session_id>")
 async def session_socket(session_id: int):
     """Authenticate, authorize, then stream the session's events."""
@@ -63,8 +79,11 @@ async def session_socket(session_id: int):
         auth_id = auth_id_from_cookie()
         user_id = await login_user_id()  # the login from Redis only: the query below checks the account
         try:
-            # The access query also asks whether the account still exists (one unit of work).
-            session, _ = await read_db(require_session, user_id, session_id, "read", check_account=True)
+            # The access query also asks whether the account still exists (one statement).
+            if isinstance(db.obj, PostgresDatabase):
+                team_id = await read_statement(session_access_with, user_id, session_id, "read", "s.team_id", ())
+            else:
+                team_id = (await read_db(require_session, user_id, session_id, "read", check_account=True))[0].team_id
         except AccountGone as gone:
             raise await refuse_gone_account(gone) from None
     except ApiError as error:
@@ -73,11 +92,14 @@ async def session_socket(session_id: int):
     hub = current_app.extensions["sage_hub"]
     if hub.sockets_of(user_id) >= settings.ws_max_sockets_per_user:
         return error_response(429, "too many open live views: close some tabs", "rate_limited")
-    sub = hub.subscribe(session_id, user_id, session.team_id)
+    sub = hub.subscribe(session_id, user_id, team_id)
     try:
         # Access again now that the socket hears revocations, and the backlog after `after`, in
-        # one read-only unit: a removal that raced the handshake is seen by one or the other.
-        allowed, backlog = await read_db(_role_and_backlog, user_id, session.team_id, session_id, after)
+        # one snapshot: a removal that raced the handshake is seen by one or the other.
+        if isinstance(db.obj, PostgresDatabase):
+            allowed, backlog = await read_statement(_role_and_backlog_at_once, user_id, team_id, session_id, after)
+        else:
+            allowed, backlog = await read_db(_role_and_backlog, user_id, team_id, session_id, after)
         if not allowed:
             return error_response(404, "session not found")
         await websocket.accept()

@@ -117,6 +117,7 @@ _deferred = threading.local()
 #: The names each connection has PREPAREd (`PostgresDatabase.execute_prepared`); a new connection
 #: (a reconnect, a replaced pool member) starts with none.
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PREPARED_SQL = "SELECT 1 FROM pg_prepared_statements WHERE name = %s"
 
 
 class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
@@ -207,15 +208,12 @@ class PostgresDatabase(_TracksCommits, PooledPostgresqlDatabase):
         execute = f"EXECUTE {name}({placeholders})" if placeholders else f"EXECUTE {name}"
         prepared = _prepared.setdefault(conn, set())
         if name not in prepared:
-            pieces = sql.split("%s")
-            numbered = pieces[0] + "".join(f"${i}{piece}" for i, piece in enumerate(pieces[1:], 1))
-            try:
+            # Asked first, not tried: a PREPARE refused as a duplicate (this record lost, the
+            # connection's statement kept) would abort the transaction around it.
+            if self.execute_sql(_PREPARED_SQL, (name,)).fetchone() is None:
+                pieces = sql.split("%s")
+                numbered = pieces[0] + "".join(f"${i}{piece}" for i, piece in enumerate(pieces[1:], 1))
                 self.execute_sql(f"PREPARE {name} AS {numbered}")
-            except peewee.ProgrammingError as exc:
-                # Already prepared on this connection (its record here was lost): usable, unless
-                # the failure aborted a transaction around it.
-                if self.in_transaction() or getattr(getattr(exc, "orig", None), "pgcode", None) != "42P05":
-                    raise
             prepared.add(name)
         return self.execute_sql(execute, params)
 

@@ -6,6 +6,7 @@ BCRYPT_ROUNDS=4), so logging in costs milliseconds.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import bcrypt
@@ -90,15 +91,29 @@ def rebuild_completed(task: dict[str, Any], snapshot: dict[str, Any]) -> tuple[d
 
 
 def spy_statements(monkeypatch) -> list[str]:
-    """Record every SQL statement the database runs from now on (in this process), in order."""
+    """Record every SQL statement the database runs from now on (in this process), in order; one
+    run as a prepared statement (`execute_prepared`) as "PREPARED " and its SQL."""
     from models.db import PostgresDatabase
 
     statements: list[str] = []
-    execute_sql = PostgresDatabase.execute_sql
+    execute_sql, execute_prepared = PostgresDatabase.execute_sql, PostgresDatabase.execute_prepared
+    inside = threading.local()
 
     def spy(self, sql, *args, **kwargs):
-        statements.append(sql)
+        if not getattr(inside, "prepared", False):
+            statements.append(sql)
         return execute_sql(self, sql, *args, **kwargs)
 
+    def spy_prepared(self, sql, *args, **kwargs):
+        # A prepared statement is recorded once, as "PREPARED " and its text (not as its lookup,
+        # PREPARE and EXECUTE).
+        statements.append(f"PREPARED {sql}")
+        inside.prepared = True
+        try:
+            return execute_prepared(self, sql, *args, **kwargs)
+        finally:
+            inside.prepared = False
+
     monkeypatch.setattr(PostgresDatabase, "execute_sql", spy)
+    monkeypatch.setattr(PostgresDatabase, "execute_prepared", spy_prepared)
     return statements

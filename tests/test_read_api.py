@@ -589,12 +589,9 @@ async def test_a_cached_read_is_one_statement_that_checks_access_account_and_ver
     for _ in range(3):
         statements.clear()
         assert (await viewer.get(url)).status_code == 200
-        # One EXECUTE of a prepared statement, PREPAREd first on a connection that had not met it.
-        *prepare, execute = statements
-        assert execute.startswith("EXECUTE sage_") and len(prepare) <= 1
-        for sql in prepare:
-            assert sql.startswith(f"PREPARE {execute.split()[1].split('(')[0]} AS ")
-            assert "view_version" in sql and "account_exists" in sql
+        # One prepared statement.
+        [sql] = statements
+        assert sql.startswith("PREPARED ") and "view_version" in sql and "account_exists" in sql
 
 
 def test_a_prepared_statement_is_prepared_once_per_connection():
@@ -616,9 +613,13 @@ def test_a_prepared_statement_is_prepared_once_per_connection():
     try:
         assert run(1, 2) == (3, True)
         assert run(5, 6) == (11, True)
-        assert statements == ["PREPARE", "EXECUTE", "EXECUTE"]
+        assert statements == ["SELECT", "PREPARE", "EXECUTE", "EXECUTE"]  # asked once, then prepared
         _prepared.clear()  # forgotten here, still prepared there: it is used all the same
-        assert run(1, 1) == (2, True)
+        del statements[:]
+        with db.connection_context(), db.atomic():  # and inside a transaction, which it must not abort
+            assert db.obj.execute_prepared(sql, (1, 1)).fetchone() == (2, True)
+            assert db.execute_sql("SELECT 7").fetchone() == (7,)
+        assert statements[:3] == ["SELECT", "EXECUTE", "SELECT"] and "PREPARE" not in statements
     finally:
         PostgresDatabase.execute_sql = real  # type: ignore[method-assign]
 

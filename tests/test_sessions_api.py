@@ -338,7 +338,7 @@ async def test_starting_a_session_is_one_access_query_and_one_write_statement(lo
     assert response.status_code == 202
     writes = [s for s in statements if s.strip().upper() not in {"SELECT 1", "COMMIT"}]
     assert len(writes) == 2, statements
-    assert "account_exists" in writes[0] and "txid_current()" in writes[1]
+    assert writes[0].startswith("PREPARED ") and "account_exists" in writes[0] and "txid_current()" in writes[1]
     assert not any("txid_current_if_assigned" in s for s in statements)
     session = ExecutionSession.get_by_id((await response.get_json())["session_id"])
     assert sent == [session.celery_chain_id]

@@ -196,19 +196,20 @@ async def test_deleting_the_account_closes_its_sockets_with_4403(app, login_as, 
         assert closed.value.args[0] == 4403
 
 
-async def test_the_handshake_is_two_read_only_units_and_the_backlog_rides_on_the_second(login_as, cast, monkeypatch):
+async def test_the_handshake_is_two_statements_and_the_backlog_rides_on_the_second(login_as, cast, monkeypatch):
     """Issue 13: the access query also checks the account; the re-check after subscribing and the
-    backlog read share one read-only unit; neither asks for a transaction id."""
+    backlog read are one statement (one snapshot); neither opens a transaction."""
     sid = cast["session"].id
     viewer = await login_as(cast["people"]["viewer"])
     stored = (await (await viewer.get(f"/sessions/{sid}/events")).get_json())["events"]
     statements = spy_statements(monkeypatch)
     async with viewer.websocket(f"/ws/{sid}") as ws:
         assert [await receive(ws) for _ in stored] == stored
-    queries = [s for s in statements if s.strip().upper() not in {"SELECT 1", "COMMIT"}]
-    assert len(queries) == 3, statements
-    assert "account_exists" in queries[0] and "membership_role" in queries[1] and "session_events" in queries[2]
-    assert not any("txid" in s for s in statements)
+    queries = [s for s in statements if s.strip().upper() != "SELECT 1"]
+    assert len(queries) == 2, statements
+    assert queries[0].startswith("PREPARED ") and "account_exists" in queries[0] and "execution_sessions" in queries[0]
+    assert queries[1].startswith("PREPARED ") and "membership_role" in queries[1] and "session_events" in queries[1]
+    assert not any("txid" in s or "BEGIN" in s or s.strip().upper() == "COMMIT" for s in statements)
 
 
 async def test_a_deleted_accounts_cookie_opens_no_socket(app, login_as, cast, redis_client):
@@ -219,3 +220,22 @@ async def test_a_deleted_accounts_cookie_opens_no_socket(app, login_as, cast, re
     User.delete().where(User.id == member.id).execute()  # not through DELETE /auth/me
     assert await refused(client, f"/ws/{cast['session'].id}") == 401
     assert not redis_client.smembers(f"auth:user:{member.id}")
+
+
+def test_the_handshakes_second_statement_decides_access_and_reads_the_backlog_in_one(cast, database):
+    """`_role_and_backlog_at_once`: the backlog only for someone who may still read the team, and
+    the same events `events_after` gives, in seq order, after `after`."""
+    from app.ws import _role_and_backlog_at_once
+    from models import User
+    from models.events import events_after
+
+    sid, team_id, people = cast["session"].id, cast["team"].id, cast["people"]
+    with database.connection_context():
+        everything = events_after(sid, 0)
+        assert len(everything) >= 2
+        assert _role_and_backlog_at_once(people["viewer"].id, team_id, sid, 0) == (True, everything)
+        assert _role_and_backlog_at_once(people["member"].id, team_id, sid, 1) == (True, everything[1:])
+        assert _role_and_backlog_at_once(people["outsider"].id, team_id, sid, 0) == (False, [])
+        assert _role_and_backlog_at_once(people["viewer"].id, team_id + 1000, sid, 0) == (False, [])
+        User.delete().where(User.id == people["viewer"].id).execute()
+        assert _role_and_backlog_at_once(people["viewer"].id, team_id, sid, 0) == (False, [])
