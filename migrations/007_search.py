@@ -53,9 +53,13 @@ SOURCES = {
 }
 
 
-def index_rows(kind: str, rows: str) -> str:
-    """SQL that adds the documents (and their words) of `rows`, a table or transition table."""
+def index_rows(kind: str, rows: str, only_new_words: bool = False) -> str:
+    """SQL that adds the documents (and their words) of `rows`, a table or transition table.
+
+    `only_new_words` (migration 008): words already known are left out before the insert, which
+    otherwise probes the word's unique index once per word only to skip it."""
     select = SOURCES[kind][0].format(rows=rows)
+    known = " AND NOT EXISTS (SELECT 1 FROM search_words k WHERE k.word = w)" if only_new_words else ""
     return f"""
         WITH docs (kind, session_id, decision_id, team_id, agent_role, category, created_at, title, body) AS (
             {select}
@@ -69,13 +73,37 @@ def index_rows(kind: str, rows: str) -> str:
         )
         INSERT INTO search_words (word)
         SELECT DISTINCT w FROM added, unnest({WORDS.format(title="title", body="body")}) AS w
-        WHERE length(w) BETWEEN 2 AND 64 AND w !~ '^[0-9]+$'
+        WHERE length(w) BETWEEN 2 AND 64 AND w !~ '^[0-9]+$'{known}
         ON CONFLICT (word) DO NOTHING
     """
 
 
 def _function(kind: str) -> str:
     return f"search_index_{kind}"
+
+
+def functions(kind: str, only_new_words: bool = False) -> list[str]:
+    """The trigger functions of `kind`: on insert, and on a changed text (which replaces its
+    document; the new row is indexed as on insert)."""
+    function = _function(kind)
+    ref = "session_id" if kind == "feature" else "decision_id"
+    return [
+        f"""
+            CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                {index_rows(kind, "new_rows", only_new_words)};
+                RETURN NULL;
+            END $$
+            """,
+        f"""
+            CREATE OR REPLACE FUNCTION {function}_change() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM search_documents WHERE kind = '{kind}' AND {ref} = NEW.id;
+                {index_rows(kind, "(SELECT NEW.*)", only_new_words)};
+                RETURN NULL;
+            END $$
+            """,
+    ]
 
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake: bool = False) -> None:
@@ -112,30 +140,11 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake: bool = False) ->
     )
     for kind, (_, table, changed) in SOURCES.items():
         function = _function(kind)
-        ref = "session_id" if kind == "feature" else "decision_id"
-        migrator.sql(
-            f"""
-            CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                {index_rows(kind, "new_rows")};
-                RETURN NULL;
-            END $$
-            """
-        )
+        for statement in functions(kind):
+            migrator.sql(statement)
         migrator.sql(
             f'CREATE TRIGGER "{function}_insert" AFTER INSERT ON "{table}" '
             f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
-        )
-        # A changed text replaces its document; the new row is indexed as on insert.
-        migrator.sql(
-            f"""
-            CREATE FUNCTION {function}_change() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                DELETE FROM search_documents WHERE kind = '{kind}' AND {ref} = NEW.id;
-                {index_rows(kind, "(SELECT NEW.*)")};
-                RETURN NULL;
-            END $$
-            """
         )
         migrator.sql(
             f'CREATE TRIGGER "{function}_update" AFTER UPDATE ON "{table}" FOR EACH ROW '
