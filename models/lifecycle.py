@@ -456,7 +456,8 @@ _SESSION_WIDTH = len(ExecutionSession._meta.sorted_fields)
 def _execute(sql: str, params: Any) -> Any:
     """A hot statement of the lifecycle (a few run for every task), as a prepared statement on
     PostgreSQL: planning them each time cost more PostgreSQL CPU than running most of them."""
-    return db.obj.execute_prepared(sql, params)
+    prepared = getattr(db.obj, "execute_prepared", None)
+    return prepared(sql, params) if prepared is not None else db.execute_sql(sql, params)
 
 
 def _returned(sql: str, params: tuple, *extra: str) -> Any:
