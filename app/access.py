@@ -31,7 +31,7 @@ from typing import Any, Literal, NamedTuple, cast
 from peewee import JOIN, fn
 
 from app.errors import ApiError
-from models.db import db, rows_of
+from models.db import PostgresDatabase, db, rows_of
 from models.schema import AgentTask, ExecutionSession, Team, TeamMembership, User
 from models.teams import role_for
 from models.users import user_exists
@@ -210,9 +210,36 @@ def session_access_with(
     sql = _SESSION_FACTS_SQL.format(column=column, alias=alias)
     row = db.obj.execute_prepared(sql, (user_id, *params, session_id, user_id)).fetchone()
     account_exists, owner_id, is_shared, membership_role, value = row
-    _require_account(account_exists, user_id)
-    _decide(None if owner_id is None else _TeamFacts(owner_id, is_shared), membership_role, user_id, action, "session")
+    _decide_facts(account_exists, owner_id, is_shared, membership_role, user_id, action, "session")
     return value
+
+
+def _decide_facts(
+    account_exists: bool,
+    owner_id: int | None,
+    is_shared: bool,
+    membership_role: str | None,
+    user_id: int,
+    action: Action,
+    what: str,
+) -> Role:
+    """`_decide` from the prebuilt statements' facts (the team's fields NULL when it was not found),
+    after the account's check."""
+    _require_account(account_exists, user_id)
+    return _decide(
+        None if owner_id is None else _TeamFacts(owner_id, is_shared), membership_role, user_id, action, what
+    )
+
+
+def session_team_id(user_id: int, session_id: int, action: Action) -> int:
+    """The session's team id, when `require_session(user_id, session_id, action, check_account=True)`
+    allows it: one prepared statement on PostgreSQL (the WebSocket handshake's first check).
+
+    Raises: as `require_session`.
+    """
+    if isinstance(db.obj, PostgresDatabase):
+        return session_access_with(user_id, session_id, action, "s.team_id", ())
+    return require_session(user_id, session_id, action, check_account=True)[0].team_id
 
 
 # `require_team(..., check_account=True)`'s question, in the same shape (one row, NULL team facts
@@ -227,19 +254,18 @@ _TEAM_FACTS_SQL = (
 
 
 def team_access(user_id: int, team_id: int, action: Action) -> Role:
-    """`require_team(user_id, team_id, action, check_account=True)`'s decision and role, by the
-    same rules, in one prepared statement of prebuilt SQL (PostgreSQL only): for `POST /sessions`,
-    where building the Peewee query each time cost more than running it.
+    """`require_team(user_id, team_id, action, check_account=True)`'s role: on PostgreSQL by the
+    same rules in one prepared statement of prebuilt SQL (for `POST /sessions`, where building the
+    Peewee query each time cost more than running it).
 
     Raises: as `require_team`.
     """
+    if not isinstance(db.obj, PostgresDatabase):
+        return require_team(user_id, team_id, action, check_account=True)[1]
     account_exists, owner_id, is_shared, membership_role = db.obj.execute_prepared(
         _TEAM_FACTS_SQL, (user_id, team_id, user_id)
     ).fetchone()
-    _require_account(account_exists, user_id)
-    return _decide(
-        None if owner_id is None else _TeamFacts(owner_id, is_shared), membership_role, user_id, action, "team"
-    )
+    return _decide_facts(account_exists, owner_id, is_shared, membership_role, user_id, action, "team")
 
 
 def team_access_with_rows(
@@ -256,9 +282,9 @@ def team_access_with_rows(
     cursor = db.obj.execute_prepared(sql, (user_id, team_id, user_id, *params))
     rows = rows_of(cursor, model)
     first = rows[0]  # always one at least: the facts
-    _require_account(first.account_exists, user_id)
-    team = None if first.team_owner_id is None else _TeamFacts(first.team_owner_id, first.team_is_shared)
-    _decide(team, first.membership_role, user_id, action, "team")
+    _decide_facts(
+        first.account_exists, first.team_owner_id, first.team_is_shared, first.membership_role, user_id, action, "team"
+    )
     return [row for row in rows if row.id is not None]  # none: one row of facts with NULLs
 
 

@@ -83,11 +83,7 @@ def start_or_fail(session_id: int, what: str = "session", created: ExecutionSess
 def _create(user_id: int, body: StartSession) -> int:
     from actors.pipeline import reserve_chain_id
 
-    # The access query also asks whether the account still exists (one statement per POST).
-    if isinstance(db.obj, PostgresDatabase):
-        team_access(user_id, body.team_id, "write")
-    else:
-        require_team(user_id, body.team_id, "write", check_account=True)
+    team_access(user_id, body.team_id, "write")  # it also asks whether the account still exists
     brain = usable_brain_or_400(body.brain)
     # The chain's id is chosen now and stored with the session, so sending it writes nothing more.
     session = lifecycle.create(

@@ -4,9 +4,9 @@ Everything is checked before `accept()`: the `Origin` (same host or ALLOWED_ORIG
 cookie, and read access to the session's team; a refusal is an HTTP answer in the error
 envelope; so is a user's socket beyond `Settings.ws_max_sockets_per_user` in this process (429).
 Then the socket subscribes to the process's hub, re-checks access (so a removal that raced the
-handshake is not missed) and reads the backlog in the same read-only unit, and streams (`app.live.stream_events`) while it reads and drops what
-the client sends, closing with 1009 or 1008 when that is too big or too much
-(`app.live.guard_inbound`).
+handshake is not missed) and reads the backlog in the same snapshot (one statement on
+PostgreSQL), and streams (`app.live.stream_events`) while it reads and drops what the client
+sends, closing with 1009 or 1008 when that is too big or too much (`app.live.guard_inbound`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 
 from quart import Blueprint, current_app, websocket
 
-from app.access import AccountGone, require_session, session_access_with, team_access_with_rows, team_role
+from app.access import AccountGone, require_team, session_team_id, team_access_with_rows
 from app.csrf import origin_allowed
 from app.db_thread import read_db, read_statement
 from app.errors import ApiError, error_response
@@ -49,23 +49,17 @@ def _after() -> int:
 
 
 def _role_and_backlog(user_id: int, team_id: int, session_id: int, after: int) -> tuple[bool, list[dict]]:
-    """Whether the user may still read the team, and if so the stored events after `after`."""
-    if team_role(user_id, team_id) is None:
-        return False, []
-    return True, events_after(session_id, after)
-
-
-def _role_and_backlog_at_once(user_id: int, team_id: int, session_id: int, after: int) -> tuple[bool, list[dict]]:
-    """`_role_and_backlog` in one prepared statement, one snapshot by itself (PostgreSQL): the
-    access (and the account, which the handshake has just checked) with the backlog's rows."""
+    """Whether the user (and the account, which the handshake has just checked) may still read the
+    team, and if so the stored events after `after`: on PostgreSQL one prepared statement, one
+    snapshot by itself; elsewhere two queries, to run in one read-only unit."""
     try:
-        rows = team_access_with_rows(user_id, team_id, "read", SessionEvent, _BACKLOG_SQL, (session_id, after))
+        if isinstance(db.obj, PostgresDatabase):
+            rows = team_access_with_rows(user_id, team_id, "read", SessionEvent, EVENTS_AFTER_SQL, (session_id, after))
+            return True, [event_dict(row) for row in sorted(rows, key=lambda row: row.seq)]
+        require_team(user_id, team_id, "read", check_account=True)
     except (ApiError, AccountGone):
         return False, []
-    return True, [event_dict(row) for row in sorted(rows, key=lambda row: row.seq)]
-
-
-_BACKLOG_SQL = EVENTS_AFTER_SQL  # the same text as `events_after`: one prepared statement
+    return True, events_after(session_id, after)
 
 
 @blueprint.websocket("/ws/<int:session_id>")
@@ -80,10 +74,7 @@ async def session_socket(session_id: int):
         user_id = await login_user_id()  # the login from Redis only: the query below checks the account
         try:
             # The access query also asks whether the account still exists (one statement).
-            if isinstance(db.obj, PostgresDatabase):
-                team_id = await read_statement(session_access_with, user_id, session_id, "read", "s.team_id", ())
-            else:
-                team_id = (await read_db(require_session, user_id, session_id, "read", check_account=True))[0].team_id
+            team_id = await read_statement(session_team_id, user_id, session_id, "read")
         except AccountGone as gone:
             raise await refuse_gone_account(gone) from None
     except ApiError as error:
@@ -96,10 +87,8 @@ async def session_socket(session_id: int):
     try:
         # Access again now that the socket hears revocations, and the backlog after `after`, in
         # one snapshot: a removal that raced the handshake is seen by one or the other.
-        if isinstance(db.obj, PostgresDatabase):
-            allowed, backlog = await read_statement(_role_and_backlog_at_once, user_id, team_id, session_id, after)
-        else:
-            allowed, backlog = await read_db(_role_and_backlog, user_id, team_id, session_id, after)
+        run = read_statement if isinstance(db.obj, PostgresDatabase) else read_db
+        allowed, backlog = await run(_role_and_backlog, user_id, team_id, session_id, after)
         if not allowed:
             return error_response(404, "session not found")
         await websocket.accept()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
-import json
 import logging
-import re
 import threading
 import time
 import weakref
@@ -20,7 +18,6 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import orjson
 import peewee
 import psycopg2
 import psycopg2.extensions
@@ -32,22 +29,6 @@ from models.settings import check_database_url
 db = peewee.DatabaseProxy()
 logger = logging.getLogger(__name__)
 
-
-#: A run of 19 digits: a number that may not fit in 64 bits, which orjson would turn into a float.
-_LONG_NUMBER = re.compile(r"\d{19}")
-
-
-def _json_loads(text: str) -> Any:
-    """json and jsonb values as psycopg2 returns them: orjson (several times faster than the
-    standard decoder on the outputs, contexts and events every task reads back), or the standard
-    decoder when the text has a number orjson would not keep exact (beyond 64 bits)."""
-    if _LONG_NUMBER.search(text):
-        return json.loads(text)
-    return orjson.loads(text)
-
-
-psycopg2.extras.register_default_json(globally=True, loads=_json_loads)
-psycopg2.extras.register_default_jsonb(globally=True, loads=_json_loads)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -229,6 +210,14 @@ def _row_type(model: Any, names: tuple[str, ...]) -> tuple[Any, tuple]:
         field = model._meta.combined.get(name)  # by column name (`team_id`) or field name
         converters.append(None if field is None else field.python_value)
     return collections.namedtuple("Row", names), tuple(converters)
+
+
+def execute_prepared(sql: str, params: Any = ()) -> Any:
+    """`sql` (with `%s` placeholders: PostgreSQL's SQL) as a prepared statement where the database
+    has them (`PostgresDatabase.execute_prepared`), else as a plain statement: for hot statements
+    whose planning costs about what running them does. Returns the cursor."""
+    prepared = getattr(db.obj, "execute_prepared", None)
+    return prepared(sql, params) if prepared is not None else db.execute_sql(sql, params)
 
 
 def rows_of(cursor: Any, model: Any) -> list[Any]:

@@ -19,7 +19,7 @@ import orjson
 import peewee
 from redis.exceptions import RedisError
 
-from models.db import db, rows_of
+from models.db import db, execute_prepared, rows_of
 from models.schema import EVENT_TYPES, ExecutionSession, SessionEvent, utcnow
 from models.serialize import event_dict, event_message
 
@@ -84,15 +84,19 @@ _ACTIVE_AT = " AND status = 'active' AND current_stage = %s"
 
 
 def record_events(
-    session_id: int, events: list[tuple[str, dict[str, Any]]], active_at: int | None = None
+    session_id: int,
+    events: list[tuple[str, dict[str, Any]]],
+    active_at: int | None = None,
+    sets: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Append events (type, payload) to the session's log in order, in one statement on PostgreSQL;
     call inside `db.atomic()`. Returns the messages, as `publish` sends them.
 
     With `active_at`, only while the session is active at that stage (decided under the session
     row's lock, which this statement takes): else it raises `SessionMoved` and the caller rolls
-    its transaction back. A claim uses it to take the session's lock only at its end."""
-    return record_events_moving(session_id, events, active_at)[0]
+    its transaction back. A claim uses it to take the session's lock only at its end. `sets`: see
+    `record_events_moving`."""
+    return record_events_moving(session_id, events, active_at, sets=sets)[0]
 
 
 def record_events_moving(
@@ -133,8 +137,7 @@ def record_events_moving(
         for index, (type_, payload) in enumerate(events, 1):
             params += [index, type_, to_json(payload), created_at]
         sql = _APPEND_SQL.format(rows=rows, only="" if active_at is None else _ACTIVE_AT, move=move)
-        database: Any = db.obj  # prepared: it runs for every task
-        found = database.execute_prepared(sql, params).fetchall()
+        found = execute_prepared(sql, params).fetchall()  # prepared: it runs for every task
         if not found:
             if active_at is not None:
                 raise SessionMoved(f"session {session_id} is not active at stage {active_at}")
@@ -177,22 +180,18 @@ def record_events_moving(
 EVENTS_AFTER_SQL = "SELECT * FROM session_events WHERE session_id = %s AND seq > %s ORDER BY seq"
 
 
-def events_after(session_id: int, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-    """Stored events of a session with `seq > after`, in order (one query; prepared on PostgreSQL,
-    where building the Peewee query cost more than running it, for every socket's catch-up)."""
+def events_after(session_id: int, after: int = 0) -> list[dict[str, Any]]:
+    """Stored events of a session with `seq > after`, in order (one query; on PostgreSQL prepared
+    prebuilt SQL: building the Peewee query cost more than running it, for every socket's catch-up)."""
     if isinstance(db.obj, peewee.PostgresqlDatabase):
-        database: Any = db.obj
-        sql, params = EVENTS_AFTER_SQL, [session_id, after]
-        if limit is not None:
-            sql, params = sql + " LIMIT %s", [*params, limit]
-        return [event_dict(row) for row in rows_of(database.execute_prepared(sql, params), SessionEvent)]
+        return [
+            event_dict(row) for row in rows_of(execute_prepared(EVENTS_AFTER_SQL, (session_id, after)), SessionEvent)
+        ]
     query = (
         SessionEvent.select()
         .where((SessionEvent.session == session_id) & (SessionEvent.seq > after))
         .order_by(SessionEvent.seq)
     )
-    if limit is not None:
-        query = query.limit(limit)
     return [event_dict(e) for e in query]
 
 

@@ -49,6 +49,7 @@ from peewee import SQL
 from models.brains import add_calls, add_session_usage, default_brain
 from models.compare import same_text
 from models.db import db, reconnecting
+from models.db import execute_prepared as _prepared
 from models.events import SessionMoved, publish_committed, record_events, record_events_moving, to_json
 from models.schema import (
     AGENT_ROLES,
@@ -294,18 +295,6 @@ def create(
     return _done(session, [event])
 
 
-def _finished_fields(session: ExecutionSession) -> dict[str, Any]:
-    """What `_finish` set on `session`, as `ExecutionSession.update` takes it."""
-    return {
-        "status": session.status,
-        "end_reason": session.end_reason,
-        "ended_by": session.ended_by_id,
-        "ended_at": session.ended_at,
-        "duration_seconds": session.duration_seconds,
-        "error_message": session.error_message,
-    }
-
-
 def _finish(
     session: ExecutionSession,
     status: str,
@@ -314,11 +303,11 @@ def _finish(
     *,
     end_reason: str | None = None,
     ended_by: int | None = None,
-    write: bool = True,
-) -> tuple[str, dict[str, Any]]:
-    """Set the final status of a locked, active session (inside its transaction); returns the
-    event to record. `end_reason` defaults to the status; an early end passes "user". With
-    `write=False` the row is left to the caller (`_finished_fields`, written with the event)."""
+) -> tuple[tuple[str, dict[str, Any]], dict[str, Any]]:
+    """Set the final status on a locked, active session (inside its transaction); returns the
+    event to record and the row's new fields, which the caller writes with it in one statement
+    (`record_events(..., sets=fields)`). `end_reason` defaults to the status; an early end passes
+    "user"."""
     now = utcnow()
     session.status = status
     session.end_reason = end_reason or status
@@ -326,11 +315,17 @@ def _finish(
     session.ended_at = now
     session.duration_seconds = round((now - session.started_at).total_seconds(), 3)
     session.error_message = error
-    if write:
-        ExecutionSession.update(**_finished_fields(session)).where(ExecutionSession.id == session.id).execute()
+    fields = {
+        "status": status,
+        "end_reason": session.end_reason,
+        "ended_by": ended_by,
+        "ended_at": now,
+        "duration_seconds": session.duration_seconds,
+        "error_message": error,
+    }
     if status == "completed":
-        return "session_completed", {"session": session_dict(session)}
-    return "session_error", {"error": error, "task_id": task_id}
+        return ("session_completed", {"session": session_dict(session)}), fields
+    return ("session_error", {"error": error, "task_id": task_id}), fields
 
 
 def end(session_id: int, ended_by: int | None = None) -> Outcome[ExecutionSession]:
@@ -346,7 +341,8 @@ def end(session_id: int, ended_by: int | None = None) -> Outcome[ExecutionSessio
             raise SessionNotFound(session_id)
         if session.status != "active":
             raise SessionAlreadyEnded(session_id)
-        events = record_events(session_id, [_finish(session, "completed", end_reason="user", ended_by=ended_by)])
+        event, fields = _finish(session, "completed", end_reason="user", ended_by=ended_by)
+        events = record_events(session_id, [event], sets=fields)
     return _done(session, events)
 
 
@@ -360,7 +356,8 @@ def fail_session(session_id: int, reason: str) -> Outcome[bool]:
         session = _locked_session(session_id)
         if session is None or session.status != "active":
             return Outcome(False, [])
-        events = record_events(session_id, [_finish(session, "error", reason)])
+        event, fields = _finish(session, "error", reason)
+        events = record_events(session_id, [event], sets=fields)
     return _done(True, events)
 
 
@@ -392,7 +389,8 @@ def abandon(session_id: int, cutoff: dt.datetime, now: dt.datetime) -> Outcome[s
         AgentTask.update(status="error", completed_at=now, error_message=f"abandoned: {reason}").where(
             (AgentTask.session == session_id) & (AgentTask.status == "running")
         ).execute()
-        events = record_events(session_id, [_finish(session, "error", reason, stuck[0].id if stuck else None)])
+        event, fields = _finish(session, "error", reason, stuck[0].id if stuck else None)
+        events = record_events(session_id, [event], sets=fields)
     return _done(reason, events)
 
 
@@ -453,17 +451,10 @@ _TASK_WIDTH = len(AgentTask._meta.sorted_fields)
 _SESSION_WIDTH = len(ExecutionSession._meta.sorted_fields)
 
 
-def _execute(sql: str, params: Any) -> Any:
-    """A hot statement of the lifecycle (a few run for every task), as a prepared statement on
-    PostgreSQL: planning them each time cost more PostgreSQL CPU than running most of them."""
-    prepared = getattr(db.obj, "execute_prepared", None)
-    return prepared(sql, params) if prepared is not None else db.execute_sql(sql, params)
-
-
 def _returned(sql: str, params: tuple, *extra: str) -> Any:
     """The task row an UPDATE ... RETURNING `_columns(AgentTask)` and `extra` gave (as attributes),
     or None when it matched no row."""
-    found = _execute(sql, params).fetchone()
+    found = _prepared(sql, params).fetchone()
     if found is None:
         return None
     task: Any = _instance(AgentTask, found[:_TASK_WIDTH])
@@ -474,7 +465,7 @@ def _returned(sql: str, params: tuple, *extra: str) -> Any:
 
 def _claim_role_row(session_id: int, role: str) -> Any:
     """The task, with `.session` and its context rows (`upstream_rows`, `decision_rows`), or None."""
-    found = _execute(_CLAIM_ROLE_SQL, (session_id, role)).fetchone()
+    found = _prepared(_CLAIM_ROLE_SQL, (session_id, role)).fetchone()
     if found is None:
         return None
     task: Any = _instance(AgentTask, found[:_TASK_WIDTH])
@@ -691,8 +682,9 @@ def _seal(
 
     The lock comes after the task row's own writes: every transaction that locks both a task and
     its session (claim, completion, failure, the sweeper's abandon) takes them in that order.
-    Without usage to add or a finish to decide, the events' own statement takes the lock and
-    makes the claim's check (`record_events(..., active_at=stage)`).
+    Without usage to add or a finish to decide, the events' own statement takes the lock, makes
+    the claim's check (`active_at`) and moves a finished stage on (`advance_from`): see
+    `record_events_moving`.
     """
     last = done is not None and done.stage == LAST_STAGE
     task: Any = done  # carries `unfinished` from its UPDATE, and gets `advanced`
@@ -721,14 +713,15 @@ def _seal(
     if done is not None and session.status == "active" and session.current_stage == done.stage:
         # `unfinished` was counted before this transaction held the lock; a statement that starts
         # now sees every other task of the stage that committed before it (they all take the lock).
-        unfinished = task.unfinished and _execute(_UNFINISHED_SQL, (session_id, done.stage, done.id)).fetchone()[0]
+        unfinished = task.unfinished and _prepared(_UNFINISHED_SQL, (session_id, done.stage, done.id)).fetchone()[0]
         if not unfinished and last:
-            written.append(_finish(session, "completed", write=False))
-            sets.update(_finished_fields(session))
+            event, fields = _finish(session, "completed")
+            written.append(event)
+            sets.update(fields)
         elif not unfinished:
             session.current_stage = sets["current_stage"] = done.stage + 1
             task.advanced = True
-    return record_events_moving(session_id, written, sets=sets)[0]
+    return record_events(session_id, written, sets=sets)
 
 
 # --- complete -------------------------------------------------------------------------------
@@ -835,7 +828,7 @@ def _record_completion(
                 now,
             ]
         values = ", ".join([_DECISION_VALUES] * len(output["decisions"]))
-        found = _execute(_INSERT_DECISIONS_SQL.format(values=values), params).fetchall()
+        found = _prepared(_INSERT_DECISIONS_SQL.format(values=values), params).fetchall()
         rows = sorted((_instance(TaskDecision, r) for r in found), key=lambda r: r.id)
         for decision, made in zip(output["decisions"], rows, strict=True):
             decision["id"] = made.id
@@ -898,7 +891,7 @@ def _record_completion(
     }
     if postgres:
         encoded = [to_json(shot[k]) for k in ("context_state", "capabilities", "decisions", "execution_metadata")]
-        (shot["id"],) = _execute(_INSERT_SNAPSHOT_SQL, [task.id, task.agent_role, *encoded, now]).fetchone()
+        (shot["id"],) = _prepared(_INSERT_SNAPSHOT_SQL, [task.id, task.agent_role, *encoded, now]).fetchone()
         snapshot: Any = AgentSnapshot(__no_default__=1)
         snapshot.__data__, snapshot._dirty = shot, set()
     else:
@@ -945,6 +938,7 @@ def fail(
             held = AgentTask.select(AgentTask.usage).where(AgentTask.id == task.id).scalar()
             _add_usage(session, task.id, held, calls)
         written: list[tuple[str, dict[str, Any]]] = []
+        finished: dict[str, Any] = {}  # the session row's fields when this failure ends it
         if attempt < len(delays) and session.status == "active":
             retry_in = delays[attempt]
             if retry_after and retry_after > retry_in:
@@ -984,8 +978,9 @@ def fail(
             )
             if session.status == "active":
                 reason = f"{task.agent_role} failed after {attempt} retries: {error}"
-                written.append(_finish(session, "error", reason, task.id))
-        events = record_events(session.id, written)
+                event, finished = _finish(session, "error", reason, task.id)
+                written.append(event)
+        events = record_events(session.id, written, sets=finished)
     return _done(Failure(retry_in, recorded), events)
 
 
@@ -1016,7 +1011,7 @@ def advance(session_id: int, stage: int, send: Callable[[], Any]) -> Outcome[boo
         return Outcome(False, [])
     with db.atomic():
         if isinstance(db.obj, peewee.PostgresqlDatabase):
-            moved = _execute(_ADVANCE_SQL, (stage + 1, session_id, stage, session_id, stage)).rowcount
+            moved = _prepared(_ADVANCE_SQL, (stage + 1, session_id, stage, session_id, stage)).rowcount
         else:
             unfinished = (
                 AgentTask.select()
@@ -1043,7 +1038,7 @@ def advance(session_id: int, stage: int, send: Callable[[], Any]) -> Outcome[boo
             # lost its sending (its worker died before its gate ran, and this is the redelivery's
             # gate, whose result does not say it moved): send while no task of the next stage has
             # been claimed. A duplicate is harmless: each task's claim lets it run once.
-            if db.execute_sql(_MOVED_UNSENT_SQL, (session_id, stage + 1, session_id, stage + 1)).fetchone():
+            if _prepared(_MOVED_UNSENT_SQL, (session_id, stage + 1, session_id, stage + 1)).fetchone():
                 send()
     return Outcome(bool(moved), [])
 

@@ -518,6 +518,8 @@ def test_a_worker_loads_the_configured_sdks_at_boot_and_freezes_what_boot_made(m
     assert load_configured_sdks() == ["openai", "aiohttp"]
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     assert load_configured_sdks() == ["openai", "anthropic", "aiohttp"]
+    gc.unfreeze()  # whatever froze before in this process: the count below is this call's
+    assert gc.get_freeze_count() == 0
     try:
         supervisor._settle_heap()
         assert gc.get_freeze_count() > 0  # boot's objects are out of the collector's walks

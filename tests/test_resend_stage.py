@@ -68,7 +68,7 @@ def test_resend_stage_makes_a_lost_advance_and_sends_the_next_stage(
     monkeypatch.undo()
     # The stage's last completion moves the session on itself when it sees the other task
     # completed; two completing at the same moment each see the other running and leave the move
-    # to the gate. That is the case here: the gate lost, the session still at stage 1.
+    # to the gate. That race is simulated here: the stage set back to 1, and the gate lost.
     ExecutionSession.update(current_stage=1).where(ExecutionSession.id == session.id).execute()
 
     assert pipeline.resend_stage(session.id) == 2  # frontend_dev and ui_ux

@@ -223,9 +223,9 @@ async def test_a_deleted_accounts_cookie_opens_no_socket(app, login_as, cast, re
 
 
 def test_the_handshakes_second_statement_decides_access_and_reads_the_backlog_in_one(cast, database):
-    """`_role_and_backlog_at_once`: the backlog only for someone who may still read the team, and
+    """`_role_and_backlog`: the backlog only for someone who may still read the team, and
     the same events `events_after` gives, in seq order, after `after`."""
-    from app.ws import _role_and_backlog_at_once
+    from app.ws import _role_and_backlog
     from models import User
     from models.events import events_after
 
@@ -233,9 +233,9 @@ def test_the_handshakes_second_statement_decides_access_and_reads_the_backlog_in
     with database.connection_context():
         everything = events_after(sid, 0)
         assert len(everything) >= 2
-        assert _role_and_backlog_at_once(people["viewer"].id, team_id, sid, 0) == (True, everything)
-        assert _role_and_backlog_at_once(people["member"].id, team_id, sid, 1) == (True, everything[1:])
-        assert _role_and_backlog_at_once(people["outsider"].id, team_id, sid, 0) == (False, [])
-        assert _role_and_backlog_at_once(people["viewer"].id, team_id + 1000, sid, 0) == (False, [])
+        assert _role_and_backlog(people["viewer"].id, team_id, sid, 0) == (True, everything)
+        assert _role_and_backlog(people["member"].id, team_id, sid, 1) == (True, everything[1:])
+        assert _role_and_backlog(people["outsider"].id, team_id, sid, 0) == (False, [])
+        assert _role_and_backlog(people["viewer"].id, team_id + 1000, sid, 0) == (False, [])
         User.delete().where(User.id == people["viewer"].id).execute()
-        assert _role_and_backlog_at_once(people["viewer"].id, team_id, sid, 0) == (False, [])
+        assert _role_and_backlog(people["viewer"].id, team_id, sid, 0) == (False, [])
