@@ -161,9 +161,10 @@ def served_app(settings: Settings) -> Any:
 
 def serve(settings: Settings, config: Config, sockets: Sockets | None = None) -> None:
     """Run one web process until SIGTERM or SIGINT (on `sockets` when a supervisor bound them)."""
-    from app.serving import end_on_too_big
+    from app.serving import end_on_too_big, one_write_per_response
 
     end_on_too_big()  # in every web process: an oversize WebSocket message ends its connection
+    one_write_per_response()  # and a response's head goes out in one write with its body
     shutdown = asyncio.Event()
 
     async def run() -> None:

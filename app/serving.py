@@ -1,23 +1,41 @@
-"""One correction to hypercorn, installed in every web process by `app/server.py`.
+"""Two corrections to hypercorn, installed in every web process by `app/server.py`.
 
-hypercorn assembles each WebSocket message in memory before the app sees it, up to
+**An oversize WebSocket message ends its connection.** hypercorn assembles each WebSocket message in memory before the app sees it, up to
 `Config.websocket_max_message_size`. Past that it sends a 1009 close frame but keeps reading
 what the client sends, parsing one frame per read and buffering the rest inside wsproto, and
 never ends the connection: a client that ignores the close grew the web process by 567 MB in
 5 seconds (issue 14, finding 2; `bench/hardening.py` measures it). `end_on_too_big` makes a
 message over the limit end the connection right after the close frame, so that a socket never
 holds more than one message of at most `Settings.ws_max_message_bytes`.
+
+**One write per HTTP/1 response.** hypercorn's h11 protocol writes a response's head, its body
+and its end each as a socket write followed by a `drain` (the end of a response with a
+`content-length` is no bytes at all, written all the same). Under the read benchmark's 64
+connections these writes were an eighth of a web process's time with the GIL held (py-spy
+`--gil`, issue 13, fifth pass). `one_write_per_response` keeps the head until the next event of
+the stream and writes both at once, and writes nothing for an end that is no bytes. The head is
+never kept across an `await` of the app: hypercorn's `HTTPStream` sends `Response` only when the
+app's first body message arrives, and that message's `Body` (or the `EndBody` of an empty
+response) follows it at once, so a streamed body still goes out chunk by chunk.
 """
 
 from __future__ import annotations
 
+from itertools import chain
+
+import h11
+from hypercorn.events import RawData
 from hypercorn.protocol import ws_stream
-from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.events import Body, EndBody, Response, StreamClosed
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.h11 import H11Protocol
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.frame_protocol import CloseReason
 
 _patched = False
+_coalescing = False
+_stream_send = H11Protocol.stream_send
 
 
 async def _handle_events(self: ws_stream.WSStream) -> None:
@@ -50,3 +68,45 @@ def end_on_too_big() -> None:
     if not _patched:
         ws_stream.WSStream._handle_events = _handle_events  # type: ignore[method-assign]  # the correction itself
         _patched = True
+
+
+async def _coalesced_stream_send(self: H11Protocol, event: StreamEvent) -> None:
+    """`H11Protocol.stream_send`, but a final response's head waits for the event after it."""
+    held: bytes | None = self.__dict__.pop("_sage_head", None)
+    if isinstance(event, Response) and event.status_code >= 200:
+        if held is not None:  # two heads in a row cannot happen; keep hypercorn's order if it did
+            await self.send(RawData(data=held))
+        headers = list(chain(event.headers, self.config.response_headers("h11")))
+        if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+            headers.append((b"connection", b"close"))
+        head = _h11_bytes(self, h11.Response(headers=headers, status_code=event.status_code))
+        if head is not None:
+            self.__dict__["_sage_head"] = head
+        return
+    if isinstance(event, (Body, EndBody)):
+        data = _h11_bytes(self, h11.Data(data=event.data) if isinstance(event, Body) else h11.EndOfMessage())
+        if held is not None or data:
+            await self.send(RawData(data=(held or b"") + (data or b"")))
+        return
+    if held is not None:
+        await self.send(RawData(data=held))
+    await _stream_send(self, event)
+
+
+def _h11_bytes(protocol: H11Protocol, event: h11.Response | h11.Data | h11.EndOfMessage) -> bytes | None:
+    """What `protocol`'s h11 connection makes of `event`, or None where hypercorn would send
+    nothing (a local protocol error on a connection the peer already broke)."""
+    try:
+        return protocol.connection.send(event)
+    except h11.LocalProtocolError:
+        if protocol.connection.their_state != h11.ERROR:
+            raise
+        return None
+
+
+def one_write_per_response() -> None:
+    """Install the coalescing of a response's head with what follows it (idempotent)."""
+    global _coalescing
+    if not _coalescing:
+        H11Protocol.stream_send = _coalesced_stream_send  # type: ignore[method-assign]  # the correction itself
+        _coalescing = True

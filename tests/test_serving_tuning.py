@@ -21,3 +21,79 @@ async def test_a_served_app_freezes_its_start_up_objects_once_started(settings, 
             assert response.status_code == 200
     finally:
         gc.unfreeze()
+
+
+def _h11_protocol(sent: list[bytes]):
+    """hypercorn's h11 protocol with a request received and its writes recorded in `sent`, as
+    hypercorn's own tests build it (no socket, no app)."""
+    from unittest.mock import AsyncMock, Mock
+
+    from hypercorn.config import Config
+    from hypercorn.protocol.h11 import H11Protocol
+
+    from hypercorn.events import RawData
+
+    async def send(event) -> None:
+        if isinstance(event, RawData):
+            sent.append(event.data)
+
+    config = Config()
+    config.include_date_header = False  # two runs must make the same bytes
+    context = Mock()
+    context.event_class.return_value = AsyncMock()
+    protocol = H11Protocol(AsyncMock(), config, context, AsyncMock(), Mock(), False, None, None, send)
+    protocol.connection.receive_data(b"GET /sessions/1 HTTP/1.1\r\nHost: sage\r\n\r\n")
+    protocol.connection.next_event()  # the request, as `_handle_events` would read it
+    protocol.connection.next_event()  # its end
+    return protocol
+
+
+async def _writes(stream_send, events) -> list[bytes]:
+    sent: list[bytes] = []
+    protocol = _h11_protocol(sent)
+    for event in events:
+        await stream_send(protocol, event)
+    return sent
+
+
+async def test_a_response_goes_out_in_one_write_with_the_same_bytes():
+    from hypercorn.protocol.events import Body, EndBody, Response
+
+    from app import serving
+
+    body = b'{"id":1}\n'
+    sized = [
+        Response(stream_id=1, status_code=200, headers=[(b"content-length", str(len(body)).encode())]),
+        Body(stream_id=1, data=body),
+        EndBody(stream_id=1),
+    ]
+    before = await _writes(serving._stream_send, sized)
+    after = await _writes(serving._coalesced_stream_send, sized)
+    assert len(before) >= 2  # hypercorn's own: the head, then the body (then an empty end)
+    assert after == [b"".join(before)]  # one write, the same bytes
+    assert after[0].startswith(b"HTTP/1.1 200 ") and after[0].endswith(body)
+
+    # An empty response (a 304): the head and its end together.
+    empty = [Response(stream_id=1, status_code=304, headers=[(b"etag", b'"v1"')]), EndBody(stream_id=1)]
+    before = await _writes(serving._stream_send, empty)
+    assert await _writes(serving._coalesced_stream_send, empty) == [b"".join(before)]
+
+
+async def test_a_streamed_response_still_goes_out_chunk_by_chunk():
+    from hypercorn.protocol.events import Body, EndBody, Response, StreamClosed
+
+    from app import serving
+
+    chunked = [
+        Response(stream_id=1, status_code=200, headers=[(b"content-type", b"application/x-ndjson")]),
+        Body(stream_id=1, data=b"first\n"),
+        Body(stream_id=1, data=b"second\n"),
+        EndBody(stream_id=1),
+        StreamClosed(stream_id=1),
+    ]
+    before = await _writes(serving._stream_send, chunked)
+    after = await _writes(serving._coalesced_stream_send, chunked)
+    assert b"".join(after) == b"".join(before)
+    # The head rides with the first chunk only; each later chunk, and the end, is its own write.
+    assert after[0].endswith(b"first\n\r\n") and after[1:] == [b"7\r\nsecond\n\r\n", b"0\r\n\r\n"]
+
