@@ -288,6 +288,23 @@ def team_access_with_rows(
     return [row for row in rows if row.id is not None]  # none: one row of facts with NULLs
 
 
+def team_access_with_plain_rows(
+    user_id: int, team_id: int, action: Action, rows_sql: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """`team_access_with_rows` with the rows as the driver gives them (tuples, nothing converted):
+    for a statement whose columns are already what the caller sends.
+
+    Raises: as `require_team`.
+    """
+    sql = f"SELECT f.*, r.* FROM ({_TEAM_FACTS_SQL}) AS f LEFT JOIN LATERAL ({rows_sql}) AS r ON true"
+    rows = db.obj.execute_prepared(sql, (user_id, team_id, user_id, *params)).fetchall()
+    account_exists, owner_id, is_shared, membership_role = rows[0][:4]  # always one row at least
+    _decide_facts(account_exists, owner_id, is_shared, membership_role, user_id, action, "team")
+    if len(rows) == 1 and all(value is None for value in rows[0][4:]):
+        return []  # the facts alone: the statement had no row
+    return [row[4:] for row in rows]
+
+
 def require_task(user_id: int, task_id: int, action: Action) -> tuple[AgentTask, Role]:
     """The agent task (with `.session` and `.session.team` loaded) and the user's role, if allowed.
 

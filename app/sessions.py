@@ -13,7 +13,7 @@ from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import validate_querystring, validate_request
 from redis.exceptions import RedisError
 
-from app.access import require_session, require_team, session_access_with, team_access, team_access_with_rows
+from app.access import require_session, require_team, session_access_with, team_access, team_access_with_plain_rows
 from app.db_thread import read_db, read_statement, run_connected, run_db
 from app.errors import ApiError
 from app.login_sessions import current_user_id, login_required, login_required_access_checked, login_user_id
@@ -109,9 +109,9 @@ def _list(user_id: int, team_id: int, query: SessionList) -> dict:
 
 def list_at_once(user_id: int, team_id: int, query: SessionList) -> dict:
     """`_list` as one prepared statement (access, account and the page): no transaction needed."""
-    sql, params = queries.team_sessions_sql(team_id, query.status, query.limit, query.before)
-    rows = team_access_with_rows(user_id, team_id, "read", ExecutionSession, sql, params)
-    return queries.team_sessions_page(rows, query.limit)
+    sql, params = queries.team_sessions_items_sql(team_id, query.status, query.limit, query.before)
+    rows = team_access_with_plain_rows(user_id, team_id, "read", sql, params)
+    return queries.team_sessions_items_page(rows, query.limit)
 
 
 @blueprint.get("/teams/<int:team_id>/sessions")

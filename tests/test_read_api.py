@@ -201,9 +201,12 @@ async def test_a_kept_bodys_read_whose_connection_is_terminated_runs_once_more(l
 
 
 def test_the_team_list_in_one_statement_is_the_peewee_list_and_decides_as_require_team(cast):
-    """The web's list (`list_at_once`: access and page in one prepared statement) gives the same
-    body as `queries.team_sessions` for every filter, and the same decision as `require_team`."""
-    from app.access import team_access_with_rows
+    """The web's list (`list_at_once`: access and page in one prepared statement, rows zipped with
+    their keys) is `queries.team_sessions`'s page, for every filter and for awkward values; and it
+    decides as `require_team`."""
+    import datetime as dt
+
+    from app.access import team_access_with_plain_rows
     from app.errors import ApiError
     from app.sessions import SessionList, list_at_once
     from models import ExecutionSession, queries
@@ -214,6 +217,20 @@ def test_the_team_list_in_one_statement_is_the_peewee_list_and_decides_as_requir
     ExecutionSession.update(usage={"calls": 2}).where(ExecutionSession.feature_name == "More 1").execute()
     ExecutionSession.update(status="active", ended_at=None, end_reason=None, duration_seconds=None).where(
         ExecutionSession.feature_name.in_(["More 0", "More 3"])
+    ).execute()
+    # Values of every kind a column holds: text JSON must escape, a float, usage with and without
+    # each key, a time with a whole second and one a microsecond short of the next millisecond.
+    ExecutionSession.update(
+        feature_name='Quote " back \\ slash </script>',
+        description="tab\tnew\nline\x01\x1f é ✓ 😀 \u2028",
+        error_message="",
+        duration_seconds=2.0,
+        started_at=dt.datetime(2026, 1, 2, 3, 4, 5),
+        ended_at=dt.datetime(2026, 1, 2, 3, 4, 5, 999999),
+        usage={"calls": 3, "prompt_tokens": 1200, "completion_tokens": 7, "cost_usd": 0.1 + 0.2, "latency_ms": 5},
+    ).where(ExecutionSession.feature_name == "More 2").execute()
+    ExecutionSession.update(duration_seconds=1e-05, usage={"cost_usd": 0.000123, "calls": 1}).where(
+        ExecutionSession.feature_name == "More 3"
     ).execute()
     ids = [s.id for s in ExecutionSession.select().where(ExecutionSession.team == team.id)]
     for status in (None, "active", "completed", "error"):
@@ -232,10 +249,10 @@ def test_the_team_list_in_one_statement_is_the_peewee_list_and_decides_as_requir
             return ("gone", None)
 
     def both(user_id, team_id):
-        sql, params = queries.team_sessions_sql(team_id)
+        sql, params = queries.team_sessions_items_sql(team_id)
         return (
             outcome(lambda: require_team(user_id, team_id, "read", check_account=True)[1] and "ok"),
-            outcome(lambda: team_access_with_rows(user_id, team_id, "read", ExecutionSession, sql, params) and "ok"),
+            outcome(lambda: team_access_with_plain_rows(user_id, team_id, "read", sql, params) and "ok"),
         )
 
     people = cast["people"]
@@ -648,3 +665,17 @@ def test_redis_replies_are_parsed_by_hiredis():
     from redis.utils import HIREDIS_AVAILABLE
 
     assert HIREDIS_AVAILABLE
+
+
+def test_postgresql_writes_the_lists_times_as_iso_does(database):
+    """The list's times come from PostgreSQL (`queries._ISO`) in `serialize.iso`'s form:
+    milliseconds cut, not rounded, and a Z."""
+    import datetime as dt
+
+    from models import db, queries
+    from models.serialize import iso
+
+    times = [dt.datetime(2026, 1, 2, 3, 4, 5), dt.datetime(2026, 12, 31, 23, 59, 59, 999999)]
+    times += [dt.datetime(2026, 5, 6, 7, 8, 9, 1500), dt.datetime(2026, 5, 6, 7, 8, 9, 120000)]
+    for value in times:
+        assert db.execute_sql(f"SELECT to_char(%s::timestamp, {queries._ISO})", (value,)).fetchone()[0] == iso(value)

@@ -29,9 +29,8 @@ def _h11_protocol(sent: list[bytes]):
     from unittest.mock import AsyncMock, Mock
 
     from hypercorn.config import Config
-    from hypercorn.protocol.h11 import H11Protocol
-
     from hypercorn.events import RawData
+    from hypercorn.protocol.h11 import H11Protocol
 
     async def send(event) -> None:
         if isinstance(event, RawData):
@@ -96,4 +95,3 @@ async def test_a_streamed_response_still_goes_out_chunk_by_chunk():
     assert b"".join(after) == b"".join(before)
     # The head rides with the first chunk only; each later chunk, and the end, is its own write.
     assert after[0].endswith(b"first\n\r\n") and after[1:] == [b"7\r\nsecond\n\r\n", b"0\r\n\r\n"]
-
