@@ -1,22 +1,23 @@
 """Two corrections to hypercorn, installed in every web process by `app/server.py`.
 
-**An oversize WebSocket message ends its connection.** hypercorn assembles each WebSocket message in memory before the app sees it, up to
-`Config.websocket_max_message_size`. Past that it sends a 1009 close frame but keeps reading
-what the client sends, parsing one frame per read and buffering the rest inside wsproto, and
-never ends the connection: a client that ignores the close grew the web process by 567 MB in
-5 seconds (issue 14, finding 2; `bench/hardening.py` measures it). `end_on_too_big` makes a
-message over the limit end the connection right after the close frame, so that a socket never
-holds more than one message of at most `Settings.ws_max_message_bytes`.
+**An oversize WebSocket message ends its connection.** hypercorn assembles each WebSocket message
+in memory before the app sees it, up to `Config.websocket_max_message_size`. Past that it sends a
+1009 close frame but keeps reading what the client sends, parsing one frame per read and buffering
+the rest inside wsproto, and never ends the connection: a client that ignores the close grew the
+web process by 567 MB in 5 seconds (issue 14, finding 2; `bench/hardening.py` measures it).
+`end_on_too_big` makes a message over the limit end the connection right after the close frame, so
+that a socket never holds more than one message of at most `Settings.ws_max_message_bytes`.
 
-**One write per HTTP/1 response.** hypercorn's h11 protocol writes a response's head, its body
-and its end each as a socket write followed by a `drain` (the end of a response with a
-`content-length` is no bytes at all, written all the same). Under the read benchmark's 64
-connections these writes were an eighth of a web process's time with the GIL held (py-spy
-`--gil`, issue 13, fifth pass). `one_write_per_response` keeps the head until the next event of
-the stream and writes both at once, and writes nothing for an end that is no bytes. The head is
-never kept across an `await` of the app: hypercorn's `HTTPStream` sends `Response` only when the
-app's first body message arrives, and that message's `Body` (or the `EndBody` of an empty
-response) follows it at once, so a streamed body still goes out chunk by chunk.
+**One write per HTTP/1 response.** hypercorn's h11 protocol writes a response's head, its body and
+its end each as a socket write followed by a `drain` (the end of a response with a `content-length`
+is no bytes at all, written all the same); under the read benchmark's 64 connections
+`StreamWriter.write` was 12% of a web process's GIL time (py-spy `--gil`, issue 13, fifth pass).
+`one_write_per_response` keeps the head until the next event of the stream and writes both at once,
+and writes nothing for an end that is no bytes: fewer system calls, though the web's CPU per
+request did not move beyond the benchmark's noise. The head is never kept across an `await` of the
+app: hypercorn's `HTTPStream` sends `Response` only when the app's first body message arrives, and
+that message's `Body` (or the `EndBody` of an empty response) follows it at once, so a streamed
+body still goes out chunk by chunk.
 """
 
 from __future__ import annotations
