@@ -139,3 +139,60 @@ def test_a_batch_sent_after_redis_lost_its_scripts_loads_the_script_and_sends_ag
         broker.enqueue(message)
     assert redis_client.llen(f"{broker.namespace}:wakeup-test") == 3
     broker.close()
+
+
+def test_signals_call_the_middleware_that_has_the_hook_in_dramatiqs_order(settings, caplog):
+    """`_Drains.emit_before` / `emit_after` skip `Middleware`'s empty hooks but otherwise do what
+    Dramatiq does: list order before, reverse order after, a failure logged and the rest still
+    called, `MiddlewareError` raised from a `before_`, middleware added later called too, a hook
+    set on an instance called, and a signal `Middleware` lacks handled by Dramatiq's own loop."""
+    from dramatiq.middleware import Middleware, SkipMessage
+
+    calls: list[str] = []
+
+    class Records(Middleware):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def before_ack(self, broker, message) -> None:
+            calls.append(f"before {self.name}")
+
+        def after_ack(self, broker, message) -> None:
+            calls.append(f"after {self.name}")
+
+    class Fails(Middleware):
+        def after_ack(self, broker, message) -> None:
+            raise RuntimeError("a broken hook")
+
+    class Skips(Middleware):
+        def before_process_message(self, broker, message) -> None:
+            raise SkipMessage()
+
+    broker = WakeableRedisBroker(url=settings.redis_url, middleware=[Records("a"), Middleware(), Fails(), Records("b")])
+    try:
+        broker.emit_before("ack", None)
+        broker.emit_after("ack", None)
+        assert calls == ["before a", "before b", "after b", "after a"]  # and Fails' failure did not stop a
+        assert "Unexpected failure in after_ack" in caplog.text
+
+        calls.clear()
+        broker.add_middleware(Records("c"))  # listed again: c is called from now on
+        plain = Middleware()
+        plain.before_ack = lambda broker, message: calls.append("before instance")  # type: ignore[method-assign]
+        broker.add_middleware(plain)
+        broker.emit_before("ack", None)
+        assert calls == ["before a", "before b", "before c", "before instance"]
+
+        broker.add_middleware(Skips())
+        try:
+            broker.emit_before("process_message", None)
+        except SkipMessage:
+            pass
+        else:
+            raise AssertionError("a MiddlewareError from a before_ hook must reach the worker")
+
+        caplog.clear()
+        broker.emit_after("no_such_signal", None)  # Dramatiq's loop: each middleware's lookup fails, logged
+        assert caplog.text.count("Unexpected failure in after_no_such_signal") == len(broker.middleware)
+    finally:
+        broker.close()
