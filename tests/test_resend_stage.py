@@ -24,24 +24,31 @@ def completed_once(session_id: int) -> None:
     assert AgentSnapshot.select().join(AgentTask).where(AgentTask.session == session_id).count() == 7
 
 
-def lose_what_follows(monkeypatch, task, advance: bool) -> None:
-    """Make `task`'s stage gate lose the next stage's messages (after advancing, or without)."""
+def lose_what_follows(monkeypatch, task, advance: bool, lost: list | None = None) -> list:
+    """Make `task`'s stage gate lose the next stage's messages (after advancing, or without).
+
+    Returns the list each lost gate call is added to. A test waits for it before undoing the
+    patch: the gate runs after the completion commits, so a test that undid the patch as soon as
+    it saw the task completed could let the real gate send after all."""
+    lost = [] if lost is None else lost
     real_gate = task.gate
 
     def losing_gate(results, send):
         if advance:
             real_gate(results, lambda: True)  # the advance commits; the sent messages vanish
+        lost.append(results)
 
     monkeypatch.setattr(task, "gate", losing_gate)
+    return lost
 
 
 def test_resend_stage_sends_the_lost_stage_and_the_pipeline_continues(
     personal_team, user, stub_worker, wait, monkeypatch
 ):
     session = pipeline.create_session(personal_team.id, user.id, "Team chat", "real-time")
-    lose_what_follows(monkeypatch, pipeline.execute_architect_task, advance=True)
+    lost = lose_what_follows(monkeypatch, pipeline.execute_architect_task, advance=True)
     pipeline.start_session(session.id)
-    wait(lambda: ExecutionSession.get_by_id(session.id).current_stage == 1)
+    wait(lambda: ExecutionSession.get_by_id(session.id).current_stage == 1 and lost)
     monkeypatch.undo()
     # The stage-1 messages are gone, and backend_dev's worker died holding it as `running`.
     AgentTask.update(status="running", celery_task_id="lost-message").where(
@@ -61,10 +68,11 @@ def test_resend_stage_makes_a_lost_advance_and_sends_the_next_stage(
     personal_team, user, stub_worker, wait, monkeypatch
 ):
     session = pipeline.create_session(personal_team.id, user.id, "Search", "find recipes")
+    lost: list = []
     for task in (pipeline.execute_backend_task, pipeline.execute_dba_task):
-        lose_what_follows(monkeypatch, task, advance=False)
+        lost = lose_what_follows(monkeypatch, task, advance=False, lost=lost)
     pipeline.start_session(session.id)
-    wait(lambda: all(tasks_of(session.id)[r].status == "completed" for r in ("backend_dev", "dba")))
+    wait(lambda: all(tasks_of(session.id)[r].status == "completed" for r in ("backend_dev", "dba")) and lost)
     monkeypatch.undo()
     # The stage's last completion moves the session on itself when it sees the other task
     # completed; two completing at the same moment each see the other running and leave the move
@@ -103,9 +111,9 @@ def test_a_redelivered_last_members_gate_sends_the_stage_its_completion_moved_to
     its gate sent anything. The redelivered message finds the task completed and returns the same
     result, without `advanced`: its gate's `advance` moves nothing and must send stage 1 all the same."""
     session = pipeline.create_session(personal_team.id, user.id, "Invoices", "pdf export")
-    lose_what_follows(monkeypatch, pipeline.execute_architect_task, advance=False)
+    lost = lose_what_follows(monkeypatch, pipeline.execute_architect_task, advance=False)
     pipeline.start_session(session.id)
-    wait(lambda: tasks_of(session.id)["architect"].status == "completed")
+    wait(lambda: tasks_of(session.id)["architect"].status == "completed" and lost)
     monkeypatch.undo()
     assert ExecutionSession.get_by_id(session.id).current_stage == 1  # moved by the completion
     assert {tasks_of(session.id)[r].status for r in ("backend_dev", "dba")} == {"pending"}
