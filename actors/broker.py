@@ -170,7 +170,7 @@ class _Drains:
             hooks = self._hooks_of[signal] = [
                 middleware
                 for middleware in self.middleware
-                if signal in vars(middleware) or getattr(type(middleware), signal, None) is not empty
+                if signal in getattr(middleware, "__dict__", ()) or getattr(type(middleware), signal, None) is not empty
             ]
         return hooks
 

@@ -243,7 +243,8 @@ def session_team_id(user_id: int, session_id: int, action: Action) -> int:
 
 
 # `require_team(..., check_account=True)`'s question, in the same shape (one row, NULL team facts
-# when the team is missing); its names are kept apart from the rows `team_access_with_rows` adds.
+# when the team is missing); its four columns come first and its names are kept apart from the rows
+# `team_access_with_rows` and `team_access_with_plain_rows` add.
 _TEAM_FACTS_SQL = (
     "SELECT EXISTS (SELECT 1 FROM users WHERE id = %s) AS account_exists,"
     " t.owner_id AS team_owner_id, t.is_shared AS team_is_shared, m.role AS membership_role"

@@ -12,16 +12,19 @@ that a socket never holds more than one message of at most `Settings.ws_max_mess
 its end each as a socket write followed by a `drain` (the end of a response with a `content-length`
 is no bytes at all, written all the same); under the read benchmark's 64 connections
 `StreamWriter.write` was 12% of a web process's GIL time (py-spy `--gil`, issue 13, fifth pass).
-`one_write_per_response` keeps the head until the next event of the stream and writes both at once,
-and writes nothing for an end that is no bytes: fewer system calls, though the web's CPU per
-request did not move beyond the benchmark's noise. The head is never kept across an `await` of the
-app: hypercorn's `HTTPStream` sends `Response` only when the app's first body message arrives, and
-that message's `Body` (or the `EndBody` of an empty response) follows it at once, so a streamed
-body still goes out chunk by chunk.
+`one_write_per_response` keeps the head of a response whose size is known (a `content-length`, or a
+204 or 304, which have no body) until the next event of its stream and writes both at once, and
+writes nothing for an end that is no bytes: fewer system calls, though the web's CPU per request
+did not move beyond the benchmark's noise. hypercorn sends the head as the app starts the response;
+Quart sends a sized body right after it (a file's after opening it), so the head waits no longer
+than that. A response without a size (a streamed body) goes out as hypercorn sends it, head first.
+It is installed only on the hypercorn release whose `stream_send` it repeats.
 """
 
 from __future__ import annotations
 
+import logging
+from importlib.metadata import version
 from itertools import chain
 
 import h11
@@ -34,6 +37,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.frame_protocol import CloseReason
 
+logger = logging.getLogger(__name__)
 _patched = False
 _coalescing = False
 _stream_send = H11Protocol.stream_send
@@ -71,10 +75,19 @@ def end_on_too_big() -> None:
         _patched = True
 
 
+#: The hypercorn release whose `H11Protocol.stream_send` `_coalesced_stream_send` repeats.
+_HYPERCORN = "0.18."
+
+
+def _sized(event: Response) -> bool:
+    """Whether the response's whole length is known from its head (so its body follows at once)."""
+    return event.status_code in (204, 304) or any(name.lower() == b"content-length" for name, _ in event.headers)
+
+
 async def _coalesced_stream_send(self: H11Protocol, event: StreamEvent) -> None:
-    """`H11Protocol.stream_send`, but a final response's head waits for the event after it."""
+    """`H11Protocol.stream_send`, but a sized final response's head waits for the event after it."""
     held: bytes | None = self.__dict__.pop("_sage_head", None)
-    if isinstance(event, Response) and event.status_code >= 200:
+    if isinstance(event, Response) and event.status_code >= 200 and _sized(event):
         if held is not None:  # two heads in a row cannot happen; keep hypercorn's order if it did
             await self.send(RawData(data=held))
         headers = list(chain(event.headers, self.config.response_headers("h11")))
@@ -85,7 +98,12 @@ async def _coalesced_stream_send(self: H11Protocol, event: StreamEvent) -> None:
             self.__dict__["_sage_head"] = head
         return
     if isinstance(event, (Body, EndBody)):
-        data = _h11_bytes(self, h11.Data(data=event.data) if isinstance(event, Body) else h11.EndOfMessage())
+        try:
+            data = _h11_bytes(self, h11.Data(data=event.data) if isinstance(event, Body) else h11.EndOfMessage())
+        except h11.LocalProtocolError:  # a body longer than its content-length: the head first, as hypercorn
+            if held is not None:
+                await self.send(RawData(data=held))
+            raise
         if held is not None or data:
             await self.send(RawData(data=(held or b"") + (data or b"")))
         return
@@ -106,8 +124,16 @@ def _h11_bytes(protocol: H11Protocol, event: h11.Response | h11.Data | h11.EndOf
 
 
 def one_write_per_response() -> None:
-    """Install the coalescing of a response's head with what follows it (idempotent)."""
+    """Install the coalescing of a response's head with what follows it (idempotent); not on a
+    hypercorn release other than the one it was written for (logged)."""
     global _coalescing
-    if not _coalescing:
-        H11Protocol.stream_send = _coalesced_stream_send  # type: ignore[method-assign]  # the correction itself
-        _coalescing = True
+    if _coalescing:
+        return
+    found = version("hypercorn")
+    if not found.startswith(_HYPERCORN):
+        logger.warning(
+            "hypercorn %s: responses are written as hypercorn writes them (one write each needs %sx)", found, _HYPERCORN
+        )
+        return
+    H11Protocol.stream_send = _coalesced_stream_send  # type: ignore[method-assign]  # the correction itself
+    _coalescing = True

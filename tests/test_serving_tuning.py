@@ -78,7 +78,9 @@ async def test_a_response_goes_out_in_one_write_with_the_same_bytes():
     assert await _writes(serving._coalesced_stream_send, empty) == [b"".join(before)]
 
 
-async def test_a_streamed_response_still_goes_out_chunk_by_chunk():
+async def test_a_streamed_response_goes_out_as_hypercorn_sends_it():
+    """A response without a size (a streamed body) is not held: head, chunks and end go out as
+    hypercorn writes them, the head before the app's first chunk."""
     from hypercorn.protocol.events import Body, EndBody, Response, StreamClosed
 
     from app import serving
@@ -92,6 +94,40 @@ async def test_a_streamed_response_still_goes_out_chunk_by_chunk():
     ]
     before = await _writes(serving._stream_send, chunked)
     after = await _writes(serving._coalesced_stream_send, chunked)
-    assert b"".join(after) == b"".join(before)
-    # The head rides with the first chunk only; each later chunk, and the end, is its own write.
-    assert after[0].endswith(b"first\n\r\n") and after[1:] == [b"7\r\nsecond\n\r\n", b"0\r\n\r\n"]
+    assert after == before and after[0].startswith(b"HTTP/1.1 200 ") and after[0].endswith(b"\r\n\r\n")
+
+
+async def test_a_body_longer_than_its_length_fails_after_its_head_as_in_hypercorn():
+    import h11
+    import pytest
+    from hypercorn.protocol.events import Body, Response
+
+    from app import serving
+
+    events = [
+        Response(stream_id=1, status_code=200, headers=[(b"content-length", b"2")]),
+        Body(stream_id=1, data=b"too long"),
+    ]
+    for stream_send in (serving._stream_send, serving._coalesced_stream_send):
+        sent: list[bytes] = []
+        protocol = _h11_protocol(sent)
+        await stream_send(protocol, events[0])
+        with pytest.raises(h11.LocalProtocolError):
+            await stream_send(protocol, events[1])
+        assert len(sent) == 1 and sent[0].startswith(b"HTTP/1.1 200 ")  # the head, and no body
+
+
+def test_the_one_write_correction_is_installed_only_on_the_hypercorn_it_repeats(monkeypatch):
+    from hypercorn.protocol.h11 import H11Protocol
+
+    from app import serving
+
+    monkeypatch.setattr(serving, "_coalescing", False)
+    monkeypatch.setattr(H11Protocol, "stream_send", serving._stream_send)
+    monkeypatch.setattr(serving, "version", lambda name: "0.19.0")
+    serving.one_write_per_response()
+    assert H11Protocol.stream_send is serving._stream_send
+    monkeypatch.setattr(serving, "version", lambda name: "0.18.0")
+    serving.one_write_per_response()
+    serving.one_write_per_response()  # idempotent
+    assert H11Protocol.stream_send is serving._coalesced_stream_send
