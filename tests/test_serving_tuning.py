@@ -131,3 +131,22 @@ def test_the_one_write_correction_is_installed_only_on_the_hypercorn_it_repeats(
     serving.one_write_per_response()
     serving.one_write_per_response()  # idempotent
     assert H11Protocol.stream_send is serving._coalesced_stream_send
+
+
+async def test_a_served_app_imports_the_workers_package_before_freezing(settings, database, redis_client, monkeypatch):
+    """`POST /sessions` enqueues through `actors.pipeline`: a web process imports it as it starts
+    (not on its first POST, which it made 80-100 ms slower) and before `gc.freeze`, so its objects
+    are frozen with the rest."""
+    import sys
+
+    from app import server
+
+    order: list[str] = []
+    monkeypatch.setattr(server, "preload_enqueueing", lambda: order.append("preload"))
+    monkeypatch.setattr(server, "freeze_start_up_objects", lambda: order.append("freeze"))
+    app = server.served_app(settings)
+    async with app.test_app():
+        assert order == ["preload", "freeze"]
+    monkeypatch.undo()
+    server.preload_enqueueing()
+    assert "actors.pipeline" in sys.modules
