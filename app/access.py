@@ -269,19 +269,27 @@ def team_access(user_id: int, team_id: int, action: Action) -> Role:
     return _decide_facts(account_exists, owner_id, is_shared, membership_role, user_id, action, "team")
 
 
+def _with_team_facts(user_id: int, team_id: int, rows_sql: str, params: Sequence[Any]) -> Any:
+    """The cursor of `rows_sql` (with `params`) joined to `_TEAM_FACTS_SQL`'s row: every row starts
+    with the four facts the caller decides `action` on (`_decide_facts`), and when `rows_sql` has
+    no row there is one row of facts with NULLs after them. One prepared statement, outside any
+    transaction (one snapshot by itself, so the rows are those the access is decided on).
+    PostgreSQL only."""
+    sql = f"SELECT f.*, r.* FROM ({_TEAM_FACTS_SQL}) AS f LEFT JOIN LATERAL ({rows_sql}) AS r ON true"
+    return db.obj.execute_prepared(sql, (user_id, team_id, user_id, *params))
+
+
 def team_access_with_rows(
     user_id: int, team_id: int, action: Action, model: Any, rows_sql: str, params: Sequence[Any]
 ) -> list[Any]:
     """`require_team(user_id, team_id, action, check_account=True)`'s decision, by the same rules,
     and when allowed the rows of `rows_sql` (with `params`), their values converted by `model`'s
-    fields as Peewee converts them (`models.db.rows_of`: named tuples): one prepared statement, outside any transaction (one snapshot by itself,
-    so the rows are those the access was decided on). PostgreSQL only.
+    fields as Peewee converts them (`models.db.rows_of`: named tuples), in one statement
+    (`_with_team_facts`). PostgreSQL only.
 
     Raises: as `require_team`.
     """
-    sql = f"SELECT f.*, r.* FROM ({_TEAM_FACTS_SQL}) AS f LEFT JOIN LATERAL ({rows_sql}) AS r ON true"
-    cursor = db.obj.execute_prepared(sql, (user_id, team_id, user_id, *params))
-    rows = rows_of(cursor, model)
+    rows = rows_of(_with_team_facts(user_id, team_id, rows_sql, params), model)
     first = rows[0]  # always one at least: the facts
     _decide_facts(
         first.account_exists, first.team_owner_id, first.team_is_shared, first.membership_role, user_id, action, "team"
@@ -297,8 +305,7 @@ def team_access_with_plain_rows(
 
     Raises: as `require_team`.
     """
-    sql = f"SELECT f.*, r.* FROM ({_TEAM_FACTS_SQL}) AS f LEFT JOIN LATERAL ({rows_sql}) AS r ON true"
-    rows = db.obj.execute_prepared(sql, (user_id, team_id, user_id, *params)).fetchall()
+    rows = _with_team_facts(user_id, team_id, rows_sql, params).fetchall()
     account_exists, owner_id, is_shared, membership_role = rows[0][:4]  # always one row at least
     _decide_facts(account_exists, owner_id, is_shared, membership_role, user_id, action, "team")
     if len(rows) == 1 and all(value is None for value in rows[0][4:]):

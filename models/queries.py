@@ -186,12 +186,15 @@ def team_sessions(
 
 def team_sessions_page(rows: list[Any], limit: int) -> dict[str, Any]:
     """The list's body from up to `limit + 1` sessions carrying `agents_done`, newest first."""
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "sessions": [{**session_dict(s), "agents_done": s.agents_done} for s in rows],
-        "next_before": rows[-1].id if more and rows else None,
-    }
+    return _page([{**session_dict(s), "agents_done": s.agents_done} for s in rows], limit)
+
+
+def _page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """The list's body from up to `limit + 1` items, newest first: the first `limit`, and the id
+    to ask `before` for the next page when there is one more."""
+    more = len(items) > limit
+    items = items[:limit]
+    return {"sessions": items, "next_before": items[-1]["id"] if more and items else None}
 
 
 def _team_sessions_where(
@@ -232,7 +235,6 @@ _LIST_ITEM = (
     ("user_id", "s.user_id"),
 )
 _LIST_KEYS = tuple(key for key, _ in _LIST_ITEM)
-_LIST_ID, _LIST_USAGE = _LIST_KEYS.index("id"), _LIST_KEYS.index("usage")
 
 
 def team_sessions_items_sql(
@@ -249,12 +251,10 @@ def team_sessions_items_page(rows: list[tuple[Any, ...]], limit: int) -> dict[st
     """`team_sessions_page` from `team_sessions_items_sql`'s rows, as the driver gives them: a
     page of 50 spent about 0.5 ms of a web process in converting rows to models and models to
     dicts (issue 13, fifth pass); each item is now its row zipped with the keys."""
-    more = len(rows) > limit
-    rows = rows[:limit]
     sessions = [dict(zip(_LIST_KEYS, row, strict=True)) for row in rows]
-    for item, row in zip(sessions, rows, strict=True):
-        item["usage"] = session_usage_dict(row[_LIST_USAGE])
-    return {"next_before": rows[-1][_LIST_ID] if more and rows else None, "sessions": sessions}
+    for item in sessions:
+        item["usage"] = session_usage_dict(item["usage"])
+    return _page(sessions, limit)
 
 
 def _agents_done() -> Any:

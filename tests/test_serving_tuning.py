@@ -137,7 +137,10 @@ async def test_a_served_app_imports_the_workers_package_before_freezing(settings
     """`POST /sessions` enqueues through `actors.pipeline`: a web process imports it as it starts
     (not on its first POST, which it made 80-100 ms slower) and before `gc.freeze`, so its objects
     are frozen with the rest."""
+    import os
+    import subprocess
     import sys
+    from pathlib import Path
 
     from app import server
 
@@ -147,6 +150,15 @@ async def test_a_served_app_imports_the_workers_package_before_freezing(settings
     app = server.served_app(settings)
     async with app.test_app():
         assert order == ["preload", "freeze"]
-    monkeypatch.undo()
-    server.preload_enqueueing()
-    assert "actors.pipeline" in sys.modules
+    # And what it does, in a fresh interpreter (this one imported the package long ago).
+    check = (
+        "import sys; from app.server import preload_enqueueing; assert 'actors.pipeline' not in sys.modules;"
+        " preload_enqueueing(); assert 'actors.pipeline' in sys.modules"
+    )
+    env = {
+        **os.environ,
+        "SAGE_STUB_BROKER": "1",
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+    }
+    subprocess.run([sys.executable, "-c", check], env=env, cwd=Path(server.__file__).parent.parent, check=True)
