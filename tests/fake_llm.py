@@ -13,7 +13,9 @@ requests get instead:
 
 Every request is kept in `requests` (path, headers, body) for the tests to inspect. Each waits
 `latency` seconds before it is answered; `in_flight` and `peak` count the requests being
-answered at once (now, and at most).
+answered at once (now, and at most). A request stops counting just before its answer's closing
+frames are written (the finish reason, an error status, a cut): the client may hand its slot to
+another call the moment it reads them, sooner than this thread gets the GIL back to count.
 """
 
 from __future__ import annotations
@@ -116,9 +118,16 @@ class FakeModelServer:
                     )
                     fake.in_flight += 1
                     fake.peak = max(fake.peak, fake.in_flight)
+                self._counted = True
                 try:
                     self._answer(body)
                 finally:
+                    self._answered()
+
+            def _answered(self) -> None:
+                """No longer in flight (once): called before the frames that end the answer."""
+                if self._counted:
+                    self._counted = False
                     with fake._lock:
                         fake.in_flight -= 1
 
@@ -135,6 +144,7 @@ class FakeModelServer:
                     self.close_connection = True
                     return
                 if mode in {"401", "404", "429", "500"}:
+                    self._answered()
                     self._error(int(mode), anthropic)
                     return
                 if anthropic:
@@ -191,6 +201,7 @@ class FakeModelServer:
 
             def _cut(self) -> None:
                 # Drop the connection without the closing chunk: a stream cut midway.
+                self._answered()
                 self.wfile.flush()
                 self.close_connection = True
                 self.connection.close()
@@ -218,6 +229,7 @@ class FakeModelServer:
                     chunk({"role": "assistant", "content": piece} if index == 0 else {"content": piece})
                     self._pace(mode)
                 sent = "".join(pieces)
+                self._answered()
                 chunk({}, "length" if mode == "length" else "stop")
                 chunk(
                     {},
@@ -268,6 +280,7 @@ class FakeModelServer:
                     event("content_block_delta", {"index": 0, "delta": delta})
                     self._pace(mode)
                 sent = "".join(pieces)
+                self._answered()
                 event("content_block_stop", {"index": 0})
                 event(
                     "message_delta",
