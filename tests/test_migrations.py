@@ -110,3 +110,41 @@ def test_rollback_removes_every_table(scratch_databases):
     assert catalog(migrated) == {"columns": [], "indexes": [], "constraints": []}
     with migrated.connection_context():
         assert router(migrated).run() == MIGRATIONS
+
+
+def _compression(database) -> dict[tuple[str, str], str]:
+    with database.connection_context():
+        rows = database.execute_sql(
+            "SELECT a.attrelid::regclass::text, a.attname, a.attcompression FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = 'public'::regnamespace "
+            "AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped"
+        ).fetchall()
+    return {(table, column): method for table, column, method in rows}
+
+
+def test_the_large_columns_store_new_values_with_lz4_and_roll_back_to_the_default(scratch_databases):
+    migrated, _ = scratch_databases
+    with migrated.connection_context():
+        router(migrated).run()
+    methods = _compression(migrated)
+    large = {
+        ("session_events", "payload"),
+        ("agent_snapshots", "execution_metadata"),
+        ("agent_snapshots", "context_state"),
+        ("agent_tasks", "output_data"),
+        ("search_documents", "tsv"),
+    }
+    assert {methods[column] for column in large} == {"l"}
+    assert methods[("session_events", "type")] == ""  # small columns keep the server's default
+    with migrated.connection_context():
+        # A value over the threshold is compressed with its column's method as it is stored.
+        stored = migrated.execute_sql(
+            "CREATE TEMP TABLE probe (LIKE session_events INCLUDING COMPRESSION); "
+            "INSERT INTO probe (id, session_id, seq, type, payload, created_at) "
+            "VALUES (1, 1, 1, 'session_started', jsonb_build_object('text', repeat('decision ', 2000)), now()); "
+            "SELECT pg_column_compression(payload) FROM probe"
+        ).fetchone()[0]
+        assert stored == "lz4"
+        assert router(migrated).done[-1] == "009_lz4_payloads"
+        router(migrated).rollback()
+    assert {_compression(migrated)[column] for column in large} == {""}
