@@ -39,6 +39,11 @@ log = logging.getLogger("sage.web")
 
 #: How long a stopping child may take before it is killed (hypercorn's own grace is 5 s).
 STOP_SECONDS = 10.0
+#: How long an open connection may sit without a request before the server closes it. A burst of
+#: 400 sessions from one loaded client (`bench/pipeline.py --sessions 400`) sent some first
+#: requests more than 5 s after connecting; with hypercorn's default of 5 s, 2 runs of 5 lost POSTs
+#: that way (77 in one: "Server disconnected without sending a response"), none of 4 at 30 s.
+KEEP_ALIVE_SECONDS = 30.0
 #: A child that dies sooner than this after starting is restarted after a pause, not at once, so a
 #: broken deployment does not spin.
 CRASH_LOOP_SECONDS = 2.0
@@ -125,6 +130,10 @@ def hypercorn_config(settings: Settings, host: str | None, port: int | None) -> 
     config.logger_class = AccessLogger
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
+    # How long a connection may wait for its next request, or for its first: hypercorn's 5 s
+    # default starts counting when the connection is accepted, and a request that arrives as it
+    # runs out is cut off unanswered (its access line has no status), even on a new connection.
+    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
     # The whole WebSocket message is assembled before the app sees it: bound it (1009 beyond).
     config.websocket_max_message_size = settings.ws_max_message_bytes
     return config

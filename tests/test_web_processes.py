@@ -181,6 +181,18 @@ async def test_connections_opened_in_a_burst_are_spread_over_both_processes(serv
     assert min(served.count(pid) for pid in set(served)) >= 8, served
 
 
+async def test_a_connection_whose_first_request_comes_late_is_still_answered(server):
+    """hypercorn closed a connection 5 s after accepting it unless a request had come, and cut off
+    one that came as the time ran out: a loaded client's POSTs were lost that way."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server["port"])
+    try:
+        await asyncio.sleep(6)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+
+
 def test_a_killed_web_process_is_replaced_and_the_site_keeps_answering(server):
     before = children(server["supervisor"])
     os.kill(before[0], signal.SIGKILL)
