@@ -39,11 +39,13 @@ log = logging.getLogger("sage.web")
 
 #: How long a stopping child may take before it is killed (hypercorn's own grace is 5 s).
 STOP_SECONDS = 10.0
-#: How long an open connection may sit without a request before the server closes it. A burst of
-#: 400 sessions from one loaded client (`bench/pipeline.py --sessions 400`) sent some first
-#: requests more than 5 s after connecting; with hypercorn's default of 5 s, 2 runs of 5 lost POSTs
-#: that way (77 in one: "Server disconnected without sending a response"), none of 4 at 30 s.
-KEEP_ALIVE_SECONDS = 30.0
+#: How long an open connection may sit without a request before the server closes it (also how
+#: long a new one may take to send its first request's head). A burst of 400 sessions from one
+#: loaded client (`bench/pipeline.py --sessions 400`) sent some first requests about 5 s after
+#: connecting; with hypercorn's default of 5 s, 2 runs of 5 lost POSTs that way (77 in one: "Server
+#: disconnected without sending a response"). Kept short all the same: hypercorn has no cap on
+#: connections, and an idle or slow one is held this long.
+KEEP_ALIVE_SECONDS = 15.0
 #: A child that dies sooner than this after starting is restarted after a pause, not at once, so a
 #: broken deployment does not spin.
 CRASH_LOOP_SECONDS = 2.0
@@ -208,43 +210,69 @@ def _child(settings: Settings, config: Config, sockets: Sockets) -> None:
 
 
 def reuse_port_sockets(config: Config, processes: int) -> bool:
-    """Whether each web process gets a listening socket of its own (see `socket_for_child`).
+    """Whether each web process gets a listening socket of its own (see `reuse_port_socket`).
 
     A shared listening socket is accepted from by whichever process wakes first, and it takes
     every connection waiting: clients that open their connections in a burst (an HTTP client's
     pool, a proxy, a page's requests) all landed on one process, 31 of 32 in a measured burst of
     POSTs, leaving the other cores idle. With SO_REUSEPORT, Linux hashes each new connection to
-    one of the listening sockets bound to the port. TCP binds only (not unix: or fd:// ones).
+    one of the listening sockets bound to the port. TCP binds only (not unix: or fd:// ones, nor
+    with QUIC configured).
+
     The price: a web process that dies resets the connections still waiting in its own queue
-    (those it had accepted were lost with it either way); its replacement gets a new socket.
+    (those it had accepted were lost with it either way), and while every process is down (a
+    crash loop's pause) connections are refused rather than queued; a process that is alive but
+    stuck still gets its share of new connections, which wait for it (the others took them from
+    a shared socket). The supervisor replaces processes that die, not ones that hang.
     """
     return (
         processes > 1
         and sys.platform.startswith("linux")
         and hasattr(socket, "SO_REUSEPORT")
+        and not config.quic_bind
         and all(not bind.startswith(("unix:", "fd://")) for bind in [*config.bind, *config.insecure_bind])
     )
 
 
-def socket_for_child(reserved: socket.socket) -> socket.socket:
-    """A socket bound, with SO_REUSEPORT, to the address of `reserved` (bound with it too, and
-    never listening: it holds the port while no child listens), for one web process to listen on."""
-    sock = socket.socket(reserved.family, reserved.type)
+def reuse_port_socket(like: socket.socket, address: Any = None) -> socket.socket:
+    """A socket of `like`'s kind bound with SO_REUSEPORT to `address` (`like`'s own by default),
+    not listening: the supervisor's, which holds the port, or one web process's to listen on."""
+    sock = socket.socket(like.family, like.type)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(reserved.getsockname())
+    sock.bind(like.getsockname() if address is None else address)
     sock.setblocking(False)
     sock.set_inheritable(True)
     return sock
 
 
+def _reserved(bound: Sockets) -> Sockets:
+    """`bound`'s sockets, each replaced by a SO_REUSEPORT one on the same address.
+
+    hypercorn bound them without SO_REUSEPORT, so a port another server already holds failed
+    there as it always did; bound with it from the start, a second server of the same user could
+    have joined this one's port and been dealt a share of its connections."""
+
+    def again(plain: socket.socket) -> socket.socket:
+        address = plain.getsockname()  # the port chosen when the bind asked for port 0
+        plain.close()
+        return reuse_port_socket(plain, address)
+
+    return Sockets([again(s) for s in bound.secure_sockets], [again(s) for s in bound.insecure_sockets], [])
+
+
+def bind(config: Config, processes: int) -> tuple[Sockets, bool]:
+    """The supervisor's sockets for `processes` web processes, and whether each process gets its
+    own (`reuse_port_sockets`). OSError when another server holds the port."""
+    sockets = config.create_sockets()
+    own_sockets = reuse_port_sockets(config, processes)
+    return (_reserved(sockets) if own_sockets else sockets), own_sockets
+
+
 def supervise(settings: Settings, config: Config, processes: int) -> int:
     """Bind once, run `processes` children on the port, keep that many alive until told to stop."""
-    own_sockets = reuse_port_sockets(config, processes)
-    if own_sockets:
-        config.workers = processes  # hypercorn sets SO_REUSEPORT on what it binds when workers > 1
-    sockets = config.create_sockets()
+    sockets, own_sockets = bind(config, processes)
     context = multiprocessing.get_context("spawn")
     children: dict[Any, tuple[Any, float]] = {}  # sentinel -> (process, started at)
     stopping = False
@@ -253,8 +281,8 @@ def supervise(settings: Settings, config: Config, processes: int) -> int:
         given = sockets
         if own_sockets:
             given = Sockets(
-                [socket_for_child(s) for s in sockets.secure_sockets],
-                [socket_for_child(s) for s in sockets.insecure_sockets],
+                [reuse_port_socket(s) for s in sockets.secure_sockets],
+                [reuse_port_socket(s) for s in sockets.insecure_sockets],
                 [],
             )
         child = context.Process(target=_child, args=(settings, config, given), name="sage-web", daemon=False)

@@ -4,9 +4,11 @@ and a dead web process replaced by its supervisor."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -179,6 +181,23 @@ async def test_connections_opened_in_a_burst_are_spread_over_both_processes(serv
             writer.close()
     assert None not in served and len(set(served)) == 2
     assert min(served.count(pid) for pid in set(served)) >= 8, served
+
+
+def test_a_second_server_cannot_join_the_port(server, settings):
+    """Each web process's socket carries SO_REUSEPORT, which lets any socket of the same user that
+    asks for it join the port and be dealt connections; a second server binds without it first,
+    so it fails on a taken port as it always did."""
+    from app.server import bind, hypercorn_config
+
+    with pytest.raises(OSError) as taken:
+        bind(hypercorn_config(settings, "127.0.0.1", server["port"]), 2)
+    assert taken.value.errno == errno.EADDRINUSE
+    sockets, own = bind(hypercorn_config(settings, "127.0.0.1", 0), 2)  # a free port: its own sockets
+    try:
+        assert own and sockets.insecure_sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    finally:
+        for sock in sockets.insecure_sockets:
+            sock.close()
 
 
 async def test_a_connection_whose_first_request_comes_late_is_still_answered(server):
