@@ -1,6 +1,6 @@
 """`python -m app`: check configuration and services, then serve with hypercorn on every core.
 
-See `app/server.py` for how the web processes share one socket and are kept alive.
+See `app/server.py` for how the web processes share one port and are kept alive.
 """
 
 from __future__ import annotations

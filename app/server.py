@@ -2,7 +2,8 @@
 
 One process serves everything on one core, so `WEB_PROCESSES` (default: one per core) web
 processes serve one port: this process binds it, starts the children, and replaces any child
-that dies (a crash or an OOM kill never takes the site down). On Linux each child listens on a
+that dies (a crash or an OOM kill never takes the site down), or whose event loop has stopped
+turning for `WEB_STALL_SECONDS` (a hung process is killed and replaced). On Linux each child listens on a
 socket of its own, all bound to the port with SO_REUSEPORT, so the kernel deals new connections
 out among them (`reuse_port_sockets`); elsewhere they share this process's socket. Each child is a
 whole app with its own database pool, Redis pool and exactly one pub/sub reader, so live events,
@@ -183,8 +184,20 @@ def served_app(settings: Settings) -> Any:
     return app
 
 
-def serve(settings: Settings, config: Config, sockets: Sockets | None = None) -> None:
-    """Run one web process until SIGTERM or SIGINT (on `sockets` when a supervisor bound them)."""
+#: How often a web process's event loop tells its supervisor it is turning.
+BEAT_SECONDS = 1.0
+
+
+async def _beat(heartbeat: Any) -> None:
+    """Write the time into `heartbeat` (shared with the supervisor) while the event loop turns."""
+    while True:
+        heartbeat.value = time.monotonic()
+        await asyncio.sleep(BEAT_SECONDS)
+
+
+def serve(settings: Settings, config: Config, sockets: Sockets | None = None, heartbeat: Any = None) -> None:
+    """Run one web process until SIGTERM or SIGINT (on `sockets` when a supervisor bound them,
+    telling it through `heartbeat` that its event loop turns)."""
     from app.serving import end_on_too_big, one_write_per_response
 
     end_on_too_big()  # in every web process: an oversize WebSocket message ends its connection
@@ -195,18 +208,23 @@ def serve(settings: Settings, config: Config, sockets: Sockets | None = None) ->
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, shutdown.set)
+        beating = asyncio.create_task(_beat(heartbeat)) if heartbeat is not None else None
         app = wrap_app(served_app(settings), config.wsgi_max_body_size, "asgi")
-        await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown.wait)
+        try:
+            await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown.wait)
+        finally:
+            if beating is not None:
+                beating.cancel()
 
     # uvloop (what `hypercorn --worker-class uvloop` runs): the event loop and its socket I/O in C,
     # so the one thread that parses, routes and encodes every request of a process does less.
     uvloop.run(run())
 
 
-def _child(settings: Settings, config: Config, sockets: Sockets) -> None:
+def _child(settings: Settings, config: Config, sockets: Sockets, heartbeat: Any) -> None:
     """The entry point of a spawned web process."""
     setup_logging(settings)
-    serve(settings, config, sockets)
+    serve(settings, config, sockets, heartbeat)
 
 
 def reuse_port_sockets(config: Config, processes: int) -> bool:
@@ -223,7 +241,7 @@ def reuse_port_sockets(config: Config, processes: int) -> bool:
     (those it had accepted were lost with it either way), and while every process is down (a
     crash loop's pause) connections are refused rather than queued; a process that is alive but
     stuck still gets its share of new connections, which wait for it (the others took them from
-    a shared socket). The supervisor replaces processes that die, not ones that hang.
+    a shared socket) until the supervisor replaces it (`WEB_STALL_SECONDS`).
     """
     return (
         processes > 1
@@ -274,7 +292,7 @@ def supervise(settings: Settings, config: Config, processes: int) -> int:
     """Bind once, run `processes` children on the port, keep that many alive until told to stop."""
     sockets, own_sockets = bind(config, processes)
     context = multiprocessing.get_context("spawn")
-    children: dict[Any, tuple[Any, float]] = {}  # sentinel -> (process, started at)
+    children: dict[Any, tuple[Any, float, Any]] = {}  # sentinel -> (process, started at, heartbeat)
     stopping = False
 
     def start() -> None:
@@ -285,18 +303,33 @@ def supervise(settings: Settings, config: Config, processes: int) -> int:
                 [reuse_port_socket(s) for s in sockets.insecure_sockets],
                 [],
             )
-        child = context.Process(target=_child, args=(settings, config, given), name="sage-web", daemon=False)
+        heartbeat = context.Value("d", 0.0, lock=False)  # a double in shared memory
+        child = context.Process(target=_child, args=(settings, config, given, heartbeat), name="sage-web", daemon=False)
         child.start()
         if own_sockets:
             # The child has its own copy now: with this one closed, the socket goes when the child
             # does, instead of staying in the port's group with nobody accepting from it.
             for sock in [*given.secure_sockets, *given.insecure_sockets]:
                 sock.close()
-        children[child.sentinel] = (child, time.monotonic())
+        children[child.sentinel] = (child, time.monotonic(), heartbeat)
 
     def stop(signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
+
+    def kill_stalled() -> None:
+        """SIGKILL a child whose event loop has not turned for `web_stall_seconds` (it is then
+        replaced like any child that dies). The time counts from its start, so a child still
+        starting is given the same while."""
+        limit = settings.web_stall_seconds
+        if not limit:
+            return
+        now = time.monotonic()
+        for child, started, heartbeat in children.values():
+            quiet = now - max(started, heartbeat.value)
+            if quiet > limit and child.is_alive():
+                log.warning("web process %s has not turned its event loop for %.0f s; replacing it", child.pid, quiet)
+                child.kill()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -306,7 +339,7 @@ def supervise(settings: Settings, config: Config, processes: int) -> int:
     try:
         while not stopping:
             for sentinel in wait(list(children), timeout=0.5):
-                child, started = children.pop(sentinel)
+                child, started, _ = children.pop(sentinel)
                 child.join()
                 if stopping:
                     continue
@@ -314,12 +347,14 @@ def supervise(settings: Settings, config: Config, processes: int) -> int:
                 if time.monotonic() - started < CRASH_LOOP_SECONDS:
                     time.sleep(CRASH_LOOP_SECONDS)
                 start()
+            if not stopping:
+                kill_stalled()
     finally:
-        for child, _ in children.values():
+        for child, _, _ in children.values():
             if child.is_alive():
                 os.kill(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_SECONDS
-        for child, _ in children.values():
+        for child, _, _ in children.values():
             child.join(max(0.0, deadline - time.monotonic()))
             if child.is_alive():
                 child.kill()

@@ -159,6 +159,7 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     log_format: str = "text"
     web_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    web_stall_seconds: float = 30.0
     worker_metrics_port: int | None = None
     ws_max_sockets_per_user: int = 50
     ws_max_message_bytes: int = 4096
@@ -241,6 +242,8 @@ class Settings:
             values["task_time_limit_seconds"] = _float("TASK_TIME_LIMIT_SECONDS", env["TASK_TIME_LIMIT_SECONDS"])
         if env.get("WORKER_GRACE_SECONDS"):
             values["worker_grace_seconds"] = _float("WORKER_GRACE_SECONDS", env["WORKER_GRACE_SECONDS"])
+        if env.get("WEB_STALL_SECONDS"):
+            values["web_stall_seconds"] = _float("WEB_STALL_SECONDS", env["WEB_STALL_SECONDS"])
         if env.get("WS_POLL_SECONDS"):
             values["ws_poll_seconds"] = _float("WS_POLL_SECONDS", env["WS_POLL_SECONDS"])
         if env.get("WS_MESSAGE_WINDOW_SECONDS"):

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 
 
 def children(pid: int) -> list[int]:
-    """The live child processes of `pid`."""
+    """The live web processes of supervisor `pid`: its spawned children, not multiprocessing's
+    resource tracker (a child of it too) nor a zombie not yet reaped."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -35,8 +36,13 @@ def children(pid: int) -> list[int]:
             except OSError:
                 continue
             fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and "multiprocessing" in Path(f"/proc/{entry}/cmdline").read_text():
-                found.append(int(entry))
+            if fields[0] == "Z" or int(fields[1]) != pid:
+                continue
+            try:
+                if "spawn_main" in Path(f"/proc/{entry}/cmdline").read_text(errors="ignore"):
+                    found.append(int(entry))
+            except OSError:
+                continue
     return found
 
 
@@ -64,15 +70,20 @@ def server(tmp_path_factory, database):
     """One two-process server for the module (the kill test, last, leaves it whole again)."""
     with live_server(tmp_path_factory.mktemp("web"), processes=2) as base:
         port = int(base.rsplit(":", 1)[1])
-        supervisor = next(
-            int(p)
-            for p in os.listdir("/proc")
-            if p.isdigit() and f"--port\x00{port}" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
-        )
-        deadline = time.monotonic() + 20
-        while len(children(supervisor)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        yield {"base": base, "port": port, "supervisor": supervisor}
+        yield {"base": base, "port": port, "supervisor": supervisor_with_two(port)}
+
+
+def supervisor_with_two(port: int) -> int:
+    """The pid of the `python -m app` serving `port`, once it has its two web processes."""
+    supervisor = next(
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and f"--port\x00{port}" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+    )
+    deadline = time.monotonic() + 20
+    while len(children(supervisor)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return supervisor
 
 
 def cookie_for(base: str, username: str) -> str:
@@ -225,3 +236,21 @@ def test_a_killed_web_process_is_replaced_and_the_site_keeps_answering(server):
         time.sleep(0.2)
     assert len(children(server["supervisor"])) == 2 and before[0] not in children(server["supervisor"])
     assert answered >= 1
+
+
+def test_a_web_process_whose_event_loop_stops_is_replaced(tmp_path, database):
+    """A hung web process (here: stopped) is killed and replaced after WEB_STALL_SECONDS, as a dead
+    one is; with a socket of its own it would otherwise keep its share of new connections."""
+    with live_server(tmp_path, env={"WEB_STALL_SECONDS": "3"}, processes=2) as base:
+        supervisor = supervisor_with_two(int(base.rsplit(":", 1)[1]))
+        stalled = children(supervisor)[0]
+        os.kill(stalled, signal.SIGSTOP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = children(supervisor)
+            if stalled not in now and len(now) == 2:
+                break
+            time.sleep(0.2)
+        assert stalled not in children(supervisor) and len(children(supervisor)) == 2
+        for _ in range(10):  # every new connection is answered, whichever process it is dealt to
+            assert httpx.get(f"{base}/health", timeout=5).status_code == 200
