@@ -175,28 +175,28 @@ class _Drains:
         return hooks
 
     def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
-        signal = "before_" + signal
-        hooks = self._hooks(signal)
+        hook = "before_" + signal
+        hooks = self._hooks(hook)
         if hooks is None:
-            return super().emit_before(signal.removeprefix("before_"), *args, **kwargs)  # type: ignore[misc]
+            return super().emit_before(signal, *args, **kwargs)  # type: ignore[misc]
         for middleware in hooks:
             try:
-                getattr(middleware, signal)(self, *args, **kwargs)
+                getattr(middleware, hook)(self, *args, **kwargs)
             except dramatiq.middleware.MiddlewareError:
                 raise
             except Exception:
-                self.logger.critical("Unexpected failure in %s of %r.", signal, middleware, exc_info=True)
+                self.logger.critical("Unexpected failure in %s of %r.", hook, middleware, exc_info=True)
 
     def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
-        signal = "after_" + signal
-        hooks = self._hooks(signal)
+        hook = "after_" + signal
+        hooks = self._hooks(hook)
         if hooks is None:
-            return super().emit_after(signal.removeprefix("after_"), *args, **kwargs)  # type: ignore[misc]
+            return super().emit_after(signal, *args, **kwargs)  # type: ignore[misc]
         for middleware in reversed(hooks):
             try:
-                getattr(middleware, signal)(self, *args, **kwargs)
+                getattr(middleware, hook)(self, *args, **kwargs)
             except Exception:
-                self.logger.critical("Unexpected failure in %s of %r.", signal, middleware, exc_info=True)
+                self.logger.critical("Unexpected failure in %s of %r.", hook, middleware, exc_info=True)
 
 
 class WakeableRedisBroker(_Drains, RedisBroker):

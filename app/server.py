@@ -2,13 +2,13 @@
 
 One process serves everything on one core, so `WEB_PROCESSES` (default: one per core) web
 processes serve one port: this process binds it, starts the children, and replaces any child
-that dies (a crash or an OOM kill never takes the site down), or whose event loop has stopped
-turning for `WEB_STALL_SECONDS` (a hung process is killed and replaced). On Linux each child listens on a
-socket of its own, all bound to the port with SO_REUSEPORT, so the kernel deals new connections
-out among them (`reuse_port_sockets`); elsewhere they share this process's socket. Each child is a
-whole app with its own database pool, Redis pool and exactly one pub/sub reader, so live events,
-`?after=` resumes and revocations reach a socket whichever process holds it (they all travel
-through Redis). SIGTERM or SIGINT stops the children gracefully, then this process.
+that dies (a crash or an OOM kill never takes the site down) or whose event loop has not turned
+for `WEB_STALL_SECONDS` (it is killed first). On Linux each child listens on a socket of its
+own, all bound to the port with SO_REUSEPORT, so the kernel deals new connections out among them
+(`reuse_port_sockets`); elsewhere they share this process's socket. Each child is a whole app
+with its own database pool, Redis pool and exactly one pub/sub reader, so live events, `?after=`
+resumes and revocations reach a socket whichever process holds it (they all travel through
+Redis). SIGTERM or SIGINT stops the children gracefully, then this process.
 """
 
 from __future__ import annotations
@@ -133,10 +133,7 @@ def hypercorn_config(settings: Settings, host: str | None, port: int | None) -> 
     config.logger_class = AccessLogger
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5
-    # How long a connection may wait for its next request, or for its first: hypercorn's 5 s
-    # default starts counting when the connection is accepted, and a request that arrives as it
-    # runs out is cut off unanswered (its access line has no status), even on a new connection.
-    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
+    config.keep_alive_timeout = KEEP_ALIVE_SECONDS  # hypercorn's 5 s cut off loaded clients' requests
     # The whole WebSocket message is assembled before the app sees it: bound it (1009 beyond).
     config.websocket_max_message_size = settings.ws_max_message_bytes
     return config
