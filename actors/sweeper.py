@@ -17,6 +17,9 @@ Who runs it: every worker process runs `SweeperMiddleware`, a daemon thread that
 only if it wins a short Redis lock, so the fleet does each about once per interval in total,
 and as long as any worker is alive (without workers no session moves anyway).
 `python -m actors sweep` runs one sweep by hand or from cron.
+
+The same thread refreshes the planner's statistics of tables that have doubled since their last
+ANALYZE (`models.statistics`), also once per recovery interval across the fleet.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dramatiq.middleware import Middleware
 from peewee import fn
 
 from actors.config import redis_client
-from models import lifecycle
+from models import lifecycle, statistics
 from models.db import db
 from models.schema import ExecutionSession, SessionEvent, utcnow
 from models.settings import Settings
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_SECONDS = 30.0
 LOCK_KEY = "sage:sweeper"
+STATISTICS_LOCK_KEY = "sage:statistics"
 
 
 def stall_seconds(settings: Settings) -> float:
@@ -111,6 +115,7 @@ class SweeperMiddleware(Middleware):
                 logger.warning("recovery skipped, Redis is unreachable: %s", exc)
             except Exception:
                 logger.exception("recovery failed; will try again in %ss", self.recovery_interval)
+            self._refresh_statistics()
             if time.monotonic() < next_sweep:
                 continue
             next_sweep = time.monotonic() + self.interval
@@ -121,3 +126,14 @@ class SweeperMiddleware(Middleware):
                     sweep(self.settings)
             except Exception:
                 logger.exception("sweep failed; will try again in %ss", self.interval)
+
+    def _refresh_statistics(self) -> None:
+        """`statistics.analyze_grown` if this process wins the fleet's lock for this interval."""
+        try:
+            if redis_client().set(STATISTICS_LOCK_KEY, "1", nx=True, px=int(self.recovery_interval * 1000 * 0.9)):
+                with db.connection_context():
+                    statistics.analyze_grown()
+        except redis.ConnectionError:
+            pass  # recovery has said so; the statistics wait for Redis like everything else here
+        except Exception:
+            logger.exception("refreshing planner statistics failed; will try again in %ss", self.recovery_interval)

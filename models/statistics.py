@@ -1,0 +1,55 @@
+"""Planner statistics for tables that grow faster than autovacuum looks at them.
+
+PostgreSQL plans a prepared statement (the lifecycle's `PREPARE sage_...`) and each query of a
+PL/pgSQL trigger (the search index's) from the tables' statistics, and a connection keeps that
+plan until the statistics change. A new install's tables start empty, and autovacuum analyzes at
+most once a minute (`autovacuum_naptime`), so a burst of sessions in a database's first minute
+runs on plans made for empty tables. Seen in `bench/llm_scale.py` (1,000 sessions on a new
+database) with `auto_explain`: the search trigger of every decision INSERT scanned all of
+`agent_tasks` (a hash join planned at 70 rows, run at 7,000), and the agent's context read
+`agent_tasks` through its role index, a seventh of the table, rather than the (session, role)
+key. PostgreSQL spent 34-35 ms of CPU per session; with the tables analyzed every few seconds,
+26 ms.
+
+`analyze_grown()` ANALYZEs each table of the schema whose live rows have at least doubled since
+its statistics were taken (and number at least `MIN_ROWS`). A table growing from nothing is
+analyzed at about 100, 200, 400... rows: log2 times in all, each cheap while the table is
+small, and ANALYZE replans the statements that read it in every connection. A table that is
+large already grows by its own size rarely, so from then on autovacuum's own rule (10 % changed)
+comes first. Workers run it every few seconds, once across the fleet (`actors.sweeper`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from models.db import db
+
+logger = logging.getLogger(__name__)
+
+MIN_ROWS = 100
+
+# `reltuples` is -1 for a table never analyzed (PostgreSQL 14+) and 0 for one analyzed empty.
+GROWN_SQL = """
+    SELECT format('%%I.%%I', s.schemaname, s.relname)
+    FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+    WHERE s.schemaname = current_schema() AND pg_has_role(c.relowner, 'USAGE')
+      AND s.n_live_tup >= greatest(%s, 2 * c.reltuples)
+    ORDER BY s.relname
+"""
+
+
+def grown_tables(min_rows: int = MIN_ROWS) -> list[str]:
+    """The quoted names of the tables whose statistics are out of date by this rule."""
+    return [row[0] for row in db.execute_sql(GROWN_SQL, (min_rows,)).fetchall()]
+
+
+def analyze_grown(min_rows: int = MIN_ROWS) -> list[str]:
+    """ANALYZE each grown table this role owns, one statement each; return their names (call
+    inside a connection, outside a transaction)."""
+    tables = grown_tables(min_rows)
+    for table in tables:
+        db.execute_sql(f"ANALYZE {table}")
+    if tables:
+        logger.debug("analyzed %s", ", ".join(tables))
+    return tables
