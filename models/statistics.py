@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import logging
 
+import peewee
+
 from models.db import db
 
 logger = logging.getLogger(__name__)
 
 MIN_ROWS = 100
+# ANALYZE waits for autovacuum's (or another ANALYZE's) lock on the table: give up on that table
+# for this round instead, so the thread that also recovers lost messages is never held up.
+LOCK_TIMEOUT_MS = 200
 
 # `reltuples` is -1 for a table never analyzed (PostgreSQL 14+) and 0 for one analyzed empty.
 GROWN_SQL = """
@@ -45,11 +50,19 @@ def grown_tables(min_rows: int = MIN_ROWS) -> list[str]:
 
 
 def analyze_grown(min_rows: int = MIN_ROWS) -> list[str]:
-    """ANALYZE each grown table this role owns, one statement each; return their names (call
-    inside a connection, outside a transaction)."""
-    tables = grown_tables(min_rows)
-    for table in tables:
-        db.execute_sql(f"ANALYZE {table}")
-    if tables:
-        logger.debug("analyzed %s", ", ".join(tables))
-    return tables
+    """ANALYZE each grown table this role owns, one transaction each; return those analyzed
+    (call inside a connection, outside a transaction). A table whose lock is not had within
+    `LOCK_TIMEOUT_MS` is left for the next round."""
+    analyzed = []
+    for table in grown_tables(min_rows):
+        try:
+            with db.atomic():
+                db.execute_sql(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
+                db.execute_sql(f"ANALYZE {table}")
+        except peewee.OperationalError as exc:  # lock_not_available
+            logger.debug("not analyzed now: %s: %s", table, exc)
+            continue
+        analyzed.append(table)
+    if analyzed:
+        logger.debug("analyzed %s", ", ".join(analyzed))
+    return analyzed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import psycopg2
 import pytest
 
 from actors.sweeper import STATISTICS_LOCK_KEY, SweeperMiddleware
@@ -62,6 +65,22 @@ def test_a_table_is_analyzed_each_time_it_doubles(wait):
     live_rows_seen(650, wait)
     assert TABLE in statistics.analyze_grown()
     assert analyzed_rows() == 650
+
+
+def test_a_table_another_analyze_holds_is_left_for_the_next_round(settings, wait):
+    add_words(0, 300)
+    live_rows_seen(300, wait)
+    other = psycopg2.connect(settings.database_url)
+    try:
+        other.cursor().execute("LOCK TABLE search_words IN SHARE UPDATE EXCLUSIVE MODE")  # as ANALYZE takes it
+        started = time.monotonic()
+        assert TABLE not in statistics.analyze_grown()
+        assert time.monotonic() - started < 5
+        assert not db.in_transaction()
+    finally:
+        other.close()
+    assert TABLE in statistics.analyze_grown()
+    assert analyzed_rows() == 300
 
 
 def test_workers_refresh_statistics_once_per_interval_across_the_fleet(settings, redis_client, wait):
