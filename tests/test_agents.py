@@ -169,3 +169,32 @@ def test_a_brain_is_a_pluggable_provider():
         make_agent("dba", Bad()).execute_task("hello")
     with pytest.raises(UnknownBrain):
         get_brain("gpt-17")
+
+
+class _SameAnswerBrain:
+    """Answers every task with the one dict it holds (a tuple included, as a brain may use)."""
+
+    name, version = "same", "1"
+
+    def __init__(self) -> None:
+        self.answer = {
+            "summary": "s",
+            "artifacts": [{"kind": "note", "lines": ("a", "b")}],
+            "decisions": [{"key": "k", "text": "t", "category": "design", "confidence": "high"}],
+            "concerns": [],
+        }
+
+    def think(self, role: str, task_description: str, context: dict) -> dict:
+        return self.answer
+
+
+def test_an_agents_output_shares_nothing_with_its_brains_answer():
+    brain = _SameAnswerBrain()
+    agent = make_agent("architect", brain)
+    agent.set_context({"feature_name": "f", "description": None, "session_decisions": [], "upstream": {}})
+    output = agent.execute_task("work")
+    output["decisions"][0]["text"] = "changed"
+    output["artifacts"][0]["kind"] = "changed"
+    assert brain.answer["decisions"][0] == {"key": "k", "text": "t", "category": "design", "confidence": "high"}
+    assert brain.answer["artifacts"][0] == {"kind": "note", "lines": ("a", "b")}
+    assert agent.execute_task("work")["decisions"][0]["text"] == "t"

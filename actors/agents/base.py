@@ -83,7 +83,7 @@ class Agent:
         }
 
     def _validated(self, raw: dict[str, Any]) -> dict[str, Any]:
-        output = copy.deepcopy(raw)
+        output = _json_copy(raw)
         for field in ("summary", "artifacts", "decisions", "concerns"):
             if field not in output:
                 raise InvalidOutput(f"{self.role}: output has no {field!r}")
