@@ -186,6 +186,32 @@ def add_session_usage(usage: dict[str, Any] | None, before: dict[str, Any] | Non
     return {key: total.get(key) for key in SESSION_USAGE_KEYS}
 
 
+#: `add_session_usage` in SQL, for the statement that already updates the session row
+#: (`events.record_events_moving`): a completion's model usage is added to the totals where they
+#: are stored, under that statement's lock, so the completion need not read and lock the row first.
+#: `usage` is the row's column; the parameters are `session_usage_change(before, after)`. Costs
+#: are stored rounded to 8 decimals on both sides, so the decimal sum here rounds as the float
+#: sum does there.
+SESSION_USAGE_SQL = (
+    "jsonb_build_object("
+    "'calls', coalesce((usage->>'calls')::bigint, 0) + %s, "
+    "'prompt_tokens', coalesce((usage->>'prompt_tokens')::bigint, 0) + %s, "
+    "'completion_tokens', coalesce((usage->>'completion_tokens')::bigint, 0) + %s, "
+    "'cost_usd', CASE WHEN %s::numeric IS NULL OR (usage IS NOT NULL AND coalesce(usage->'cost_usd', 'null') = 'null') "
+    "THEN NULL ELSE round(coalesce((usage->>'cost_usd')::numeric, 0) + %s::numeric - %s::numeric, 8) END)"
+)
+
+
+def session_usage_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Any] | None:
+    """The parameters of `SESSION_USAGE_SQL` for one task's usage going from `before` to `after`,
+    or None when the session's totals do not change (as `add_session_usage` returns them as they were)."""
+    if after is None or after == before:
+        return None
+    before = before or {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    deltas = [after[key] - before[key] for key in ("calls", "prompt_tokens", "completion_tokens")]
+    return [*deltas, after["cost_usd"], after["cost_usd"], before["cost_usd"] or 0]
+
+
 def session_usage_dict(usage: dict[str, Any] | None) -> dict[str, Any]:
     """`Session.usage`: the stored totals, or all null when no model was called."""
     return {key: (usage or {}).get(key) for key in SESSION_USAGE_KEYS}

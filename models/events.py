@@ -19,6 +19,7 @@ import orjson
 import peewee
 from redis.exceptions import RedisError
 
+from models.brains import SESSION_USAGE_SQL
 from models.db import db, execute_prepared, rows_of
 from models.schema import EVENT_TYPES, ExecutionSession, SessionEvent, utcnow
 from models.serialize import event_dict, event_message
@@ -105,19 +106,24 @@ def record_events_moving(
     active_at: int | None = None,
     advance_from: int | None = None,
     sets: dict[str, Any] | None = None,
+    usage_change: list[Any] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """`record_events`, and with `advance_from` (PostgreSQL, at least one event) the same
     statement also moves the session from that stage to the next if it is active there and every
     task of the stage is completed. `sets` are more of the session row's fields to write in the
     same statement (by field name, as `ExecutionSession.update` takes them): a second UPDATE of
     the row would cost its own round trip, and its foreign keys' checks (PostgreSQL checks them
-    again when a transaction updates a row version it wrote itself). Returns the messages and
-    whether the session is now at `advance_from + 1`."""
+    again when a transaction updates a row version it wrote itself). `usage_change`
+    (PostgreSQL only, at least one event) adds a task's model usage to the session's totals in the
+    same statement (`models.brains.session_usage_change`). Returns the messages and whether the
+    session is now at `advance_from + 1`."""
     for type_, _ in events:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
     if not db.in_transaction():
         raise RuntimeError("record_event must run inside a transaction")
+    if usage_change is not None and not (events and isinstance(db.obj, peewee.PostgresqlDatabase)):
+        raise ValueError("usage_change is added by the events' statement on PostgreSQL")
     if not events:
         if sets:
             ExecutionSession.update(**sets).where(ExecutionSession.id == session_id).execute()
@@ -133,6 +139,9 @@ def record_events_moving(
             json_field = isinstance(field, peewee.JSONField)
             move += f", {field.column_name} = %s" + ("::jsonb" if json_field else "")
             params.append(None if value is None else to_json(value) if json_field else field.db_value(value))
+        if usage_change is not None:
+            move += f", usage = {SESSION_USAGE_SQL}"
+            params += usage_change
         params += [session_id, *([] if active_at is None else [active_at]), count]
         for index, (type_, payload) in enumerate(events, 1):
             params += [index, type_, to_json(payload), created_at]

@@ -46,7 +46,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import peewee
 from peewee import SQL
 
-from models.brains import add_calls, add_session_usage, default_brain
+from models.brains import add_calls, add_session_usage, default_brain, session_usage_change
 from models.compare import same_text
 from models.db import db, reconnecting
 from models.db import execute_prepared as _prepared
@@ -682,20 +682,26 @@ def _seal(
 
     The lock comes after the task row's own writes: every transaction that locks both a task and
     its session (claim, completion, failure, the sweeper's abandon) takes them in that order.
-    Without usage to add or a finish to decide, the events' own statement takes the lock, makes
-    the claim's check (`active_at`) and moves a finished stage on (`advance_from`): see
-    `record_events_moving`.
+    Without a finish to decide, the events' own statement takes the lock, makes the claim's check
+    (`active_at`), moves a finished stage on (`advance_from`) and, on PostgreSQL, adds the model
+    usage to the session's totals (`usage_change`): see `record_events_moving`. Only the last
+    stage's tasks (and, elsewhere than PostgreSQL, a completion with usage) read the locked row.
     """
     last = done is not None and done.stage == LAST_STAGE
     task: Any = done  # carries `unfinished` from its UPDATE, and gets `advanced`
+    postgres = isinstance(db.obj, peewee.PostgresqlDatabase)
     # The stage's last completion moves the session on itself, in this transaction, once it sees
     # every other task of the stage completed; its stage gate then only sends the next stage's
     # messages (its result says `advanced`). Two tasks completing at the same moment may each
     # still see the other unfinished: then neither moves, and the gate's `advance` does.
-    if not last and usage is None:
+    if not last and (usage is None or postgres):
         try:
             events, moved = record_events_moving(
-                session_id, written, stage if claiming else None, None if done is None else done.stage
+                session_id,
+                written,
+                stage if claiming else None,
+                None if done is None else done.stage,
+                usage_change=None if usage is None else session_usage_change(*usage),
             )
         except SessionMoved:
             raise _NotActive(ExecutionSession.get_by_id(session_id)) from None

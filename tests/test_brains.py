@@ -20,7 +20,8 @@ from actors.agents.progress import ProgressPublisher
 from actors.agents.prompts import build_prompt
 from app.live import Subscription, stream_events
 from models import AGENT_ROLES, ExecutionSession
-from models.brains import add_calls, add_session_usage, cost_usd
+from models.brains import SESSION_USAGE_SQL, add_calls, add_session_usage, cost_usd, session_usage_change
+from models.db import db
 from models.schema import STAGE_OF_ROLE
 
 KEY = "sk-test-not-a-real-key-7f3a9c"
@@ -525,3 +526,49 @@ def test_a_worker_loads_the_configured_sdks_at_boot_and_freezes_what_boot_made(m
         assert gc.get_freeze_count() > 0  # boot's objects are out of the collector's walks
     finally:
         gc.unfreeze()
+
+
+USAGE_CASES = [
+    (None, None, {"calls": 2, "prompt_tokens": 200, "completion_tokens": 100, "cost_usd": 0.0004}),
+    (
+        {"calls": 5, "prompt_tokens": 700, "completion_tokens": 90, "cost_usd": 0.1},
+        {"calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.00000003},
+        {"calls": 3, "prompt_tokens": 30, "completion_tokens": 15, "cost_usd": 0.2},
+    ),
+    (
+        {"calls": 5, "prompt_tokens": 700, "completion_tokens": 90, "cost_usd": 0.1},
+        None,
+        {"calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": None},
+    ),
+    (
+        {"calls": 5, "prompt_tokens": 700, "completion_tokens": 90, "cost_usd": None},
+        None,
+        {"calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.5},
+    ),
+    (
+        {"calls": 4, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+        {"calls": 1, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": None},
+        {"calls": 2, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+    ),
+    (None, None, {"calls": 1, "prompt_tokens": 3, "completion_tokens": 4, "cost_usd": 0.12345678}),
+    (
+        {"calls": 1, "prompt_tokens": 3, "completion_tokens": 4},
+        None,
+        {"calls": 1, "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.1},
+    ),
+]
+
+
+@pytest.mark.parametrize(("usage", "before", "after"), USAGE_CASES)
+def test_the_session_usage_sql_adds_as_python_does(usage, before, after):
+    """The events' statement adds a completion's usage in SQL (`SESSION_USAGE_SQL`): the same totals
+    as `add_session_usage`, which the last stage and the failures still use."""
+    change = session_usage_change(before, after)
+    assert change is not None
+    with db.connection_context():
+        (stored,) = db.execute_sql(
+            f"SELECT {SESSION_USAGE_SQL} FROM (SELECT %s::jsonb AS usage) AS s",
+            [*change, None if usage is None else json.dumps(usage)],
+        ).fetchone()
+    assert stored == add_session_usage(usage, before, after)
+    assert session_usage_change(after, after) is None and session_usage_change(before, None) is None
