@@ -316,11 +316,18 @@ def _release_lost_claims(session_id: int, tasks: list[AgentTask]) -> int:
     return released
 
 
+def fleet_turn(client: Any, key: str, interval: float) -> bool:
+    """Whether this process takes the fleet's turn at `key` for this interval: a Redis lock that
+    lapses just before the next interval, so each periodic duty runs about once per interval in
+    all, as long as any worker is alive."""
+    return bool(client.set(key, "1", nx=True, px=int(interval * 1000 * 0.9)))
+
+
 def recover_once_per_fleet(broker: dramatiq.Broker, interval: float = RECOVERY_INTERVAL_SECONDS) -> dict[int, int]:
     """`recover` if this process wins the fleet's lock for this interval (else {})."""
     if not isinstance(broker, RedisBroker):
         return {}  # RabbitMQ keeps its queues durable; only Redis's can vanish this way
-    if not broker.client.set(LOCK_KEY, "1", nx=True, px=int(interval * 1000 * 0.9)):
+    if not fleet_turn(broker.client, LOCK_KEY, interval):
         return {}
     with db.connection_context():
         return recover(broker)

@@ -35,6 +35,7 @@ from dramatiq.middleware import Middleware
 from peewee import fn
 
 from actors.config import redis_client
+from actors.recovery import RECOVERY_INTERVAL_SECONDS, fleet_turn, recover_once_per_fleet
 from models import lifecycle, statistics
 from models.db import db
 from models.schema import ExecutionSession, SessionEvent, utcnow
@@ -85,8 +86,6 @@ class SweeperMiddleware(Middleware):
     def __init__(
         self, settings: Settings, interval: float = SWEEP_INTERVAL_SECONDS, recovery_interval: float | None = None
     ) -> None:
-        from actors.recovery import RECOVERY_INTERVAL_SECONDS
-
         self.settings = settings
         self.interval = interval
         self.recovery_interval = recovery_interval or RECOVERY_INTERVAL_SECONDS
@@ -104,8 +103,6 @@ class SweeperMiddleware(Middleware):
         self._stop.set()
 
     def _loop(self) -> None:
-        from actors.recovery import recover_once_per_fleet
-
         next_sweep = time.monotonic() + self.interval
         while not self._stop.wait(self.recovery_interval):
             try:
@@ -120,7 +117,7 @@ class SweeperMiddleware(Middleware):
                 continue
             next_sweep = time.monotonic() + self.interval
             try:
-                if not redis_client().set(LOCK_KEY, "1", nx=True, px=int(self.interval * 1000 * 0.9)):
+                if not fleet_turn(redis_client(), LOCK_KEY, self.interval):
                     continue
                 with db.connection_context():
                     sweep(self.settings)
@@ -130,7 +127,7 @@ class SweeperMiddleware(Middleware):
     def _refresh_statistics(self) -> None:
         """`statistics.analyze_grown` if this process wins the fleet's lock for this interval."""
         try:
-            if redis_client().set(STATISTICS_LOCK_KEY, "1", nx=True, px=int(self.recovery_interval * 1000 * 0.9)):
+            if fleet_turn(redis_client(), STATISTICS_LOCK_KEY, self.recovery_interval):
                 with db.connection_context():
                     statistics.analyze_grown()
         except redis.ConnectionError:

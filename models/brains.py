@@ -171,12 +171,16 @@ def add_calls(usage: dict[str, Any] | None, calls: list[dict[str, Any]]) -> dict
     return {key: total.get(key) for key in TASK_USAGE_KEYS}
 
 
+#: A session's totals before any model call.
+NO_SESSION_USAGE: dict[str, Any] = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+
+
 def add_session_usage(usage: dict[str, Any] | None, before: dict[str, Any] | None, after: dict[str, Any] | None):
     """A session's totals after one task's usage went from `before` to `after`."""
     if after is None or after == before:
         return usage
-    total = dict(usage or {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
-    before = before or {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    total = dict(usage or NO_SESSION_USAGE)
+    before = before or NO_SESSION_USAGE
     for key in ("calls", "prompt_tokens", "completion_tokens"):
         total[key] = (total.get(key) or 0) + after[key] - before[key]
     if total.get("cost_usd") is None or after["cost_usd"] is None:
@@ -207,7 +211,7 @@ def session_usage_change(before: dict[str, Any] | None, after: dict[str, Any] | 
     or None when the session's totals do not change (as `add_session_usage` returns them as they were)."""
     if after is None or after == before:
         return None
-    before = before or {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    before = before or NO_SESSION_USAGE
     deltas = [after[key] - before[key] for key in ("calls", "prompt_tokens", "completion_tokens")]
     return [*deltas, after["cost_usd"], after["cost_usd"], before["cost_usd"] or 0]
 

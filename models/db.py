@@ -321,12 +321,17 @@ def check_database(database: peewee.Database | peewee.DatabaseProxy | None = Non
         raise DatabaseUnavailable(first) from None
 
 
+def driver_error(exc: BaseException) -> BaseException | None:
+    """The psycopg2 error behind a Peewee one (Peewee keeps it as `orig`)."""
+    return getattr(exc, "orig", None) or exc.__cause__
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """Did `exc` come from losing (or not getting) the database connection, rather than from
-    the statement itself? Peewee keeps the driver's error as `orig`."""
+    the statement itself?"""
     if not isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
         return False
-    cause = getattr(exc, "orig", None) or exc.__cause__
+    cause = driver_error(exc)
     if isinstance(cause, psycopg2.InterfaceError):
         return True  # "connection already closed"
     if not isinstance(cause, psycopg2.OperationalError):

@@ -24,7 +24,7 @@ import logging
 
 import peewee
 
-from models.db import db
+from models.db import db, driver_error
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def analyze_grown(min_rows: int = MIN_ROWS) -> list[str]:
                 db.execute_sql(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
                 db.execute_sql(f"ANALYZE {table}")
         except peewee.OperationalError as exc:
-            if getattr(getattr(exc, "orig", None) or exc.__cause__, "pgcode", None) != LOCK_NOT_AVAILABLE:
+            if getattr(driver_error(exc), "pgcode", None) != LOCK_NOT_AVAILABLE:
                 raise
             logger.debug("not analyzed now, its lock is taken: %s", table)
             continue
