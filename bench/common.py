@@ -114,6 +114,27 @@ def login_cookie(base: str, username: str) -> str:
     return "; ".join(f"{k}={v}" for k, v in response.cookies.items())
 
 
+#: Steps of `machine_speed`'s loop: about a quarter of a second on this project's machines.
+SPEED_STEPS = 3_000_000
+
+
+def machine_speed() -> str:
+    """How fast this machine runs plain Python now: the best of three timings of a fixed loop.
+
+    The benches print it before and after their runs. Machines of the same kind here differ by up
+    to 2x, and one machine drifts by a tenth within an hour, so a reader can tell a change in the
+    machine from a change in the code.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for step in range(SPEED_STEPS):
+            total += step & 7
+        best = min(best, time.perf_counter() - started)
+    return f"machine: a {SPEED_STEPS:,}-step Python loop takes {best * 1000:.0f} ms"
+
+
 def percentile(values: list[float], pct: float) -> float:
     """The pct-th percentile (nearest rank)."""
     if not values:

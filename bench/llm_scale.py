@@ -623,6 +623,7 @@ def main() -> None:
     # A plain `kill` stops the bench like Ctrl-C does: the blocks that started processes end them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    print(common.machine_speed())
     print(
         f"{args.sessions} sessions at once, {args.latency:g} s per model call, cap {args.cap}; "
         f"ideal {ideal_seconds(args.sessions, args.cap, args.latency):.1f} s; timeout {timeout:.0f} s"
@@ -644,6 +645,7 @@ def main() -> None:
     if len(runs) == 2 and all(run.wall for run in runs):
         product, peer = runs
         print(f"product / Celery wall time: {product.wall / peer.wall:.2f}x (below 1 is faster than Celery)")
+    print(common.machine_speed())
 
 
 if __name__ == "__main__":

@@ -401,6 +401,7 @@ def main() -> None:
     team_id = Team.create(name="Bench", owner=common.make_account("pipeline")).id
     globals()["PEER_TEAM_ID"] = team_id
     p, t = args.processes, args.threads
+    print(common.machine_speed())
     print(f"{p} worker processes x {t} threads; {args.sessions} sessions at once; {args.idle} one at a time")
 
     # One user opens every session's socket at once: lift the per-user socket cap above the load.
@@ -432,6 +433,7 @@ def main() -> None:
                 f"{timeout_ms:>18}{common.percentile(idle, 50):>10.1f}{common.percentile(idle, 90):>10.1f}"
                 f"{common.percentile(idle, 99):>10.1f}{rate:>13.1f}"
             )
+    print(common.machine_speed())
 
 
 if __name__ == "__main__":
