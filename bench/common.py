@@ -122,8 +122,8 @@ def machine_speed() -> str:
     """How fast this machine runs plain Python now: the best of three timings of a fixed loop.
 
     The benches print it before and after their runs. Machines of the same kind here differ by up
-    to 2x, and one machine drifts by a tenth within an hour, so a reader can tell a change in the
-    machine from a change in the code.
+    to 2x, and one machine's speed can move by a third from one minute to the next, so a reader
+    can tell a change in the machine from a change in the code.
     """
     best = float("inf")
     for _ in range(3):

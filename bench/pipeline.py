@@ -162,9 +162,9 @@ async def idle_sessions(client: aiohttp.ClientSession, team_id: int, idle: int) 
 
 def product_cpu(worker_pid: int) -> dict[str, float]:
     """CPU seconds so far of the product's worker processes, web processes and PostgreSQL backends."""
-    from llm_scale import cpu_seconds, other_cpu, side_cpu, tree
+    from llm_scale import cpu_seconds, other_cpu, tree
 
-    return {"worker": cpu_seconds(tree(worker_pid)), **other_cpu(), **{f"({k})": v for k, v in side_cpu().items()}}
+    return {"worker": cpu_seconds(tree(worker_pid)), **other_cpu()}
 
 
 async def product_run(
@@ -173,7 +173,9 @@ async def product_run(
     async with product_client(base, cookie, 2 * sessions + 4) as client:
         await product_session(client, team_id, "Warm-up")
         idle_latencies = await idle_sessions(client, team_id, idle)
-        cpu_before = cpu()
+        from llm_scale import side_cpu
+
+        cpu_before, side_before = cpu(), side_cpu()
         started = time.monotonic()
         load = await asyncio.wait_for(
             asyncio.gather(*(product_session(client, team_id, f"Load {i}") for i in range(sessions))),
@@ -181,16 +183,11 @@ async def product_run(
         )
         elapsed = time.monotonic() - started
         used = {name: seconds - cpu_before.get(name, 0.0) for name, seconds in cpu().items()}
+        beside = {name: seconds - side_before.get(name, 0.0) for name, seconds in side_cpu().items()}
     print(f"CPU per session under load ({sessions} sessions):")
-    product = {name: seconds for name, seconds in used.items() if not name.startswith("(")}
-    for name, seconds in [*product.items(), ("all of these", sum(product.values()))]:
+    for name, seconds in [*used.items(), ("all of these", sum(used.values()))]:
         print(f"  {name:<21}{seconds / sessions * 1000:6.0f} ms")
-    side = ", ".join(
-        f"{name.strip('()')} {seconds / sessions * 1000:.0f} ms"
-        for name, seconds in used.items()
-        if name not in product
-    )
-    print(f"  on the same cores: {side}")
+    print("  on the same cores: " + ", ".join(f"{k} {v / sessions * 1000:.0f} ms" for k, v in beside.items()))
     return Figures("product", sessions / elapsed, [s * 1000 for s in load], idle_latencies)
 
 
