@@ -638,6 +638,7 @@ def main() -> None:
             if missing := celery_missing():
                 print(f"\n{missing}")
             else:
+                print(f"\n{common.machine_speed()}")  # it can drift between the two runs
                 runs.append(celery_run(args, endpoint, timeout))
                 report(runs[-1], args)
         endpoint_cpu = cpu_seconds([endpoint.pid])

@@ -411,8 +411,12 @@ def main() -> None:
         print(f"{check_stored(team_id)} product sessions fully stored, every event delivered in order")
         peers = []
         if not args.skip_peers:
+            # The machine's speed before each system's run too: it can drift between them.
+            print(f"Celery: {common.machine_speed()}")
             peers.append(celery_figures(p, t, args.sessions, args.idle))
+            print(f"Celery+SQL: {common.machine_speed()}")
             peers.append(celery_figures(p, t, args.sessions, args.idle, "peer_celery_db", "Celery+SQL"))
+            print(f"Dramatiq: {common.machine_speed()}")
             peers.append(dramatiq_figures(p, t, args.worker_timeout, args.sessions, args.idle))
         print(f"\nWORKER_TIMEOUT_MS={args.worker_timeout}")
         report(product, peers)
