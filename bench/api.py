@@ -24,7 +24,7 @@ import time
 
 import common
 import httpx
-from pipeline import product_client, product_session, product_worker_env
+from pipeline import product_session, product_worker_env
 
 
 def wrk(url: str, cookie: str, connections: int, seconds: int) -> tuple[float, float, float, int]:
@@ -125,7 +125,7 @@ def main() -> None:
         with common.process("actors", "worker", env=product_worker_env(2, 4, 100), log="/tmp/sage-bench-worker.log"):
 
             async def run_sessions() -> None:
-                async with product_client(base, cookie) as client:
+                async with common.product_client(base, cookie) as client:
                     await asyncio.gather(*(product_session(client, team_id, f"Read {i}") for i in range(5)))
 
             asyncio.run(run_sessions())

@@ -7,6 +7,7 @@ database 11 unless BENCH_DATABASE_URL / BENCH_REDIS_URL say otherwise.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import statistics
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +107,29 @@ def make_account(username: str) -> int:
 
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
     return User.create(username=username, email=f"{username}@bench.local", password_hash=hashed).id
+
+
+def product_client(base: str, cookie: str, connections: int = 100) -> aiohttp.ClientSession:
+    """The benches' HTTP and WebSocket client for the product, logged in with `cookie`.
+
+    aiohttp, the model SDKs' transport: the benches run on the same two cores as the product, and
+    httpx cost more CPU than the web answering it (its pool also rescans every request waiting for
+    a connection each time one frees up: 1,000 POSTs gathered at once took 8.2 s and a whole core).
+    A WebSocket holds one of the `connections` while it is open.
+    """
+    connector = aiohttp.TCPConnector(limit=connections)
+    return aiohttp.ClientSession(
+        base, headers={"Cookie": cookie}, connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+    )
+
+
+async def post_session(client: aiohttp.ClientSession, body: dict) -> int:
+    """`POST /sessions` with `body`; the new session's id (anything but 202 raises)."""
+    async with client.post("/sessions", json=body) as response:
+        text = await response.text()
+        if response.status != 202:
+            raise RuntimeError(f"POST /sessions answered {response.status}: {text[:300]}")
+    return json.loads(text)["session_id"]
 
 
 def login_cookie(base: str, username: str) -> str:

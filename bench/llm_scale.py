@@ -262,36 +262,21 @@ def product_env(args: argparse.Namespace, endpoint: Endpoint) -> dict[str, str]:
 
 
 async def post_sessions(base: str, cookie: str, team_id: int, names: list[str]) -> list[int]:
-    """POST one session per name, POST_CONNECTIONS at a time; their ids.
-
-    With aiohttp, the product's own HTTP client library (the model SDKs' transport): httpx's pool
-    scans every request waiting for a connection whenever one frees up, so 1,000 POSTs gathered
-    at once cost this client a whole core and 8 s (2,000: 25 s; 3,000: 51 s) while the web sat
-    idle, and even 32 at a time it used more CPU than the web answering them, on the same two
-    cores as the workers being measured.
-    """
-    connector = aiohttp.TCPConnector(limit=POST_CONNECTIONS)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(base, headers={"Cookie": cookie}, connector=connector, timeout=timeout) as client:
+    """POST one session per name, POST_CONNECTIONS at a time; their ids."""
+    async with common.product_client(base, cookie, POST_CONNECTIONS) as client:
 
         async def post(name: str) -> int:
             body = {"team_id": team_id, "feature_name": name, "brain": "openai"}
-            for attempt in range(3):
+            for _ in range(2):
                 try:
-                    async with client.post("/sessions", json=body) as response:
-                        text = await response.text()
-                        if response.status != 202:
-                            raise RuntimeError(f"POST /sessions answered {response.status}: {text[:300]}")
-                        return json.loads(text)["session_id"]
+                    return await common.post_session(client, body)
                 except aiohttp.ClientConnectionError:
                     # A keep-alive connection the loaded server closed as the request went out.
                     # The session may exist all the same: find it by its name before posting again.
                     await asyncio.sleep(1)
                     if found := await asyncio.to_thread(session_named, team_id, name):
                         return found
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+            return await common.post_session(client, body)  # a third failure is raised
 
         return list(await asyncio.gather(*(post(name) for name in names)))
 

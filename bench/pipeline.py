@@ -113,18 +113,12 @@ async def product_session(client: aiohttp.ClientSession, team_id: int, name: str
     """POST a session and wait on its WebSocket for `session_completed`; return the seconds taken.
 
     Every stored event must arrive, once and in order: the seqs received are 1..N with no gap.
-    The client is aiohttp's, for both the POST and the socket: this process runs on the same two
-    cores as the product, and with httpx and `websockets` it used 6 ms of CPU a session (the
-    product's web used 11).
     """
     started = time.monotonic()
-    async with client.post("/sessions", json={"team_id": team_id, "feature_name": name}) as response:
-        text = await response.text()
-        if response.status != 202:
-            raise RuntimeError(f"POST /sessions answered {response.status}: {text[:300]}")
-    session_id = json.loads(text)["session_id"]
+    session_id = await common.post_session(client, {"team_id": team_id, "feature_name": name})
     seqs = []
-    # A generous handshake timeout: on a loaded machine 100 sockets opening at once take a while.
+    # The handshake has the client's 120 s (on a loaded machine 100 sockets opening at once take a
+    # while); what follows has no limit of its own (the load's `wait_for` bounds the whole run).
     socket = client.ws_connect(f"/ws/{session_id}", timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10))
     async with socket as ws:
         async for frame in ws:
@@ -141,14 +135,6 @@ async def product_session(client: aiohttp.ClientSession, team_id: int, name: str
             if message["type"] == "session_error":
                 raise RuntimeError(f"session {session_id} failed: {message['error']}")
     raise RuntimeError(f"session {session_id}: socket closed before session_completed")
-
-
-def product_client(base: str, cookie: str, connections: int = 100) -> aiohttp.ClientSession:
-    """The benches' HTTP and WebSocket client for the product (see `product_session`)."""
-    connector = aiohttp.TCPConnector(limit=connections)
-    return aiohttp.ClientSession(
-        base, headers={"Cookie": cookie}, connector=connector, timeout=aiohttp.ClientTimeout(total=120)
-    )
 
 
 async def idle_sessions(client: aiohttp.ClientSession, team_id: int, idle: int) -> list[float]:
@@ -170,7 +156,7 @@ def product_cpu(worker_pid: int) -> dict[str, float]:
 async def product_run(
     base: str, cookie: str, team_id: int, sessions: int, idle: int, cpu: Callable[[], dict[str, float]]
 ) -> Figures:
-    async with product_client(base, cookie, 2 * sessions + 4) as client:
+    async with common.product_client(base, cookie, 2 * sessions + 4) as client:
         await product_session(client, team_id, "Warm-up")
         idle_latencies = await idle_sessions(client, team_id, idle)
         from llm_scale import side_cpu
@@ -192,7 +178,7 @@ async def product_run(
 
 
 async def product_idle(base: str, cookie: str, team_id: int, idle: int) -> list[float]:
-    async with product_client(base, cookie) as client:
+    async with common.product_client(base, cookie) as client:
         await product_session(client, team_id, "Warm-up")
         return await idle_sessions(client, team_id, idle)
 
