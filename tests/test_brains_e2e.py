@@ -109,6 +109,10 @@ async def test_a_session_on_the_openai_brain_streams_progress_and_records_usage_
         assert not any(KEY in row[0] for row in rows), table
     logs = "".join(path.read_text() for path in start_worker.markers.glob("worker-*.log"))
     assert KEY not in logs and KEY not in caplog.text  # the worker's logs and the web app's
+    # A line per task in the worker's log, none per model call from the SDK's transport (its
+    # INFO line names every request's URL; actors.supervisor.QUIET_LOGGERS).
+    assert logs.count("completed in ") == 7
+    assert "HTTP Request:" not in logs
     assert not any(KEY in answer for answer in answers)
     assert KEY not in json.dumps(received)
     assert worker.poll() is None
