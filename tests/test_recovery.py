@@ -45,6 +45,21 @@ def test_queued_delayed_and_in_flight_messages_count_as_held_and_lost_ones_do_no
     }
 
 
+def test_a_queued_message_carrying_nan_still_counts_as_held(personal_team, user, redis_actors):
+    import json
+
+    session_id = session_with_its_messages_lost(personal_team, user, "Big numbers")
+    queue = redis_actors.get_actor(ACTORS["architect"]).queue_name
+    key = f"{redis_actors.namespace}:{queue}.msgs"
+    [(message_id, raw)] = redis_actors.client.hgetall(key).items()
+    message = json.loads(raw)
+    message["options"]["note"] = float("nan")  # Python writes NaN, which orjson refuses
+    redis_actors.client.hset(key, message_id, json.dumps(message))
+    assert find_lost(redis_actors, ACTORS) == {}
+    redis_actors.client.hdel(key, message_id)
+    assert list(find_lost(redis_actors, ACTORS)) == [session_id]
+
+
 def test_a_loss_is_resent_only_when_a_second_look_confirms_it(personal_team, user, redis_actors):
     session_id = session_with_its_messages_lost(personal_team, user, "Chat")
     redis_actors.flush_all()
