@@ -24,7 +24,6 @@ supervisor runs the children itself:
 from __future__ import annotations
 
 import faulthandler
-import gc
 import logging
 import os
 import signal
@@ -34,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from models import logs
+from models import heap, logs
 from models.settings import Settings
 
 logger = logging.getLogger("sage.supervisor")
@@ -213,13 +212,13 @@ def _settle_heap() -> None:
     garbage collections took about a tenth of its CPU, most of it walking the modules, classes
     and schemas loaded at boot (the SDKs among them, imported on a process's first model call),
     which live as long as the process. `gc.freeze()` moves them to the permanent generation, so
-    collections walk only what the work itself makes.
+    collections walk only what the work itself makes; the collector's thresholds are raised too
+    (`models.heap`).
     """
     from actors.agents.llm import load_configured_sdks
 
     load_configured_sdks()
-    gc.collect()
-    gc.freeze()
+    heap.settle()
 
 
 def serve_one(threads: int, grace_seconds: float) -> int:

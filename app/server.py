@@ -14,7 +14,6 @@ Redis). SIGTERM or SIGINT stops the children gracefully, then this process.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import multiprocessing
 import os
@@ -33,7 +32,7 @@ from hypercorn.logging import AccessLogAtoms
 from hypercorn.logging import Logger as HypercornLogger
 from hypercorn.utils import wrap_app
 
-from models import logs
+from models import heap, logs
 from models.settings import Settings
 
 log = logging.getLogger("sage.web")
@@ -152,10 +151,10 @@ def freeze_start_up_objects() -> None:
     milliseconds, so objects reach the oldest generation steadily, and each full collection walked
     the ~90,000 objects of the started process: pauses of 40-126 ms every second or two at 64
     connections, during which that process answers nothing (issue 13: most of the read p99). With
-    the start-up objects frozen a full collection walks only what came after: 2-7 ms.
+    the start-up objects frozen a full collection walks only what came after: 2-7 ms. The
+    collector's thresholds are raised too (`models.heap`).
     """
-    gc.collect()
-    gc.freeze()
+    heap.settle()
 
 
 def preload_enqueueing() -> None:

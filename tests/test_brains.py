@@ -521,11 +521,15 @@ def test_a_worker_loads_the_configured_sdks_at_boot_and_freezes_what_boot_made(m
     assert load_configured_sdks() == ["openai", "anthropic", "aiohttp"]
     gc.unfreeze()  # whatever froze before in this process: the count below is this call's
     assert gc.get_freeze_count() == 0
+    thresholds = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's default
     try:
         supervisor._settle_heap()
         assert gc.get_freeze_count() > 0  # boot's objects are out of the collector's walks
+        assert gc.get_threshold() == (50_000, 20, 10)  # and young ones are walked less often
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 USAGE_CASES = [

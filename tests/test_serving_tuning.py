@@ -5,10 +5,13 @@ from __future__ import annotations
 import gc
 
 from app.server import served_app
+from models import heap
 
 
 async def test_a_served_app_freezes_its_start_up_objects_once_started(settings, database, redis_client):
     gc.unfreeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's default
     app = served_app(settings)
     assert gc.get_freeze_count() == 0
     try:
@@ -17,10 +20,13 @@ async def test_a_served_app_freezes_its_start_up_objects_once_started(settings, 
             # generations, so a full collection no longer walks them.
             assert gc.get_freeze_count() > 10_000
             assert not gc.is_tracked(app) or app not in gc.get_objects()
+            # And young objects are collected every 50,000 allocations, not every 700.
+            assert gc.get_threshold() == heap.GC_THRESHOLDS == (50_000, 20, 10)
             response = await app.test_client().get("/health")
             assert response.status_code == 200
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def _h11_protocol(sent: list[bytes]):
