@@ -144,8 +144,8 @@ class BrokerView:
     def _add(self, raw: bytes | str) -> None:
         try:
             try:
-                # A look reads every queued message of every active session: orjson parses one
-                # in a third of the standard library's time (bench/README.md, ninth pass).
+                # A look reads every queued message of every active session: with orjson the
+                # view of 1,000 of them took 8.8 ms instead of 16.5 (bench/README.md, ninth pass).
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 data = json.loads(raw)  # what Python writes and orjson refuses: NaN and infinities

@@ -48,7 +48,7 @@ def test_queued_delayed_and_in_flight_messages_count_as_held_and_lost_ones_do_no
 def test_a_queued_message_carrying_nan_still_counts_as_held(personal_team, user, redis_actors):
     import json
 
-    session_id = session_with_its_messages_lost(personal_team, user, "Big numbers")
+    session_id = session_with_its_messages_lost(personal_team, user, "Not a number")
     queue = redis_actors.get_actor(ACTORS["architect"]).queue_name
     key = f"{redis_actors.namespace}:{queue}.msgs"
     [(message_id, raw)] = redis_actors.client.hgetall(key).items()
