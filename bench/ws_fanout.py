@@ -34,7 +34,10 @@ async def run(sockets: int, events: int, interval: float) -> None:
     session = ExecutionSession.create(team=team, user=user_id, feature_name="Fan-out")
     client = redis.Redis.from_url(common.REDIS_URL)
 
-    with common.web_server() as base:
+    # One web process, as the figures say, and room for every socket of this one user: the per-user
+    # cap (WS_MAX_SOCKETS_PER_USER, 50 by default, issue 14) would refuse the 51st with 429.
+    env = common.bench_env(WEB_PROCESSES="1", WS_MAX_SOCKETS_PER_USER=str(sockets))
+    with common.web_server(env) as base:
         cookie = common.login_cookie(base, "fanout")
         url = base.replace("http", "ws") + f"/ws/{session.id}"
         idle_connections = redis_connections(client)
